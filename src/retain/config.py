@@ -1,0 +1,399 @@
+"""Typed, validated run configuration.
+
+A run is described by one YAML file (or a dict from Python) plus ``key=value`` overrides. Every
+section is a dataclass whose fields carry help text; unknown keys and wrong types are rejected with
+the dotted path of the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from retain.errors import ConfigError
+
+
+def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = _help("Train a PEFT LoRA adapter instead of all weights.", False)
+    r: int = _help("LoRA rank.", 8)
+    alpha: int = _help("LoRA alpha (scaling = alpha / r).", 16)
+    dropout: float = _help("Dropout on the LoRA input.", 0.05)
+    target_modules: Optional[list[str]] = _help(
+        "Module names to adapt; null = a sensible default per architecture (attention projections).",
+        None,
+    )
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = _help(
+        "A Hugging Face model name or local path, or 'builtin:<name>' for a tiny model built from a "
+        "config (builtin:tiny-llama, builtin:tiny-gpt2, builtin:tiny-t5, builtin:tiny-bert).",
+        "builtin:tiny-llama",
+    )
+    kind: Optional[str] = _help(
+        "causal | seq2seq | classifier; null = inferred from the model's config.", None
+    )
+    tokenizer: Optional[str] = _help("Tokenizer name or path; null = same as the model.", None)
+    dtype: str = _help("Weight dtype: float32 | bfloat16 | float16 (CPU runs use float32).", "float32")
+    lora: LoraConfig = _help("LoRA settings.", factory=LoraConfig)
+
+
+@dataclass
+class DataSourceConfig:
+    """One custom task: where its data lives and how to read it."""
+
+    name: str = _help("Task name (unique in the stream).", "")
+    format: str = _help("alpaca | olora | trace | hf | text (see `retain list`).", "alpaca")
+    train: Optional[str] = _help("Train file or folder (format dependent).", None)
+    eval: Optional[str] = _help("Evaluation file or folder.", None)
+    path: Optional[str] = _help("Task folder (olora / trace) or dataset name/path (hf).", None)
+    metric: Optional[str] = _help("accuracy | rouge_l | perplexity; null = inferred.", None)
+    fields: dict[str, str] = _help(
+        "Field-name mapping, e.g. {instruction: question, input: context, output: answer}.",
+        factory=dict,
+    )
+    hf_train_split: str = _help("Split name for training (format hf).", "train")
+    hf_eval_split: str = _help("Split name for evaluation (format hf).", "validation")
+
+
+@dataclass
+class StreamConfig:
+    benchmark: str = _help(
+        "demo | standard-cl | long-sequence | custom (see `retain list`).", "demo"
+    )
+    order: Optional[int] = _help("Task order of the benchmark (standard-cl: 1-3, long-sequence: 4-6).", None)
+    data_root: Optional[str] = _help(
+        "Folder holding train/ and dev/ (and optionally test/) of the benchmark.", None
+    )
+    eval_split: str = _help("Split evaluated after every task: dev | test.", "dev")
+    tasks: list[Any] = _help(
+        "custom: a list of task sources; benchmark: an optional subset/reordering of task names.",
+        factory=list,
+    )
+    general: list[Any] = _help(
+        "Held-out general-ability evaluation sets (same form as custom tasks), scored before "
+        "training and after every task.",
+        factory=list,
+    )
+    max_train_per_task: Optional[int] = _help("Cap on train examples per task (seeded sample).", None)
+    max_eval_per_task: Optional[int] = _help("Cap on evaluation examples per task (seeded sample).", None)
+    max_source_length: int = _help("Prompt tokens kept (longer prompts are truncated from the left and counted).", 256)
+    max_target_length: int = _help("Target tokens kept (longer targets are truncated and counted).", 32)
+    demo_tasks: int = _help("Number of generated tasks in the demo stream.", 4)
+    demo_train_size: int = _help("Train examples per generated demo task.", 192)
+    demo_eval_size: int = _help("Evaluation examples per generated demo task.", 64)
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = _help("Epochs per task.", 1.0)
+    batch_size: int = _help("Micro-batch size per device.", 8)
+    grad_accum: int = _help("Micro-batches per optimizer step.", 1)
+    lr: float = _help("Peak learning rate.", 1e-4)
+    weight_decay: float = _help("AdamW weight decay.", 0.0)
+    betas: list[float] = _help("AdamW betas.", factory=lambda: [0.9, 0.999])
+    scheduler: str = _help("constant | linear | cosine (with warmup).", "constant")
+    warmup_steps: int = _help("Warm-up optimizer steps per task.", 0)
+    max_grad_norm: Optional[float] = _help("Gradient clipping norm; null = no clipping.", 1.0)
+    reset_optimizer_per_task: bool = _help(
+        "A new optimizer and schedule per task (true) or one carried across tasks (false).", True
+    )
+    mixed_precision: str = _help("no | bf16 | fp16 (Accelerate mixed precision).", "no")
+    gradient_checkpointing: bool = _help("Trade compute for memory.", False)
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = _help("Evaluation batch size.", 32)
+    before_training: bool = _help("Score every task before training (row 0 of the matrix; needed for FWT).", True)
+    max_new_tokens: Optional[int] = _help("Generation budget; null = longest target of the task + 2.", None)
+    scoring: str = _help(
+        "generate (greedy decoding, exact match / ROUGE-L) | rank (pick the label with the highest "
+        "likelihood: a fast option for label-set tasks).",
+        "generate",
+    )
+    label_space: str = _help(
+        "Classifier kind: 'task' predicts among the evaluated task's labels, 'union' among all "
+        "labels of the stream (class-incremental).",
+        "task",
+    )
+    save_predictions: bool = _help("Write predictions per task and row to the run folder.", True)
+
+
+@dataclass
+class MethodSpec:
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunConfig:
+    name: str = _help("Run name; the run folder is <output_dir>/<name>.", "run")
+    output_dir: str = _help("Parent folder of run folders.", "runs")
+    seed: int = _help("Seed for sampling, shuffling, initialisation and dropout.", 42)
+    model: ModelConfig = _help("Model settings.", factory=ModelConfig)
+    stream: StreamConfig = _help("Task stream settings.", factory=StreamConfig)
+    train: TrainConfig = _help("Training settings.", factory=TrainConfig)
+    eval: EvalConfig = _help("Evaluation settings.", factory=EvalConfig)
+    methods: list[Any] = _help(
+        "Methods in hook order: names or {name: ..., <param>: ...} mappings.",
+        factory=lambda: ["seqft"],
+    )
+
+    def method_specs(self) -> list[MethodSpec]:
+        return parse_method_list(self.methods)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+def parse_method_list(methods: list[Any]) -> list[MethodSpec]:
+    specs: list[MethodSpec] = []
+    if isinstance(methods, (str, dict)):
+        methods = [methods]
+    for i, entry in enumerate(methods):
+        if isinstance(entry, str):
+            specs.append(MethodSpec(entry, {}))
+        elif isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            params = {k: v for k, v in entry.items() if k != "name"}
+            specs.append(MethodSpec(entry["name"], params))
+        else:
+            raise ConfigError(
+                f"methods[{i}]: expected a method name or a mapping with 'name', got {entry!r}"
+            )
+    if not specs:
+        raise ConfigError("methods: the list is empty; name at least one method (e.g. seqft)")
+    return specs
+
+
+# ---------------------------------------------------------------------------------------------
+# Building dataclasses from plain data with key-path error messages.
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce(value: Any, tp: Any, path: str) -> Any:
+    """Convert ``value`` to the annotated type ``tp`` or raise a ConfigError naming ``path``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg, path)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{path}: invalid value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return build_dataclass(tp, value, path)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        (item_tp,) = args or (Any,)
+        return [coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+            return value.lower() in ("true", "yes")
+        raise ConfigError(f"{path}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{path}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{path}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{path}: expected a string, got {value!r}")
+    return value
+
+
+def build_dataclass(cls: Any, data: dict[str, Any], path: str = "") -> Any:
+    """Build ``cls`` from ``data``; unknown keys are errors that list the known ones."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        key_path = f"{path}.{key}" if path else str(key)
+        if key not in known:
+            raise ConfigError(
+                f"{key_path}: unknown key (known keys: {', '.join(sorted(known))})"
+            )
+        kwargs[key] = coerce(value, hints[key], key_path)
+    return cls(**kwargs)
+
+
+def _parse_scalar(text: str) -> Any:
+    """Parse an override value with YAML rules (numbers, booleans, null, lists)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides to a nested dict (a copy)."""
+    data = json.loads(json.dumps(data))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value (e.g. train.lr=1e-4)")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {key}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = _parse_scalar(text)
+    return data
+
+
+def load_config_dict(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+_CHOICES = {
+    "model.kind": (None, "causal", "seq2seq", "classifier"),
+    "model.dtype": ("float32", "bfloat16", "float16"),
+    "train.scheduler": ("constant", "linear", "cosine"),
+    "train.mixed_precision": ("no", "bf16", "fp16"),
+    "eval.scoring": ("generate", "rank"),
+    "eval.label_space": ("task", "union"),
+    "stream.eval_split": ("dev", "test"),
+}
+
+
+def validate(config: RunConfig) -> RunConfig:
+    """Checks that span fields (choices, ranges); method checks happen in the engine."""
+    for key, choices in _CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value not in choices:
+            shown = ", ".join(str(c) for c in choices if c is not None)
+            raise ConfigError(f"{key}: {value!r} is not one of {shown}")
+    positive = {
+        "train.batch_size": config.train.batch_size,
+        "train.grad_accum": config.train.grad_accum,
+        "train.epochs": config.train.epochs,
+        "eval.batch_size": config.eval.batch_size,
+        "stream.max_source_length": config.stream.max_source_length,
+        "stream.max_target_length": config.stream.max_target_length,
+        "model.lora.r": config.model.lora.r,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key}: must be positive, got {value}")
+    if config.train.lr <= 0:
+        raise ConfigError(f"train.lr: must be positive, got {config.train.lr}")
+    for key in ("max_train_per_task", "max_eval_per_task"):
+        value = getattr(config.stream, key)
+        if value is not None and value <= 0:
+            raise ConfigError(f"stream.{key}: must be positive or null, got {value}")
+    if len(config.train.betas) != 2:
+        raise ConfigError(f"train.betas: expected two numbers, got {config.train.betas}")
+    if not config.name or "/" in config.name:
+        raise ConfigError(f"name: {config.name!r} must be a non-empty folder name")
+    config.method_specs()
+    return config
+
+
+def make_config(
+    source: str | Path | dict[str, Any] | RunConfig | None = None,
+    overrides: Optional[list[str]] = None,
+) -> RunConfig:
+    """Build a validated RunConfig from a YAML path, a dict or an existing RunConfig."""
+    if isinstance(source, RunConfig):
+        data = source.to_dict()
+    elif source is None:
+        data = {}
+    elif isinstance(source, dict):
+        data = source
+    else:
+        data = load_config_dict(source)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    config = build_dataclass(RunConfig, data)
+    return validate(config)
+
+
+def describe_fields(cls: Any, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted key, default, help) for every field: used by `retain list --config`."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        tp = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows.extend(describe_fields(tp, key + "."))
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        rows.append((key, default, f.metadata.get("help", "")))
+    return rows

@@ -1,0 +1,254 @@
+"""The stream registry: from a :class:`StreamConfig` to a :class:`Stream` of tasks.
+
+The benchmark orders are those the continual-learning literature reports results on, so that a
+run here is comparable with published tables. Reading, label inference, unknown-label filtering
+and seeded caps happen in one place, in a fixed sequence, so every stream is built the same way.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from retain.config import DataSourceConfig, StreamConfig, build_dataclass
+from retain.data.readers import ReadResult, filter_unknown_labels, infer_labels, read_alpaca, read_source
+from retain.data.types import METRIC_HIGHER_IS_BETTER, Example, Stream, Task
+from retain.errors import ConfigError, DataError
+
+#: benchmark -> order number -> task names (train on the first, then the second, ...).
+BENCHMARK_ORDERS: dict[str, dict[int, tuple[str, ...]]] = {
+    "standard-cl": {
+        1: ("dbpedia", "amazon", "yahoo", "agnews"),
+        2: ("dbpedia", "amazon", "agnews", "yahoo"),
+        3: ("yahoo", "amazon", "agnews", "dbpedia"),
+    },
+    "long-sequence": {
+        4: ("mnli", "cb", "wic", "copa", "qqp", "boolqa", "rte", "imdb", "yelp", "amazon", "sst-2",
+            "dbpedia", "agnews", "multirc", "yahoo"),
+        5: ("multirc", "boolqa", "wic", "mnli", "cb", "copa", "qqp", "rte", "imdb", "sst-2",
+            "dbpedia", "agnews", "yelp", "amazon", "yahoo"),
+        6: ("yelp", "amazon", "mnli", "cb", "copa", "qqp", "rte", "imdb", "sst-2", "dbpedia",
+            "agnews", "yahoo", "multirc", "boolqa", "wic"),
+    },
+}
+
+#: benchmark name -> one-line description (for `retain list`).
+BENCHMARKS: dict[str, str] = {
+    "demo": "generated toy tasks: runs in seconds on a CPU, no data needed (stream.demo_*)",
+    "standard-cl": "4 text-classification tasks, orders 1-3 (needs stream.data_root)",
+    "long-sequence": "15 classification / NLI / QA tasks, orders 4-6 (needs stream.data_root)",
+    "custom": "your own tasks: stream.tasks is a list of sources (see `retain list` formats)",
+}
+
+
+def build_stream(config: StreamConfig, seed: int) -> Stream:
+    """Build the task stream a run trains on, with its held-out general sets."""
+    if config.benchmark == "demo":
+        from retain.data.demo import build_demo_stream
+
+        return build_demo_stream(config, seed)
+    if config.benchmark in BENCHMARK_ORDERS:
+        return _build_benchmark(config, seed)
+    if config.benchmark == "custom":
+        return Stream("custom", _build_custom_tasks(config, seed), _build_general(config, seed))
+    raise ConfigError(
+        f"stream.benchmark: unknown benchmark {config.benchmark!r} (known: {', '.join(BENCHMARKS)})"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Published benchmarks.
+
+
+def _data_root(config: StreamConfig) -> Path:
+    """The benchmark folder, checked up front so a typo fails before any model is loaded."""
+    hint = f"a folder holding train/ and {config.eval_split}/"
+    if not config.data_root:
+        raise ConfigError(f"stream.data_root: required for benchmark {config.benchmark} ({hint})")
+    root = Path(config.data_root).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"stream.data_root: {root} is not a folder ({hint})")
+    for sub in ("train", config.eval_split):
+        if not (root / sub).is_dir():
+            raise ConfigError(f"stream.data_root: {root} has no {sub}/ folder ({hint})")
+    return root
+
+
+def _order(config: StreamConfig) -> int:
+    orders = BENCHMARK_ORDERS[config.benchmark]
+    order = config.order if config.order is not None else min(orders)
+    if order not in orders:
+        raise ConfigError(
+            f"stream.order: {order} is not an order of {config.benchmark} "
+            f"(orders: {', '.join(str(o) for o in orders)})"
+        )
+    return order
+
+
+def _task_names(config: StreamConfig, order: int) -> list[str]:
+    """The order's tasks, or ``stream.tasks`` as a subset / reordering of the benchmark's tasks."""
+    if not config.tasks:
+        return list(BENCHMARK_ORDERS[config.benchmark][order])
+    known = sorted({t for tasks in BENCHMARK_ORDERS[config.benchmark].values() for t in tasks})
+    for i, name in enumerate(config.tasks):
+        if name not in known:
+            raise ConfigError(
+                f"stream.tasks[{i}]: {name!r} is not a task of {config.benchmark} "
+                f"(known: {', '.join(known)})"
+            )
+    _reject_duplicates(list(config.tasks), "stream.tasks")
+    return list(config.tasks)
+
+
+def _build_benchmark(config: StreamConfig, seed: int) -> Stream:
+    root = _data_root(config)
+    order = _order(config)
+    tasks = [
+        _make_task(
+            name,
+            read_alpaca(root / "train" / f"{name}.json"),
+            read_alpaca(root / config.eval_split / f"{name}.json"),
+            config,
+            seed,
+        )
+        for name in _task_names(config, order)
+    ]
+    return Stream(f"{config.benchmark}-order{order}", tasks, _build_general(config, seed))
+
+
+# ---------------------------------------------------------------------------------------------
+# Custom tasks and general sets.
+
+
+def _sources(entries: Sequence[Any], key: str) -> list[tuple[str, DataSourceConfig]]:
+    """(config path, DataSourceConfig) for each entry of ``stream.tasks`` / ``stream.general``."""
+    sources = []
+    for i, entry in enumerate(entries):
+        path = f"{key}[{i}]"
+        if isinstance(entry, DataSourceConfig):
+            source = entry
+        elif isinstance(entry, dict):
+            source = build_dataclass(DataSourceConfig, entry, path)
+        else:
+            raise ConfigError(f"{path}: expected a mapping (name, format, train, eval, ...), got {entry!r}")
+        if source.metric is not None and source.metric not in METRIC_HIGHER_IS_BETTER:
+            raise ConfigError(
+                f"{path}.metric: {source.metric!r} is not one of {', '.join(METRIC_HIGHER_IS_BETTER)}"
+            )
+        sources.append((path, source))
+    return sources
+
+
+def _source_name(source: DataSourceConfig, path: str) -> str:
+    """The task name: given, else the stem of the file / folder / dataset it reads."""
+    if source.name:
+        return source.name
+    location = source.eval or source.path or source.train
+    if not location:
+        raise ConfigError(f"{path}.name: required (no file or path to name the task after)")
+    return Path(location.rstrip("/")).stem
+
+
+def _reject_duplicates(names: list[str], key: str) -> None:
+    seen = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise ConfigError(f"{key}[{i}]: duplicate task name {name!r} (task names must be unique)")
+        seen.add(name)
+
+
+def _build_custom_tasks(config: StreamConfig, seed: int) -> list[Task]:
+    if not config.tasks:
+        raise ConfigError("stream.tasks: benchmark custom needs at least one task source")
+    sources = _sources(config.tasks, "stream.tasks")
+    names = [_source_name(source, path) for path, source in sources]
+    _reject_duplicates(names, "stream.tasks")
+    return [
+        _make_task(
+            name,
+            read_source(source, "train", config.eval_split, path),
+            read_source(source, "eval", config.eval_split, path),
+            config,
+            seed,
+            metric=source.metric,
+        )
+        for name, (path, source) in zip(names, sources)
+    ]
+
+
+def _build_general(config: StreamConfig, seed: int) -> list[Task]:
+    """Held-out general sets: only their eval part is read; labels come from the eval targets."""
+    sources = _sources(config.general, "stream.general")
+    names = [_source_name(source, path) for path, source in sources]
+    _reject_duplicates(names, "stream.general")
+    general = []
+    for name, (path, source) in zip(names, sources):
+        result = read_source(source, "eval", config.eval_split, path)
+        labels = None if result.raw_text else (result.labels or infer_labels(result.examples))
+        metric = source.metric or _default_metric(result, labels)
+        examples = _require(result.examples, name, "eval", result.source)
+        examples = _cap(examples, config.max_eval_per_task, f"{seed}-general-{name}-eval")
+        general.append(
+            Task(name, [], examples, metric, labels, result.raw_text, skipped_records=result.skipped)
+        )
+    return general
+
+
+# ---------------------------------------------------------------------------------------------
+# One task: labels, unknown-label filtering, caps.
+
+
+def _default_metric(result: ReadResult, labels: Optional[list[str]]) -> str:
+    if result.raw_text:
+        return "perplexity"
+    return "accuracy" if labels else "rouge_l"
+
+
+def _task_labels(train: ReadResult, metric: Optional[str]) -> Optional[list[str]]:
+    """Declared labels win over inferred ones; an explicit non-accuracy metric means free text."""
+    if train.raw_text or (metric is not None and metric != "accuracy"):
+        return None
+    return train.labels or infer_labels(train.examples)
+
+
+def _require(examples: list[Example], task: str, part: str, file: str) -> list[Example]:
+    if not examples:
+        raise DataError(f"task {task!r}: no {part} examples left from {file} (all records were left out)")
+    return examples
+
+
+def _cap(examples: list[Example], cap: Optional[int], seed_text: str) -> list[Example]:
+    """A seeded, order-preserving sample of ``cap`` examples (all of them when fewer)."""
+    if cap is None or len(examples) <= cap:
+        return examples
+    chosen = sorted(random.Random(seed_text).sample(range(len(examples)), cap))
+    return [examples[i] for i in chosen]
+
+
+def _make_task(
+    name: str,
+    train: ReadResult,
+    evaluation: ReadResult,
+    config: StreamConfig,
+    seed: int,
+    metric: Optional[str] = None,
+) -> Task:
+    """Read results -> Task: label set, unknown labels reported and dropped, then caps."""
+    labels = _task_labels(train, metric)
+    train_kept, train_unknown = filter_unknown_labels(name, train.source, train.examples, labels)
+    eval_kept, eval_unknown = filter_unknown_labels(name, evaluation.source, evaluation.examples, labels)
+    train_kept = _require(train_kept, name, "train", train.source)
+    eval_kept = _require(eval_kept, name, "eval", evaluation.source)
+    return Task(
+        name=name,
+        train=_cap(train_kept, config.max_train_per_task, f"{seed}-{name}-train"),
+        eval=_cap(eval_kept, config.max_eval_per_task, f"{seed}-{name}-eval"),
+        metric=metric or _default_metric(train, labels),
+        labels=labels,
+        raw_text=train.raw_text,
+        skipped_records=train.skipped + evaluation.skipped + train_unknown + eval_unknown,
+    )
+
+
+__all__ = ["BENCHMARKS", "BENCHMARK_ORDERS", "build_stream"]

@@ -1,0 +1,211 @@
+"""The stream registry: orders, benchmark folders, custom streams, caps and the real benchmark."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+from retain.config import StreamConfig
+from retain.data.benchmarks import BENCHMARK_ORDERS, BENCHMARKS, build_stream
+from retain.data.readers import DataWarning
+from retain.errors import ConfigError, DataError
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared/data/cl_benchmark"
+
+LABELS = {
+    "dbpedia": ["Company", "Artist", "Village"],
+    "amazon": ["negative", "positive"],
+    "yahoo": ["Sports", "Business & Finance"],
+    "agnews": ["World", "Science or Technology"],
+}
+
+
+def write_task(root: Path, split: str, task: str, size: int, labels: list[str]) -> None:
+    option = ", ".join(labels)
+    records = [
+        {
+            "id": f"{task}_{i}",
+            "instruction": f"Classify. Choose one from the option. Option: {option}.\n",
+            "input": f"{task} text {i}\nAnswer:",
+            "output": labels[i % len(labels)],
+        }
+        for i in range(size)
+    ]
+    (root / split).mkdir(parents=True, exist_ok=True)
+    (root / split / f"{task}.json").write_text(json.dumps(records))
+
+
+@pytest.fixture()
+def data_root(tmp_path: Path) -> Path:
+    root = tmp_path / "cl"
+    for task, labels in LABELS.items():
+        write_task(root, "train", task, 20, labels)
+        write_task(root, "dev", task, 10, labels)
+    return root
+
+
+def test_orders_table() -> None:
+    assert BENCHMARK_ORDERS["standard-cl"] == {
+        1: ("dbpedia", "amazon", "yahoo", "agnews"),
+        2: ("dbpedia", "amazon", "agnews", "yahoo"),
+        3: ("yahoo", "amazon", "agnews", "dbpedia"),
+    }
+    long = BENCHMARK_ORDERS["long-sequence"]
+    assert long[4] == tuple(
+        "mnli cb wic copa qqp boolqa rte imdb yelp amazon sst-2 dbpedia agnews multirc yahoo".split()
+    )
+    assert long[5] == tuple(
+        "multirc boolqa wic mnli cb copa qqp rte imdb sst-2 dbpedia agnews yelp amazon yahoo".split()
+    )
+    assert long[6] == tuple(
+        "yelp amazon mnli cb copa qqp rte imdb sst-2 dbpedia agnews yahoo multirc boolqa wic".split()
+    )
+    assert all(len(set(order)) == 15 for order in long.values())
+    assert {"demo", "standard-cl", "long-sequence", "custom"} <= set(BENCHMARKS)
+
+
+def test_standard_cl_order1_with_caps(data_root: Path) -> None:
+    config = StreamConfig(
+        benchmark="standard-cl", data_root=str(data_root), max_train_per_task=8, max_eval_per_task=4
+    )
+    stream = build_stream(config, seed=1)
+    assert stream.name == "standard-cl-order1"
+    assert stream.task_names == ["dbpedia", "amazon", "yahoo", "agnews"]
+    for task in stream.tasks:
+        assert len(task.train) == 8 and len(task.eval) == 4
+        assert task.labels == LABELS[task.name]
+        assert task.metric == "accuracy" and task.skipped_records == 0
+        indices = [int(ex.key.split("_")[1]) for ex in task.train]
+        assert indices == sorted(indices)  # the sample keeps file order
+    again = build_stream(config, seed=1)
+    assert [ex.key for ex in again.tasks[0].train] == [ex.key for ex in stream.tasks[0].train]
+    other = build_stream(config, seed=2)
+    assert [ex.key for ex in other.tasks[0].train] != [ex.key for ex in stream.tasks[0].train]
+
+
+def test_task_subset_and_reordering(data_root: Path) -> None:
+    config = StreamConfig(benchmark="standard-cl", data_root=str(data_root), order=3, tasks=["agnews", "yahoo"])
+    assert build_stream(config, seed=0).task_names == ["agnews", "yahoo"]
+
+
+def test_missing_data_root(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="stream.data_root: required for benchmark standard-cl"):
+        build_stream(StreamConfig(benchmark="standard-cl"), seed=0)
+    with pytest.raises(ConfigError, match="stream.data_root: .* is not a folder"):
+        build_stream(StreamConfig(benchmark="standard-cl", data_root=str(tmp_path / "nope")), seed=0)
+    (tmp_path / "train").mkdir()
+    with pytest.raises(ConfigError, match="has no dev/ folder"):
+        build_stream(StreamConfig(benchmark="long-sequence", data_root=str(tmp_path)), seed=0)
+
+
+def test_bad_order(data_root: Path) -> None:
+    expected = r"stream.order: 4 is not an order of standard-cl \(orders: 1, 2, 3\)"
+    with pytest.raises(ConfigError, match=expected):
+        build_stream(StreamConfig(benchmark="standard-cl", data_root=str(data_root), order=4), seed=0)
+
+
+def test_unknown_task_name(data_root: Path) -> None:
+    config = StreamConfig(benchmark="standard-cl", data_root=str(data_root), tasks=["agnews", "mnli"])
+    expected = r"stream.tasks\[1\]: 'mnli' is not a task of standard-cl \(known: agnews, amazon"
+    with pytest.raises(ConfigError, match=expected):
+        build_stream(config, seed=0)
+
+
+def test_unknown_benchmark() -> None:
+    with pytest.raises(ConfigError, match="unknown benchmark 'glue' \\(known: demo, standard-cl"):
+        build_stream(StreamConfig(benchmark="glue"), seed=0)
+
+
+def test_missing_task_file(data_root: Path) -> None:
+    (data_root / "dev" / "yahoo.json").unlink()
+    with pytest.raises(DataError, match="yahoo.json: file not found"):
+        build_stream(StreamConfig(benchmark="standard-cl", data_root=str(data_root)), seed=0)
+
+
+def test_unknown_labels_in_eval_are_counted(data_root: Path) -> None:
+    path = data_root / "dev" / "amazon.json"
+    records = json.loads(path.read_text())
+    records[2]["output"] = "-"
+    path.write_text(json.dumps(records))
+    config = StreamConfig(benchmark="standard-cl", data_root=str(data_root), tasks=["amazon"])
+    with pytest.warns(DataWarning, match=r"amazon.json: 1 record of task 'amazon' .* amazon_2 \(output '-'\)"):
+        stream = build_stream(config, seed=0)
+    assert stream.tasks[0].skipped_records == 1 and len(stream.tasks[0].eval) == 9
+
+
+def test_task_left_empty_is_a_data_error(data_root: Path) -> None:
+    path = data_root / "dev" / "agnews.json"
+    records = json.loads(path.read_text())
+    path.write_text(json.dumps([dict(r, output="-") for r in records]))
+    config = StreamConfig(benchmark="standard-cl", data_root=str(data_root), tasks=["agnews"])
+    with pytest.raises(DataError, match="task 'agnews': no eval examples left from .*agnews.json"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)
+            build_stream(config, seed=0)
+
+
+def test_custom_stream_with_general_sets(tmp_path: Path, data_root: Path) -> None:
+    docs = tmp_path / "wiki.txt"
+    docs.write_text("Doc one.\n\nDoc two.\n")
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("\n".join(json.dumps({"prompt": f"Q{i}?", "answer": f"answer {i}"}) for i in range(3)))
+    config = StreamConfig(
+        benchmark="custom",
+        tasks=[
+            {
+                "name": "news",
+                "train": str(data_root / "train/agnews.json"),
+                "eval": str(data_root / "dev/agnews.json"),
+            },
+            {"name": "wiki", "format": "text", "train": str(docs), "eval": str(docs)},
+        ],
+        general=[
+            {"format": "text", "path": str(docs)},
+            {"name": "qa", "format": "hf", "eval": str(qa), "fields": {}},
+        ],
+    )
+    stream = build_stream(config, seed=0)
+    news, wiki = stream.tasks
+    assert news.metric == "accuracy" and news.labels == LABELS["agnews"]
+    assert wiki.raw_text and wiki.metric == "perplexity" and wiki.labels is None
+    assert [g.name for g in stream.general] == ["wiki", "qa"]
+    assert stream.general[0].metric == "perplexity" and stream.general[1].metric == "rouge_l"
+    assert all(g.train == [] for g in stream.general)
+
+
+def test_custom_stream_errors(data_root: Path) -> None:
+    train = str(data_root / "train/agnews.json")
+    duplicate = StreamConfig(benchmark="custom", tasks=[{"name": "a", "train": train, "eval": train}] * 2)
+    with pytest.raises(ConfigError, match=r"stream.tasks\[1\]: duplicate task name 'a'"):
+        build_stream(duplicate, seed=0)
+    with pytest.raises(ConfigError, match=r"stream.tasks\[0\].colour: unknown key"):
+        build_stream(StreamConfig(benchmark="custom", tasks=[{"colour": "red"}]), seed=0)
+    with pytest.raises(ConfigError, match=r"stream.tasks\[0\].metric: 'bleu' is not one of"):
+        bleu = [{"train": train, "eval": train, "metric": "bleu"}]
+        build_stream(StreamConfig(benchmark="custom", tasks=bleu), seed=0)
+    with pytest.raises(ConfigError, match="stream.tasks: benchmark custom needs at least one task"):
+        build_stream(StreamConfig(benchmark="custom"), seed=0)
+
+
+@pytest.mark.data
+def test_real_benchmark() -> None:
+    if not (REAL_DATA / "train").is_dir():
+        pytest.skip(f"{REAL_DATA} not present")
+    stream = build_stream(StreamConfig(benchmark="standard-cl", data_root=str(REAL_DATA)), seed=42)
+    assert stream.task_names == ["dbpedia", "amazon", "yahoo", "agnews"]
+    assert all(len(task.train) == 1000 and len(task.eval) == 500 for task in stream.tasks)
+    agnews = stream.tasks[3]
+    assert set(agnews.labels) == {"World", "Sports", "Business", "Science or Technology"}
+    assert len(stream.tasks[0].labels) == 14 and len(stream.tasks[2].labels) == 10
+
+    config = StreamConfig(benchmark="long-sequence", data_root=str(REAL_DATA), tasks=["mnli"])
+    with pytest.warns(DataWarning) as record:
+        mnli = build_stream(config, seed=42).tasks[0]
+    assert len(record) == 1
+    assert "dev/mnli.json: 6 records of task 'mnli'" in str(record[0].message)
+    assert "(output '-')" in str(record[0].message)
+    assert mnli.skipped_records == 6 and len(mnli.eval) == 494
+    assert sorted(mnli.labels) == ["contradiction", "entailment", "neutral"]

@@ -1,0 +1,68 @@
+"""Config validation: every mistake names its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from retain.config import RunConfig, apply_overrides, make_config
+from retain.errors import ConfigError
+
+
+def test_defaults_are_valid() -> None:
+    config = make_config({})
+    assert isinstance(config, RunConfig)
+    assert config.method_specs()[0].name == "seqft"
+
+
+def test_overrides_parse_yaml_scalars() -> None:
+    config = make_config({}, ["train.lr=1e-4", "train.epochs=2", "model.lora.enabled=true", "name=x"])
+    assert config.train.lr == pytest.approx(1e-4)
+    assert config.train.epochs == 2.0
+    assert config.model.lora.enabled is True
+    assert config.name == "x"
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ({"trian": {}}, "trian: unknown key"),
+        ({"train": {"lr": "fast"}}, "train.lr: expected a number"),
+        ({"train": {"batch_size": 0}}, "train.batch_size: must be positive"),
+        ({"train": {"scheduler": "warm"}}, "train.scheduler: 'warm' is not one of"),
+        ({"model": {"lora": {"rank": 4}}}, "model.lora.rank: unknown key"),
+        ({"eval": {"label_space": "all"}}, "eval.label_space"),
+        ({"methods": [{"params": 1}]}, "methods[0]"),
+        ({"methods": []}, "methods: the list is empty"),
+        ({"train": {"betas": [0.9]}}, "train.betas"),
+    ],
+)
+def test_errors_name_the_key(data: dict, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=None) as info:
+        make_config(data)
+    assert fragment in str(info.value)
+
+
+def test_bad_override_syntax() -> None:
+    with pytest.raises(ConfigError, match="expected key=value"):
+        apply_overrides({}, ["train.lr"])
+
+
+def test_yaml_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        make_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        make_config(bad)
+    top = tmp_path / "list.yaml"
+    top.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        make_config(top)
+
+
+def test_method_params_mapping() -> None:
+    config = make_config({"methods": ["seqft", {"name": "mtl"}]})
+    specs = config.method_specs()
+    assert [s.name for s in specs] == ["seqft", "mtl"]
