@@ -7,11 +7,24 @@ from typing import Any
 __version__ = "0.1.0"
 
 
-def run(config: Any = None, overrides: list[str] | None = None, resume: bool = False) -> Any:
-    """Run an experiment from a YAML path, a dict or a RunConfig; returns the run result."""
+def run(
+    config: Any = None,
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    overwrite: bool = False,
+    stop_after: int | None = None,
+) -> Any:
+    """Run an experiment from a YAML path, a dict or a RunConfig (or resume a run folder).
+
+    Returns a :class:`retain.api.RunResult` with the run folder, the matrix and the metrics.
+    ``stop_after=N`` stops (resumably) after N tasks.
+    """
     from retain.api import run as _run
 
-    return _run(config, overrides=overrides, resume=resume)
+    return _run(config, overrides=overrides, resume=resume, quiet=quiet, overwrite=overwrite, stop_after=stop_after)
 
 
-__all__ = ["run", "__version__"]
+from retain import errors  # noqa: E402
+
+__all__ = ["run", "errors", "__version__"]

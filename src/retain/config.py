@@ -20,7 +20,8 @@ import yaml
 from retain.errors import ConfigError
 
 
-def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
+def option(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with help text (shown by `retain list`)."""
     if factory is not dataclasses.MISSING:
         return field(default_factory=factory, metadata={"help": text})
     return field(default=default, metadata={"help": text})
@@ -28,11 +29,11 @@ def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclas
 
 @dataclass
 class LoraConfig:
-    enabled: bool = _help("Train a PEFT LoRA adapter instead of all weights.", False)
-    r: int = _help("LoRA rank.", 8)
-    alpha: int = _help("LoRA alpha (scaling = alpha / r).", 16)
-    dropout: float = _help("Dropout on the LoRA input.", 0.05)
-    target_modules: Optional[list[str]] = _help(
+    enabled: bool = option("Train a PEFT LoRA adapter instead of all weights.", False)
+    r: int = option("LoRA rank.", 8)
+    alpha: int = option("LoRA alpha (scaling = alpha / r).", 16)
+    dropout: float = option("Dropout on the LoRA input.", 0.05)
+    target_modules: Optional[list[str]] = option(
         "Module names to adapt; null = a sensible default per architecture (attention projections).",
         None,
     )
@@ -40,99 +41,99 @@ class LoraConfig:
 
 @dataclass
 class ModelConfig:
-    name_or_path: str = _help(
+    name_or_path: str = option(
         "A Hugging Face model name or local path, or 'builtin:<name>' for a tiny model built from a "
         "config (builtin:tiny-llama, builtin:tiny-gpt2, builtin:tiny-t5, builtin:tiny-bert).",
         "builtin:tiny-llama",
     )
-    kind: Optional[str] = _help(
+    kind: Optional[str] = option(
         "causal | seq2seq | classifier; null = inferred from the model's config.", None
     )
-    tokenizer: Optional[str] = _help("Tokenizer name or path; null = same as the model.", None)
-    dtype: str = _help("Weight dtype: float32 | bfloat16 | float16 (CPU runs use float32).", "float32")
-    lora: LoraConfig = _help("LoRA settings.", factory=LoraConfig)
+    tokenizer: Optional[str] = option("Tokenizer name or path; null = same as the model.", None)
+    dtype: str = option("Weight dtype: float32 | bfloat16 | float16 (CPU runs use float32).", "float32")
+    lora: LoraConfig = option("LoRA settings.", factory=LoraConfig)
 
 
 @dataclass
 class DataSourceConfig:
     """One custom task: where its data lives and how to read it."""
 
-    name: str = _help("Task name (unique in the stream).", "")
-    format: str = _help("alpaca | olora | trace | hf | text (see `retain list`).", "alpaca")
-    train: Optional[str] = _help("Train file or folder (format dependent).", None)
-    eval: Optional[str] = _help("Evaluation file or folder.", None)
-    path: Optional[str] = _help("Task folder (olora / trace) or dataset name/path (hf).", None)
-    metric: Optional[str] = _help("accuracy | rouge_l | perplexity; null = inferred.", None)
-    fields: dict[str, str] = _help(
+    name: str = option("Task name (unique in the stream).", "")
+    format: str = option("alpaca | olora | trace | hf | text (see `retain list`).", "alpaca")
+    train: Optional[str] = option("Train file or folder (format dependent).", None)
+    eval: Optional[str] = option("Evaluation file or folder.", None)
+    path: Optional[str] = option("Task folder (olora / trace) or dataset name/path (hf).", None)
+    metric: Optional[str] = option("accuracy | rouge_l | perplexity; null = inferred.", None)
+    fields: dict[str, str] = option(
         "Field-name mapping, e.g. {instruction: question, input: context, output: answer}.",
         factory=dict,
     )
-    hf_train_split: str = _help("Split name for training (format hf).", "train")
-    hf_eval_split: str = _help("Split name for evaluation (format hf).", "validation")
+    hf_train_split: str = option("Split name for training (format hf).", "train")
+    hf_eval_split: str = option("Split name for evaluation (format hf).", "validation")
 
 
 @dataclass
 class StreamConfig:
-    benchmark: str = _help(
+    benchmark: str = option(
         "demo | standard-cl | long-sequence | custom (see `retain list`).", "demo"
     )
-    order: Optional[int] = _help("Task order of the benchmark (standard-cl: 1-3, long-sequence: 4-6).", None)
-    data_root: Optional[str] = _help(
+    order: Optional[int] = option("Task order of the benchmark (standard-cl: 1-3, long-sequence: 4-6).", None)
+    data_root: Optional[str] = option(
         "Folder holding train/ and dev/ (and optionally test/) of the benchmark.", None
     )
-    eval_split: str = _help("Split evaluated after every task: dev | test.", "dev")
-    tasks: list[Any] = _help(
+    eval_split: str = option("Split evaluated after every task: dev | test.", "dev")
+    tasks: list[Any] = option(
         "custom: a list of task sources; benchmark: an optional subset/reordering of task names.",
         factory=list,
     )
-    general: list[Any] = _help(
+    general: list[Any] = option(
         "Held-out general-ability evaluation sets (same form as custom tasks), scored before "
         "training and after every task.",
         factory=list,
     )
-    max_train_per_task: Optional[int] = _help("Cap on train examples per task (seeded sample).", None)
-    max_eval_per_task: Optional[int] = _help("Cap on evaluation examples per task (seeded sample).", None)
-    max_source_length: int = _help("Prompt tokens kept (longer prompts are truncated from the left and counted).", 256)
-    max_target_length: int = _help("Target tokens kept (longer targets are truncated and counted).", 32)
-    demo_tasks: int = _help("Number of generated tasks in the demo stream.", 4)
-    demo_train_size: int = _help("Train examples per generated demo task.", 192)
-    demo_eval_size: int = _help("Evaluation examples per generated demo task.", 64)
+    max_train_per_task: Optional[int] = option("Cap on train examples per task (seeded sample).", None)
+    max_eval_per_task: Optional[int] = option("Cap on evaluation examples per task (seeded sample).", None)
+    max_source_length: int = option("Prompt tokens kept (longer prompts are truncated from the left and counted).", 256)
+    max_target_length: int = option("Target tokens kept (longer targets are truncated and counted).", 32)
+    demo_tasks: int = option("Number of generated tasks in the demo stream.", 4)
+    demo_train_size: int = option("Train examples per generated demo task.", 192)
+    demo_eval_size: int = option("Evaluation examples per generated demo task.", 64)
 
 
 @dataclass
 class TrainConfig:
-    epochs: float = _help("Epochs per task.", 1.0)
-    batch_size: int = _help("Micro-batch size per device.", 8)
-    grad_accum: int = _help("Micro-batches per optimizer step.", 1)
-    lr: float = _help("Peak learning rate.", 1e-4)
-    weight_decay: float = _help("AdamW weight decay.", 0.0)
-    betas: list[float] = _help("AdamW betas.", factory=lambda: [0.9, 0.999])
-    scheduler: str = _help("constant | linear | cosine (with warmup).", "constant")
-    warmup_steps: int = _help("Warm-up optimizer steps per task.", 0)
-    max_grad_norm: Optional[float] = _help("Gradient clipping norm; null = no clipping.", 1.0)
-    reset_optimizer_per_task: bool = _help(
+    epochs: float = option("Epochs per task.", 1.0)
+    batch_size: int = option("Micro-batch size per device.", 8)
+    grad_accum: int = option("Micro-batches per optimizer step.", 1)
+    lr: float = option("Peak learning rate.", 1e-4)
+    weight_decay: float = option("AdamW weight decay.", 0.0)
+    betas: list[float] = option("AdamW betas.", factory=lambda: [0.9, 0.999])
+    scheduler: str = option("constant | linear | cosine (with warmup).", "constant")
+    warmup_steps: int = option("Warm-up optimizer steps per task.", 0)
+    max_grad_norm: Optional[float] = option("Gradient clipping norm; null = no clipping.", 1.0)
+    reset_optimizer_per_task: bool = option(
         "A new optimizer and schedule per task (true) or one carried across tasks (false).", True
     )
-    mixed_precision: str = _help("no | bf16 | fp16 (Accelerate mixed precision).", "no")
-    gradient_checkpointing: bool = _help("Trade compute for memory.", False)
+    mixed_precision: str = option("no | bf16 | fp16 (Accelerate mixed precision).", "no")
+    gradient_checkpointing: bool = option("Trade compute for memory.", False)
 
 
 @dataclass
 class EvalConfig:
-    batch_size: int = _help("Evaluation batch size.", 32)
-    before_training: bool = _help("Score every task before training (row 0 of the matrix; needed for FWT).", True)
-    max_new_tokens: Optional[int] = _help("Generation budget; null = longest target of the task + 2.", None)
-    scoring: str = _help(
+    batch_size: int = option("Evaluation batch size.", 32)
+    before_training: bool = option("Score every task before training (row 0 of the matrix; needed for FWT).", True)
+    max_new_tokens: Optional[int] = option("Generation budget; null = longest target of the task + 2.", None)
+    scoring: str = option(
         "generate (greedy decoding, exact match / ROUGE-L) | rank (pick the label with the highest "
         "likelihood: a fast option for label-set tasks).",
         "generate",
     )
-    label_space: str = _help(
+    label_space: str = option(
         "Classifier kind: 'task' predicts among the evaluated task's labels, 'union' among all "
         "labels of the stream (class-incremental).",
         "task",
     )
-    save_predictions: bool = _help("Write predictions per task and row to the run folder.", True)
+    save_predictions: bool = option("Write predictions per task and row to the run folder.", True)
 
 
 @dataclass
@@ -143,14 +144,14 @@ class MethodSpec:
 
 @dataclass
 class RunConfig:
-    name: str = _help("Run name; the run folder is <output_dir>/<name>.", "run")
-    output_dir: str = _help("Parent folder of run folders.", "runs")
-    seed: int = _help("Seed for sampling, shuffling, initialisation and dropout.", 42)
-    model: ModelConfig = _help("Model settings.", factory=ModelConfig)
-    stream: StreamConfig = _help("Task stream settings.", factory=StreamConfig)
-    train: TrainConfig = _help("Training settings.", factory=TrainConfig)
-    eval: EvalConfig = _help("Evaluation settings.", factory=EvalConfig)
-    methods: list[Any] = _help(
+    name: str = option("Run name; the run folder is <output_dir>/<name>.", "run")
+    output_dir: str = option("Parent folder of run folders.", "runs")
+    seed: int = option("Seed for sampling, shuffling, initialisation and dropout.", 42)
+    model: ModelConfig = option("Model settings.", factory=ModelConfig)
+    stream: StreamConfig = option("Task stream settings.", factory=StreamConfig)
+    train: TrainConfig = option("Training settings.", factory=TrainConfig)
+    eval: EvalConfig = option("Evaluation settings.", factory=EvalConfig)
+    methods: list[Any] = option(
         "Methods in hook order: names or {name: ..., <param>: ...} mappings.",
         factory=lambda: ["seqft"],
     )

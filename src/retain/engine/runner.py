@@ -1,0 +1,313 @@
+"""The continual run: build everything, then for each phase train, evaluate, checkpoint.
+
+The accuracy matrix is written after every phase, and a checkpoint is swapped in atomically right
+after it, so ``retain run --resume`` continues from the last completed phase and ends with the same
+matrix as an uninterrupted run (each phase reseeds from the run seed and its index, so nothing
+depends on RNG state carried through the crash).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from retain.config import RunConfig, make_config
+from retain.data.benchmarks import build_stream
+from retain.data.collate import Encoder
+from retain.engine import checkpoint as ckpt
+from retain.engine.context import RunContext
+from retain.engine.evaluate import evaluate_tasks
+from retain.engine.loop import count_new_batches, train_phase
+from retain.engine.optim import build_optimizer, build_scheduler
+from retain.errors import RetainError
+from retain.evaluation.cl_metrics import AccuracyMatrix, GeneralScores, compute_cl_metrics
+from retain.methods.base import Method, Phase
+from retain.methods.registry import check_combination, instantiate
+from retain.models.loading import load_model
+from retain.reporting.report import format_matrix_text, format_metrics_text
+from retain.reporting.run_folder import RunFolder
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    matrix: AccuracyMatrix
+    metrics: dict[str, Any]
+    text: str
+
+
+def _make_logger(run_dir: Path, quiet: bool) -> logging.Logger:
+    logger = logging.getLogger(f"retain.run.{run_dir.resolve()}")
+    logger.handlers.clear()
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    file_handler = logging.FileHandler(run_dir / "run.log")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(file_handler)
+    if not quiet:
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(console)
+    return logger
+
+
+def _default_phases(num_tasks: int, names: list[str]) -> list[Phase]:
+    return [Phase(name=names[i], task_indices=[i]) for i in range(num_tasks)]
+
+
+class ContinualRunner:
+    """Runs one experiment end to end (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        resume: bool = False,
+        quiet: bool = False,
+        overwrite: bool = False,
+        stop_after: Optional[int] = None,
+    ) -> None:
+        self.config = config
+        self.resume = resume
+        self.quiet = quiet
+        self.overwrite = overwrite
+        self.stop_after = stop_after  # stop (resumably) once this many phases are complete
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    def _prepare_run_dir(self) -> Path:
+        run_dir = self.config.run_dir
+        if self.resume:
+            if not ckpt.has_checkpoint(run_dir) and not (run_dir / "config.yaml").is_file():
+                raise RetainError(f"{run_dir}: nothing to resume (no config.yaml or checkpoint)")
+            return run_dir
+        if run_dir.exists() and any(run_dir.iterdir()):
+            if not self.overwrite:
+                raise RetainError(
+                    f"{run_dir}: run folder exists; continue it with --resume, "
+                    "replace it with --overwrite, or choose another name"
+                )
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
+
+    def _build(self) -> tuple[RunContext, list[Method], RunFolder]:
+        config = self.config
+        methods = instantiate(config.method_specs())
+        lora = config.model.lora.enabled or any(m.needs_lora is True for m in methods)
+        model_config = replace(config.model, lora=replace(config.model.lora, enabled=lora))
+        # Validate the method list against the model kind before any heavy loading.
+        from retain.models.loading import _resolve_kind  # noqa: PLC0415  (cheap config read)
+
+        kind, _ = _resolve_kind(model_config)
+        accelerator = Accelerator(
+            mixed_precision=config.train.mixed_precision,
+            gradient_accumulation_steps=config.train.grad_accum,
+        )
+        distributed = str(accelerator.distributed_type).split(".")[-1].lower()
+        check_combination(methods, kind, lora, distributed)
+        run_dir = self._prepare_run_dir()
+        folder = RunFolder(run_dir)
+        logger = _make_logger(run_dir, self.quiet)
+        set_seed(config.seed)
+        stream = build_stream(config.stream, config.seed)
+        for task in stream.tasks:
+            if task.skipped_records:
+                logger.warning("task %s: %d records skipped while reading (see warnings above)", task.name, task.skipped_records)
+        loaded = load_model(model_config, stream, config.seed)
+        model = loaded.model
+        if config.train.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        model = accelerator.prepare(model)
+        encoder = Encoder(
+            loaded.tokenizer, loaded.kind, loaded.label_names,
+            config.stream.max_source_length, config.stream.max_target_length, config.eval.label_space,
+        )
+        phases: Optional[list[Phase]] = None
+        for method in methods:
+            planned = method.plan_phases(stream)
+            if planned is not None:
+                phases = planned
+        if phases is None:
+            phases = _default_phases(len(stream.tasks), stream.task_names)
+        ctx = RunContext(
+            config=config, accelerator=accelerator, model=model, tokenizer=loaded.tokenizer,
+            kind=loaded.kind, stream=stream, encoder=encoder, run_dir=run_dir, phases=phases,
+            logger=logger, lora=lora,
+        )
+        for method in methods:
+            method.setup(ctx)
+        return ctx, methods, folder
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        ctx, methods, folder = self._build()
+        config, logger, stream = self.config, ctx.logger, ctx.stream
+        if not self.resume:
+            folder.write_config(config.to_dict())
+        names = stream.task_names
+        matrix = AccuracyMatrix(
+            task_names=names,
+            higher_is_better=[t.higher_is_better for t in stream.tasks],
+            row_labels=[], rows=[], has_initial_row=config.eval.before_training,
+            phase_task_index=[],
+        )
+        general = GeneralScores(
+            names=[g.name for g in stream.general],
+            higher_is_better=[g.higher_is_better for g in stream.general],
+            rows=[],
+        ) if stream.general else None
+        start_phase = 0
+        if self.resume and ckpt.has_checkpoint(ctx.run_dir):
+            state = ckpt.load_state(ctx.run_dir)
+            start_phase = state["completed_phases"]
+            ctx.global_step = state["global_step"]
+            matrix = AccuracyMatrix.from_dict(state["matrix"])
+            if general is not None and state.get("general"):
+                general = GeneralScores.from_dict(state["general"])
+            for method, method_state in zip(methods, ckpt.load_method_states(ctx.run_dir)):
+                method.load_state_dict(method_state)
+            ckpt.load_model_weights(ctx.run_dir, ctx.unwrapped_model())
+            logger.info("resuming %s after %d of %d phases", ctx.run_dir, start_phase, len(ctx.phases))
+        else:
+            start_phase = 0
+        logger.info(
+            "run %s: %s model, %s, methods %s, %d tasks (%s)",
+            config.name, ctx.kind, config.model.name_or_path,
+            "+".join(m.name for m in methods), len(names), ", ".join(names),
+        )
+        if start_phase == 0 and not matrix.rows:
+            if config.eval.before_training:
+                self._evaluate_row(ctx, matrix, folder, "before training", None)
+            if general is not None:
+                general.rows.append(evaluate_tasks(ctx, stream.general, 10_000).scores)
+                folder.write_general(general)
+            if config.eval.before_training or general is not None:
+                self._checkpoint(ctx, methods, matrix, general, 0)
+
+        end_phase = len(ctx.phases) if self.stop_after is None else min(len(ctx.phases), self.stop_after)
+        for phase_index in range(start_phase, end_phase):
+            self._train_one_phase(ctx, methods, phase_index, phase_index == start_phase and self.resume)
+            self._evaluate_row(ctx, matrix, folder, f"after {ctx.phase.name}", ctx.task_index)
+            if general is not None:
+                general.rows.append(evaluate_tasks(ctx, stream.general, 10_000).scores)
+                folder.write_general(general)
+            self._checkpoint(ctx, methods, matrix, general, phase_index + 1)
+
+        metrics = compute_cl_metrics(matrix, general=general)
+        folder.write_metrics(metrics)
+        text = format_matrix_text(matrix) + "\n\n" + format_metrics_text(metrics)
+        self._write_report(ctx, methods)
+        return RunResult(ctx.run_dir, matrix, metrics, text)
+
+    def _train_one_phase(self, ctx: RunContext, methods: list[Method], phase_index: int, resumed: bool) -> None:
+        config, logger = self.config, ctx.logger
+        ctx.phase_index = phase_index
+        set_seed(config.seed + 1000 * (phase_index + 1))
+        for method in methods:
+            method.on_task_start(ctx)
+        fresh = (
+            ctx.optimizer is None
+            or config.train.reset_optimizer_per_task
+            or any(m.needs_fresh_optimizer for m in methods)
+        )
+        new_batches = count_new_batches(ctx)
+        total = new_batches + sum(m.extra_micro_batches(ctx, new_batches) for m in methods)
+        steps = max(1, total // config.train.grad_accum)
+        if fresh:
+            parameters = [p for _, p in ctx.trainable_parameters()]
+            if not parameters:
+                raise RetainError("no trainable parameters: check the method list and model.lora settings")
+            optimizer = build_optimizer(parameters, config.train)
+            total_steps = steps if config.train.reset_optimizer_per_task else steps * len(ctx.phases)
+            ctx.scheduler = build_scheduler(optimizer, config.train, total_steps)
+            ctx.optimizer = ctx.accelerator.prepare_optimizer(optimizer)
+            if resumed and not config.train.reset_optimizer_per_task:
+                ckpt.load_optimizer(ctx.run_dir, ctx.optimizer.optimizer, ctx.scheduler)
+        ctx.accelerator.step = 0
+        ctx.accelerator.gradient_state._set_sync_gradients(True)
+        started = time.perf_counter()
+        stats = train_phase(ctx, methods, total, show_progress=not self.quiet)
+        ctx.unwrapped_model().zero_grad(set_to_none=True)
+        for method in methods:
+            method.on_task_end(ctx)
+        logs = {k: v for m in methods for k, v in m.log_values().items()}
+        trunc = ctx.encoder.truncation
+        logger.info(
+            "phase %d/%d %s: %d micro-batches, %d steps, mean loss %.4f, %.1fs%s%s",
+            phase_index + 1, len(ctx.phases), ctx.phase.name, stats["micro_batches"], stats["steps"],
+            stats["mean_loss"], time.perf_counter() - started,
+            f"; truncated so far: {trunc.sources} prompts, {trunc.targets} targets of {trunc.seen}" if trunc.sources or trunc.targets else "",
+            "; " + ", ".join(f"{k}={v:.4g}" for k, v in logs.items()) if logs else "",
+        )
+
+    def _evaluate_row(self, ctx: RunContext, matrix: AccuracyMatrix, folder: RunFolder, label: str, task_index: Optional[int]) -> None:
+        row = evaluate_tasks(ctx, ctx.stream.tasks)
+        row_index = len(matrix.rows)
+        matrix.rows.append(row.scores)
+        matrix.row_labels.append(label)
+        if task_index is not None:
+            matrix.phase_task_index.append(task_index)
+        folder.write_matrix(matrix)
+        if self.config.eval.save_predictions:
+            for name, records in row.predictions.items():
+                if records:
+                    folder.write_predictions(row_index, name, records)
+        scores = ", ".join(f"{n}={s:.1f}" for n, s in zip(matrix.task_names, row.scores))
+        ctx.logger.info("row %d (%s): %s  [%.0f eval examples/s]", row_index, label, scores, row.examples_per_second)
+
+    def _checkpoint(self, ctx: RunContext, methods: list[Method], matrix: AccuracyMatrix, general: Optional[GeneralScores], completed: int) -> None:
+        carried = not self.config.train.reset_optimizer_per_task and ctx.optimizer is not None
+        ckpt.save_checkpoint(
+            ctx.run_dir,
+            ctx.unwrapped_model(),
+            ctx.lora,
+            {
+                "completed_phases": completed,
+                "global_step": ctx.global_step,
+                "matrix": matrix.to_dict(),
+                "general": general.to_dict() if general is not None else None,
+            },
+            [m.state_dict() for m in methods],
+            ctx.optimizer.optimizer if carried else None,
+            ctx.scheduler if carried else None,
+        )
+
+    def _write_report(self, ctx: RunContext, methods: list[Method]) -> None:
+        from retain.reporting.report import render_report
+
+        sections = [s for m in methods for s in m.report_sections(ctx)]
+        render_report(ctx.run_dir, extra_sections=sections)
+
+
+def run(
+    config: Any = None,
+    overrides: Optional[list[str]] = None,
+    resume: bool = False,
+    quiet: bool = False,
+    overwrite: bool = False,
+    stop_after: Optional[int] = None,
+) -> RunResult:
+    """Run an experiment. ``config``: YAML path, dict, RunConfig, or (with resume) a run folder.
+
+    ``stop_after`` ends the run, resumably, once that many phases are complete.
+    """
+    if resume and isinstance(config, (str, Path)) and Path(config).is_dir():
+        run_dir = Path(config)
+        saved = make_config(run_dir / "config.yaml", overrides)
+        saved.output_dir = str(run_dir.parent)
+        saved.name = run_dir.name
+        return ContinualRunner(saved, resume=True, quiet=quiet, stop_after=stop_after).run()
+    resolved = make_config(config, overrides)
+    return ContinualRunner(resolved, resume=resume, quiet=quiet, overwrite=overwrite, stop_after=stop_after).run()
+
+

@@ -1,0 +1,182 @@
+"""Per-task scoring: greedy batched generation, rank classification, classifier argmax, perplexity.
+
+Scores are on a 0-100 scale except perplexity (lower is better).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+from retain.data.collate import IGNORE_INDEX, EncodedExample, Encoder
+from retain.data.types import Task
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """Lowercase, drop punctuation and articles, collapse white space."""
+    text = text.lower().translate(_PUNCT)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, target: str) -> bool:
+    return normalize_answer(prediction) == normalize_answer(target)
+
+
+_ROUGE = None
+
+
+def rouge_l(prediction: str, target: str) -> float:
+    """ROUGE-L F1 (rouge-score package)."""
+    global _ROUGE
+    if _ROUGE is None:
+        from rouge_score import rouge_scorer
+
+        _ROUGE = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    return _ROUGE.score(target, prediction)["rougeL"].fmeasure
+
+
+@dataclass
+class TaskScore:
+    score: float
+    predictions: list[dict[str, Any]]
+    examples_per_second: float = 0.0
+    count: int = 0
+
+
+def _batches(items: list[EncodedExample], size: int) -> list[list[EncodedExample]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+@torch.no_grad()
+def generate_answers(
+    model: Any, encoder: Encoder, items: list[EncodedExample], batch_size: int, max_new_tokens: int, device: torch.device
+) -> list[str]:
+    """Greedy generation with the KV cache, decoded without the prompt."""
+    tokenizer = encoder.tokenizer
+    answers: list[str] = []
+    for chunk in _batches(items, batch_size):
+        inputs = {k: v.to(device) for k, v in encoder.collate_prompts(chunk).items()}
+        output = model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            use_cache=True,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        if encoder.kind == "causal":
+            output = output[:, inputs["input_ids"].shape[1] :]
+        answers.extend(tokenizer.batch_decode(output, skip_special_tokens=True))
+    return [a.strip() for a in answers]
+
+
+@torch.no_grad()
+def rank_answers(
+    model: Any, encoder: Encoder, items: list[EncodedExample], labels: list[str], batch_size: int, device: torch.device
+) -> list[str]:
+    """Pick, per example, the label whose tokens (+ eos) have the highest summed log-likelihood."""
+    label_tokens = [encoder._target(label) for label in labels]
+    answers: list[str] = []
+    for chunk in _batches(items, max(1, batch_size // max(1, len(labels)))):
+        rows, row_labels = [], []
+        for item in chunk:
+            prompt = item.input_ids[: item.prompt_length] if encoder.kind == "causal" else item.input_ids
+            for target in label_tokens:
+                if encoder.kind == "causal":
+                    rows.append(EncodedExample(prompt + target, [IGNORE_INDEX] * len(prompt) + target, item.key, item.task_index))
+                else:
+                    rows.append(EncodedExample(prompt, target, item.key, item.task_index))
+        batch = encoder.collate(rows).to(device)
+        outputs = model(**{k: v for k, v in batch.inputs.items() if k != "labels"}, **({"labels": batch.inputs["labels"]} if encoder.kind == "seq2seq" else {}))
+        logits = outputs.logits.float()
+        target = batch.inputs["labels"]
+        if encoder.kind == "causal":
+            logits, target = logits[:, :-1], target[:, 1:]
+        logprobs = torch.log_softmax(logits, dim=-1)
+        mask = target != IGNORE_INDEX
+        picked = logprobs.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        totals = (picked * mask).sum(-1).view(len(chunk), len(labels))
+        answers.extend(labels[i] for i in totals.argmax(-1).tolist())
+        del row_labels
+    return answers
+
+
+@torch.no_grad()
+def classify(
+    model: Any, encoder: Encoder, items: list[EncodedExample], batch_size: int, device: torch.device
+) -> list[str]:
+    answers: list[str] = []
+    for chunk in _batches(items, batch_size):
+        batch = encoder.collate(chunk).to(device)
+        logits = model(input_ids=batch.inputs["input_ids"], attention_mask=batch.inputs["attention_mask"]).logits
+        if batch.label_mask is not None:
+            logits = logits.masked_fill(~batch.label_mask, torch.finfo(logits.dtype).min)
+        answers.extend(encoder.label_names[i] for i in logits.argmax(-1).tolist())
+    return answers
+
+
+@torch.no_grad()
+def perplexity(model: Any, encoder: Encoder, items: list[EncodedExample], batch_size: int, device: torch.device) -> float:
+    """exp(mean token NLL) pooled over all tokens of the set."""
+    total_nll, total_tokens = 0.0, 0
+    for chunk in _batches(items, batch_size):
+        batch = encoder.collate(chunk).to(device)
+        logits = model(input_ids=batch.inputs["input_ids"], attention_mask=batch.inputs["attention_mask"]).logits.float()
+        labels = batch.inputs["labels"][:, 1:]
+        logits = logits[:, :-1]
+        nll = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        total_nll += nll.item()
+        total_tokens += int((labels != IGNORE_INDEX).sum())
+    return math.exp(total_nll / max(1, total_tokens))
+
+
+def score_task(
+    model: Any,
+    encoder: Encoder,
+    task: Task,
+    items: list[EncodedExample],
+    examples: list[Any],
+    batch_size: int,
+    device: torch.device,
+    scoring: str = "generate",
+    max_new_tokens: Optional[int] = None,
+) -> TaskScore:
+    """Score one task's evaluation examples with the task's metric."""
+    import time
+
+    start = time.perf_counter()
+    if task.metric == "perplexity":
+        value = perplexity(model, encoder, items, batch_size, device)
+        elapsed = time.perf_counter() - start
+        return TaskScore(value, [], len(items) / max(elapsed, 1e-9), len(items))
+    if encoder.kind == "classifier":
+        answers = classify(model, encoder, items, batch_size, device)
+    elif scoring == "rank" and task.labels:
+        answers = rank_answers(model, encoder, items, task.labels, batch_size, device)
+    else:
+        budget = max_new_tokens or max(len(encoder.target_tokens(it)) for it in items) + 2
+        answers = generate_answers(model, encoder, items, batch_size, budget, device)
+    elapsed = time.perf_counter() - start
+    predictions = []
+    total = 0.0
+    for example, answer in zip(examples, answers):
+        if task.metric == "rouge_l":
+            value = rouge_l(answer, example.target)
+        else:
+            value = float(exact_match(answer, example.target))
+        total += value
+        predictions.append({"key": example.key, "target": example.target, "prediction": answer, "score": value})
+    score = 100.0 * total / max(1, len(items))
+    return TaskScore(score, predictions, len(items) / max(elapsed, 1e-9), len(items))

@@ -1,0 +1,3 @@
+"""Importing this module registers every method that ships with retain."""
+
+from retain.methods import multitask, replay, sequential  # noqa: F401

@@ -1,0 +1,79 @@
+"""The method registry and the start-up checks of a method list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from retain.config import MethodSpec, build_dataclass
+from retain.errors import MethodError
+from retain.methods.base import Method
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: make a method available by its ``name``."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} has no name")
+    if cls.name in METHODS:
+        raise TypeError(f"method {cls.name!r} registered twice")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def _load_builtin_methods() -> None:
+    import retain.methods.builtin  # noqa: F401  (registers every shipped method)
+
+
+def available_methods() -> dict[str, type[Method]]:
+    _load_builtin_methods()
+    return dict(METHODS)
+
+
+def instantiate(specs: list[MethodSpec]) -> list[Method]:
+    """Build methods from specs; unknown names and bad parameters name the key."""
+    methods = available_methods()
+    built: list[Method] = []
+    for index, spec in enumerate(specs):
+        if spec.name not in methods:
+            raise MethodError(
+                f"methods[{index}]: unknown method {spec.name!r} "
+                f"(registered: {', '.join(sorted(methods))})"
+            )
+        cls = methods[spec.name]
+        params = build_dataclass(cls.params_class, spec.params, f"methods[{index}].{spec.name}")
+        built.append(cls(params))
+    return built
+
+
+def check_combination(methods: list[Method], kind: str, lora: bool, distributed: str = "no") -> None:
+    """Reject impossible method lists with a message that says why."""
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise MethodError(f"methods: {names} lists a method twice")
+    for method in methods:
+        if kind not in method.model_kinds:
+            raise MethodError(
+                f"methods: {method.name} does not support {kind} models "
+                f"(supported: {', '.join(method.model_kinds)})"
+            )
+        if method.needs_lora is True and not lora:
+            raise MethodError(f"methods: {method.name} trains LoRA adapters; set model.lora.enabled=true")
+        if method.needs_lora is False and lora:
+            raise MethodError(
+                f"methods: {method.name} is full fine-tuning; with model.lora.enabled=true use seqlora"
+            )
+        if distributed not in method.distributed:
+            raise MethodError(f"methods: {method.name} does not support distributed mode {distributed}")
+        for other in methods:
+            if other.name in method.conflicts:
+                raise MethodError(f"methods: {method.name} and {other.name} cannot be combined: {method.conflicts[other.name]}")
+    for flag, what in (("owns_batch_schedule", "how a task's batches are formed"), ("owns_phases", "what a training phase is")):
+        owners = [m.name for m in methods if getattr(m, flag)]
+        if len(owners) > 1:
+            raise MethodError(f"methods: {' and '.join(owners)} both decide {what}; keep one")
+
+
+def method_table() -> list[tuple[str, str, Any]]:
+    """(name, summary, params class) for `retain list`."""
+    return [(name, cls.summary, cls.params_class) for name, cls in sorted(available_methods().items())]

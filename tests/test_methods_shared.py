@@ -1,0 +1,61 @@
+"""One suite for every registered method: a tiny run, save/resume equivalence, and composition.
+
+A new method gets these checks by registering; its own math tests live in its own test file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import retain
+from retain.methods.base import Method
+from retain.methods.registry import available_methods
+from tests.conftest import tiny_config
+
+METHODS = available_methods()
+REPLAY_FAMILY = {name for name, cls in METHODS.items() if cls.owns_batch_schedule}
+
+
+def _config(tmp_path: Path, name: str, methods: list[Any], cls: type[Method]) -> dict[str, Any]:
+    model = "builtin:tiny-llama" if "causal" in cls.model_kinds else ("builtin:tiny-t5" if "seq2seq" in cls.model_kinds else "builtin:tiny-bert")
+    config = tiny_config(
+        tmp_path, name=name, model=model, methods=methods,
+        stream={"demo_tasks": 3, "demo_train_size": 24, "demo_eval_size": 8},
+        train={"batch_size": 8},
+    )
+    if cls.needs_lora:
+        config["model"]["lora"] = {"enabled": True, "r": 4}
+    return config
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_tiny_run(tmp_path: Path, name: str) -> None:
+    cls = METHODS[name]
+    result = retain.run(_config(tmp_path, "run", [name], cls), quiet=True)
+    assert result.matrix.rows, "no rows written"
+    assert all(value is not None for value in result.matrix.rows[-1])
+    assert (result.run_dir / "report.md").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_resume_matches_uninterrupted(tmp_path: Path, name: str) -> None:
+    """Stop after the first task, resume from the folder: the same matrix as one straight run."""
+    cls = METHODS[name]
+    straight = retain.run(_config(tmp_path, "straight", [name], cls), quiet=True)
+    stopped = retain.run(_config(tmp_path, "stopped", [name], cls), quiet=True, stop_after=1)
+    assert len(stopped.matrix.rows) < len(straight.matrix.rows) or len(straight.matrix.rows) <= 2
+    resumed = retain.run(stopped.run_dir, resume=True, quiet=True)
+    assert resumed.matrix.rows == straight.matrix.rows
+
+
+@pytest.mark.parametrize("name", sorted(set(METHODS) - REPLAY_FAMILY - {"seqft", "seqlora"}))
+def test_composes_with_replay(tmp_path: Path, name: str) -> None:
+    cls = METHODS[name]
+    if "replay" in cls.conflicts:
+        pytest.skip(f"{name} declares a conflict with replay: {cls.conflicts['replay']}")
+    methods: list[Any] = [name, {"name": "replay", "ratio": 0.25}]
+    result = retain.run(_config(tmp_path, "composed", methods, cls), quiet=True)
+    assert "replay buffer" in (result.run_dir / "run.log").read_text()
