@@ -91,7 +91,7 @@ class Encoder:
     # -- encoding --------------------------------------------------------------------------
 
     def _tokens(self, text: str, special: bool) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+        return list(self.tokenizer(text, add_special_tokens=special, verbose=False)["input_ids"])
 
     def _source(self, prompt: str) -> list[int]:
         ids = self._tokens(prompt, special=True)

