@@ -114,15 +114,22 @@ class ContinualRunner:
         )
         distributed = str(accelerator.distributed_type).split(".")[-1].lower()
         check_combination(methods, kind, lora, distributed)
+        set_seed(config.seed)
+        # Data errors surface here, before the run folder exists: nothing half-written is left.
+        stream = build_stream(config.stream, config.seed)
+        existed = config.run_dir.exists()
         run_dir = self._prepare_run_dir()
+        try:
+            loaded = load_model(model_config, stream, config.seed)
+        except RetainError:
+            if not existed:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         folder = RunFolder(run_dir)
         logger = _make_logger(run_dir, self.quiet)
-        set_seed(config.seed)
-        stream = build_stream(config.stream, config.seed)
         for task in stream.tasks:
             if task.skipped_records:
                 logger.warning("task %s: %d records skipped while reading (see warnings above)", task.name, task.skipped_records)
-        loaded = load_model(model_config, stream, config.seed)
         model = loaded.model
         if config.train.gradient_checkpointing:
             model.gradient_checkpointing_enable()
