@@ -15,6 +15,7 @@ import random
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -32,12 +33,13 @@ from retain.engine.runner import ContinualRunner  # noqa: E402
 from retain.models.loading import stream_texts  # noqa: E402
 
 
-def bare_epoch(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], lr: float, clip: float) -> float:
+def bare_epoch(model: torch.nn.Module, collate: Any, chunks: list[list[Any]], lr: float, clip: float) -> float:
+    """A plain loop: collate (as a DataLoader would), forward, backward, clip, AdamW step."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
     last = 0.0
-    for inputs in batches:
-        loss = model(**inputs).loss
+    for chunk in chunks:
+        loss = model(**collate(chunk).inputs).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
@@ -77,10 +79,7 @@ def main() -> None:
         items = ctx.phase_train_examples()
         order = list(range(len(items)))
         random.Random(0).shuffle(order)
-        bare_batches = [
-            ctx.encoder.collate([items[i] for i in order[s : s + args.batch_size]]).inputs
-            for s in range(0, len(order), args.batch_size)
-        ]
+        chunks = [[items[i] for i in order[s : s + args.batch_size]] for s in range(0, len(order), args.batch_size)]
         initial = {k: v.clone() for k, v in ctx.unwrapped_model().state_dict().items()}
         engine_times, bare_times = [], []
         for _ in range(args.rounds):
@@ -92,7 +91,7 @@ def main() -> None:
             seconds, _ = timed(lambda: train_phase(ctx, methods, count_new_batches(ctx), show_progress=False))
             engine_times.append(seconds)
             ctx.unwrapped_model().load_state_dict(initial)
-            seconds, _ = timed(lambda: bare_epoch(ctx.unwrapped_model(), bare_batches, 1e-4, 1.0))
+            seconds, _ = timed(lambda: bare_epoch(ctx.unwrapped_model(), ctx.encoder.collate, chunks, 1e-4, 1.0))
             bare_times.append(seconds)
         eval_seconds, row = timed(lambda: evaluate_tasks(ctx, ctx.stream.tasks))
         params = sum(p.numel() for p in ctx.unwrapped_model().parameters())
