@@ -67,3 +67,15 @@ def test_demo_learns_and_forgets(tmp_path: Path) -> None:
     diagonal = [rows[i][i] for i in range(len(rows))]
     assert min(diagonal) >= 80, diagonal
     assert result.metrics["bwt"]["value"] < -20
+
+
+def test_gradient_accumulation_and_bf16_autocast(tmp_path: Path) -> None:
+    """grad_accum=2 halves the optimizer steps; bf16 mixed precision runs (emulated on CPU)."""
+    config = tiny_config(
+        tmp_path, stream={"demo_train_size": 32, "demo_eval_size": 4},
+        train={"grad_accum": 2, "mixed_precision": "bf16"},
+    )
+    result = retain.run(config, quiet=True)
+    log = (result.run_dir / "run.log").read_text()
+    assert "4 micro-batches, 2 steps" in log
+    assert all(v is not None for v in result.matrix.rows[-1])

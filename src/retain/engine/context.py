@@ -37,6 +37,7 @@ class RunContext:
     step_in_phase: int = 0
     initial_state: Optional[dict[str, torch.Tensor]] = None
     shared: dict[str, Any] = field(default_factory=dict)  # scratch space methods may share
+    methods: list[Any] = field(default_factory=list)  # the run's methods, in hook order
 
     # -- where we are ----------------------------------------------------------------------
 
@@ -81,13 +82,23 @@ class RunContext:
         shuffle: bool = False,
         seed: Optional[int] = None,
         source: str = "new",
+        shard: bool = False,
     ) -> Iterator[MicroBatch]:
-        """Micro-batches over ``items`` on the run's device (shuffled with ``seed`` if asked)."""
+        """Micro-batches over ``items`` on the run's device (shuffled with ``seed`` if asked).
+
+        ``shard``: under data parallelism each process takes every n-th batch (the order is the
+        same on every process, as the seed is), and the batch count is cut to a multiple of the
+        process count so that no process waits for a gradient all-reduce that never comes.
+        """
         size = batch_size or self.config.train.batch_size
         order = list(range(len(items)))
         if shuffle:
             random.Random(seed).shuffle(order)
-        for start in range(0, len(order), size):
+        starts = list(range(0, len(order), size))
+        processes = self.accelerator.num_processes
+        if shard and processes > 1:
+            starts = starts[: len(starts) - len(starts) % processes][self.accelerator.process_index :: processes]
+        for start in starts:
             chunk = [items[i] for i in order[start : start + size]]
             yield self.encoder.collate(chunk, source=source).to(self.device)
 

@@ -30,11 +30,12 @@ def epoch_batches(ctx: RunContext, items: list[EncodedExample], epoch_seed: int)
     epochs = ctx.config.train.epochs
     full = int(math.floor(epochs))
     for epoch in range(full):
-        yield from ctx.iterate_batches(items, shuffle=True, seed=epoch_seed * 1000 + epoch)
+        yield from ctx.iterate_batches(items, shuffle=True, seed=epoch_seed * 1000 + epoch, shard=True)
     fraction = epochs - full
     if fraction > 0:
-        count = int(round(fraction * math.ceil(len(items) / ctx.config.train.batch_size)))
-        for i, batch in enumerate(ctx.iterate_batches(items, shuffle=True, seed=epoch_seed * 1000 + full)):
+        per_process = math.ceil(len(items) / ctx.config.train.batch_size) // ctx.accelerator.num_processes
+        count = int(round(fraction * per_process))
+        for i, batch in enumerate(ctx.iterate_batches(items, shuffle=True, seed=epoch_seed * 1000 + full, shard=True)):
             if i >= count:
                 break
             yield batch
@@ -43,7 +44,7 @@ def epoch_batches(ctx: RunContext, items: list[EncodedExample], epoch_seed: int)
 def count_new_batches(ctx: RunContext, items: Optional[list[EncodedExample]] = None) -> int:
     """Micro-batches :func:`epoch_batches` yields for ``items`` (default: the phase's own data)."""
     count = len(items if items is not None else ctx.phase_train_examples())
-    per_epoch = math.ceil(count / ctx.config.train.batch_size)
+    per_epoch = math.ceil(count / ctx.config.train.batch_size) // ctx.accelerator.num_processes
     epochs = ctx.config.train.epochs
     return int(math.floor(epochs)) * per_epoch + int(round((epochs - math.floor(epochs)) * per_epoch))
 

@@ -18,9 +18,10 @@ from typing import Any, Optional
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 
-from retain.config import RunConfig, make_config
+from retain.config import RunConfig, make_config, parse_method_list
 from retain.data.benchmarks import build_stream
 from retain.data.collate import Encoder
 from retain.engine import checkpoint as ckpt
@@ -28,7 +29,7 @@ from retain.engine.context import RunContext
 from retain.engine.evaluate import evaluate_tasks
 from retain.engine.loop import count_new_batches, train_phase
 from retain.engine.optim import build_optimizer, build_scheduler
-from retain.errors import RetainError
+from retain.errors import ConfigError, RetainError
 from retain.evaluation.cl_metrics import AccuracyMatrix, GeneralScores, compute_cl_metrics
 from retain.methods.base import Method, Phase
 from retain.methods.registry import check_combination, instantiate
@@ -64,6 +65,31 @@ def _default_phases(num_tasks: int, names: list[str]) -> list[Phase]:
     return [Phase(name=names[i], task_indices=[i]) for i in range(num_tasks)]
 
 
+def read_single_task_reference(path: Optional[str], task_names: list[str]) -> Optional[dict[str, float]]:
+    """Single-task scores s[i] = a[i][i] of a finished ``single`` run, by task name (None: no reference)."""
+    if path is None:
+        return None
+    key = "eval.single_task_reference"
+    folder = RunFolder(path)
+    config = folder.read_config()
+    if config is None or not folder.has_matrix():
+        raise ConfigError(f"{key}: {path} is not a run folder (no config.yaml or matrix.json)")
+    methods = [spec.name for spec in parse_method_list(config.get("methods") or [])]
+    if "single" not in methods:
+        raise ConfigError(f"{key}: {path} is a run of {'+'.join(methods)}, not of single")
+    reference = folder.read_matrix()
+    scores: dict[str, float] = {}
+    for name in task_names:
+        if name not in reference.task_names:
+            raise ConfigError(f"{key}: {path} has no task {name!r} (its tasks: {', '.join(reference.task_names)})")
+        index = reference.task_names.index(name)
+        row = reference.row_after_task(index)
+        if row is None or row[index] is None:
+            raise ConfigError(f"{key}: {path} has not finished task {name!r}; complete that run first")
+        scores[name] = float(row[index])
+    return scores
+
+
 class ContinualRunner:
     """Runs one experiment end to end (see the module docstring)."""
 
@@ -80,6 +106,7 @@ class ContinualRunner:
         self.quiet = quiet
         self.overwrite = overwrite
         self.stop_after = stop_after  # stop (resumably) once this many phases are complete
+        self.single_task: Optional[dict[str, float]] = None  # from eval.single_task_reference
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -108,6 +135,13 @@ class ContinualRunner:
         from retain.models.loading import _resolve_kind  # noqa: PLC0415  (cheap config read)
 
         kind, _ = _resolve_kind(model_config)
+        # The written config is the resolved one: the kind and LoRA switch actually used.
+        config.model = replace(model_config, kind=kind)
+        # Several runs in one process (a notebook, a benchmark) may ask for different precisions;
+        # Accelerate keeps them in a process-wide state, so start each run from a clean one
+        # (the distributed set-up, PartialState, is kept).
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
         accelerator = Accelerator(
             mixed_precision=config.train.mixed_precision,
             gradient_accumulation_steps=config.train.grad_accum,
@@ -117,6 +151,7 @@ class ContinualRunner:
         set_seed(config.seed)
         # Data errors surface here, before the run folder exists: nothing half-written is left.
         stream = build_stream(config.stream, config.seed)
+        self.single_task = read_single_task_reference(config.eval.single_task_reference, stream.task_names)
         existed = config.run_dir.exists()
         run_dir = self._prepare_run_dir()
         try:
@@ -148,7 +183,7 @@ class ContinualRunner:
         ctx = RunContext(
             config=config, accelerator=accelerator, model=model, tokenizer=loaded.tokenizer,
             kind=loaded.kind, stream=stream, encoder=encoder, run_dir=run_dir, phases=phases,
-            logger=logger, lora=lora,
+            logger=logger, lora=lora, methods=methods,
         )
         for method in methods:
             method.setup(ctx)
@@ -161,6 +196,8 @@ class ContinualRunner:
         config, logger, stream = self.config, ctx.logger, ctx.stream
         if not self.resume:
             folder.write_config(config.to_dict())
+        if self.single_task is not None:
+            folder.write_single_task_scores(self.single_task)
         names = stream.task_names
         matrix = AccuracyMatrix(
             task_names=names,
@@ -210,7 +247,8 @@ class ContinualRunner:
                 folder.write_general(general)
             self._checkpoint(ctx, methods, matrix, general, phase_index + 1)
 
-        metrics = compute_cl_metrics(matrix, general=general)
+        single = [self.single_task[name] for name in names] if self.single_task is not None else None
+        metrics = compute_cl_metrics(matrix, general=general, single_task_scores=single)
         folder.write_metrics(metrics)
         text = format_matrix_text(matrix) + "\n\n" + format_metrics_text(metrics)
         self._write_report(ctx, methods)

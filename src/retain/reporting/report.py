@@ -59,6 +59,13 @@ def _summary_value(value: Any) -> str:
     return MISSING if value is None else str(value)
 
 
+def _scoring_text(kind: Optional[str], scoring: Optional[str]) -> Optional[str]:
+    """How answers were scored, in words (the classifier ignores eval.scoring)."""
+    if kind == "classifier":
+        return "argmax over the label space"
+    return {"generate": "greedy generation, exact match / ROUGE-L", "rank": "rank classification over the task's labels"}.get(scoring or "", scoring)
+
+
 def summarize_config(config: Optional[Mapping[str, Any]]) -> dict[str, Any]:
     """The few settings a reader needs to interpret the numbers (model, methods, stream, scoring)."""
     config = config or {}
@@ -81,8 +88,9 @@ def summarize_config(config: Optional[Mapping[str, Any]]) -> dict[str, Any]:
         "model": model.get("name_or_path"),
         "methods": methods,
         "stream": stream_text,
-        "label space": evaluation.get("label_space"),
-        "scoring": evaluation.get("scoring"),
+        "kind": model.get("kind"),
+        "label space": evaluation.get("label_space") if model.get("kind") == "classifier" else None,
+        "scoring": _scoring_text(model.get("kind"), evaluation.get("scoring")),
         "seed": config.get("seed"),
     }
     if model.get("lora", {}).get("enabled"):
