@@ -134,6 +134,11 @@ class EvalConfig:
         "task",
     )
     save_predictions: bool = option("Write predictions per task and row to the run folder.", True)
+    single_task_reference: Optional[str] = option(
+        "Folder of a finished `single` run on the same tasks: its diagonal a[i][i] becomes the "
+        "single-task scores (single_task.json) behind FWT relative to single-task; null = none.",
+        None,
+    )
 
 
 @dataclass
