@@ -28,8 +28,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.config is None:
             raise RetainError("retain run: give a CONFIG.yaml (or --resume RUN_DIR)")
         result = run(args.config, overrides=args.overrides, quiet=args.quiet, overwrite=args.overwrite, stop_after=args.stop_after)
-    print(result.text)
-    print(f"\nrun folder: {result.run_dir}")
+    if result.is_main:
+        print(result.text)
+        print(f"\nrun folder: {result.run_dir}")
     return 0
 
 

@@ -44,16 +44,26 @@ class RunResult:
     matrix: AccuracyMatrix
     metrics: dict[str, Any]
     text: str
+    is_main: bool = True  # False on the other processes of a data-parallel run
 
 
-def _make_logger(run_dir: Path, quiet: bool) -> logging.Logger:
-    logger = logging.getLogger(f"retain.run.{run_dir.resolve()}")
+class _NoWrites:
+    """Stands in for the run folder on processes other than the main one."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def _make_logger(run_dir: Optional[Path], quiet: bool) -> logging.Logger:
+    """The run's logger: run.log in the run folder (None: no file) and stderr unless quiet."""
+    logger = logging.getLogger(f"retain.run.{run_dir.resolve() if run_dir else id(quiet)}")
     logger.handlers.clear()
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    file_handler = logging.FileHandler(run_dir / "run.log")
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger.addHandler(file_handler)
+    if run_dir is not None:
+        file_handler = logging.FileHandler(run_dir / "run.log")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(file_handler)
     if not quiet:
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(logging.Formatter("%(message)s"))
@@ -110,20 +120,25 @@ class ContinualRunner:
 
     # -- set-up ----------------------------------------------------------------------------
 
-    def _prepare_run_dir(self) -> Path:
+    def _prepare_run_dir(self, accelerator: Accelerator) -> Path:
+        """Check the run folder on every process; only the main process creates or clears it."""
         run_dir = self.config.run_dir
         if self.resume:
             if not ckpt.has_checkpoint(run_dir) and not (run_dir / "config.yaml").is_file():
                 raise RetainError(f"{run_dir}: nothing to resume (no config.yaml or checkpoint)")
             return run_dir
-        if run_dir.exists() and any(run_dir.iterdir()):
-            if not self.overwrite:
-                raise RetainError(
-                    f"{run_dir}: run folder exists; continue it with --resume, "
-                    "replace it with --overwrite, or choose another name"
-                )
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        occupied = run_dir.exists() and any(run_dir.iterdir())
+        if occupied and not self.overwrite:
+            raise RetainError(
+                f"{run_dir}: run folder exists; continue it with --resume, "
+                "replace it with --overwrite, or choose another name"
+            )
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            if occupied:
+                shutil.rmtree(run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+        accelerator.wait_for_everyone()
         return run_dir
 
     def _build(self) -> tuple[RunContext, list[Method], RunFolder]:
@@ -153,15 +168,17 @@ class ContinualRunner:
         stream = build_stream(config.stream, config.seed)
         self.single_task = read_single_task_reference(config.eval.single_task_reference, stream.task_names)
         existed = config.run_dir.exists()
-        run_dir = self._prepare_run_dir()
+        run_dir = self._prepare_run_dir(accelerator)
         try:
             loaded = load_model(model_config, stream, config.seed)
         except RetainError:
             if not existed:
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
-        folder = RunFolder(run_dir)
-        logger = _make_logger(run_dir, self.quiet)
+        # Under data parallelism every process trains and evaluates; only the main one writes.
+        main = accelerator.is_main_process
+        folder: Any = RunFolder(run_dir) if main else _NoWrites()
+        logger = _make_logger(run_dir if main else None, self.quiet or not main)
         for task in stream.tasks:
             if task.skipped_records:
                 logger.warning("task %s: %d records skipped while reading (see warnings above)", task.name, task.skipped_records)
@@ -252,7 +269,7 @@ class ContinualRunner:
         folder.write_metrics(metrics)
         text = format_matrix_text(matrix) + "\n\n" + format_metrics_text(metrics)
         self._write_report(ctx, methods)
-        return RunResult(ctx.run_dir, matrix, metrics, text)
+        return RunResult(ctx.run_dir, matrix, metrics, text, ctx.accelerator.is_main_process)
 
     def _train_one_phase(self, ctx: RunContext, methods: list[Method], phase_index: int, resumed: bool) -> None:
         config, logger = self.config, ctx.logger
@@ -312,6 +329,9 @@ class ContinualRunner:
 
     def _checkpoint(self, ctx: RunContext, methods: list[Method], matrix: AccuracyMatrix, general: Optional[GeneralScores], completed: int) -> None:
         carried = not self.config.train.reset_optimizer_per_task and ctx.optimizer is not None
+        ctx.accelerator.wait_for_everyone()
+        if not ctx.accelerator.is_main_process:
+            return
         ckpt.save_checkpoint(
             ctx.run_dir,
             ctx.unwrapped_model(),
@@ -331,7 +351,8 @@ class ContinualRunner:
         from retain.reporting.report import render_report
 
         sections = [s for m in methods for s in m.report_sections(ctx)]
-        render_report(ctx.run_dir, extra_sections=sections)
+        if ctx.accelerator.is_main_process:
+            render_report(ctx.run_dir, extra_sections=sections)
 
 
 def run(

@@ -59,7 +59,7 @@ class Method:
     needs_lora: ClassVar[Optional[bool]] = None
     model_kinds: ClassVar[tuple[str, ...]] = ("causal", "seq2seq", "classifier")
     #: distributed modes this method supports (Accelerate's distributed types, lower case).
-    distributed: ClassVar[tuple[str, ...]] = ("no", "multi_gpu", "fsdp", "deepspeed")
+    distributed: ClassVar[tuple[str, ...]] = ("no", "multi_cpu", "multi_gpu", "fsdp", "deepspeed")
     owns_batch_schedule: ClassVar[bool] = False
     owns_phases: ClassVar[bool] = False
     #: a new optimizer per task is required (e.g. parameters change between tasks).
