@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -46,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 def parse_spec(spec: str) -> list[Any]:
     """'migu+replay:ratio=0.02' -> ['migu', {'name': 'replay', 'ratio': 0.02}]."""
     methods: list[Any] = []
-    for part in spec.split("+"):
+    for part in re.split(r"\+(?=[A-Za-z])", spec):  # '+' before a name composes; 6e+05 stays a number
         name, _, params = part.partition(":")
         if not params:
             methods.append(name)
