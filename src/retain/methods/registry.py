@@ -51,6 +51,12 @@ def check_combination(methods: list[Method], kind: str, lora: bool, distributed:
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise MethodError(f"methods: {names} lists a method twice")
+    full = [m.name for m in methods if m.needs_lora is False]
+    adapters = [m.name for m in methods if m.needs_lora is True]
+    if full and adapters:
+        raise MethodError(
+            f"methods: {full[0]} trains all weights but {adapters[0]} trains LoRA adapters; they cannot be combined"
+        )
     for method in methods:
         if kind not in method.model_kinds:
             raise MethodError(

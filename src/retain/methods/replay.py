@@ -4,9 +4,11 @@ The buffer holds, per finished task, the indices of the sampled training example
 rebuilt identically from the config and seed, so indices are enough to resume). Two schedules:
 
 - ``mixed``: buffer examples are shuffled together with the new task's data;
-- ``interleaved``: separate replay micro-batches, one every ``floor(new / replay)`` new ones,
-  about one pass over the buffer per epoch (each with its own backward). Subclasses that treat
-  replay batches differently (distillation) use this one and look at ``batch.source``.
+- ``interleaved``: separate replay micro-batches (``source == 'replay'``, each with its own
+  backward), about one pass over the buffer per epoch, spread evenly over the task: after new
+  batch ``i`` of ``N`` come ``floor(i R / N) - floor((i - 1) R / N)`` of the ``R`` replay batches,
+  so exactly ``R`` are emitted even when ``R > N``. Subclasses that treat replay batches
+  differently (distillation) use this one and look at ``batch.source``.
 """
 
 from __future__ import annotations
@@ -60,6 +62,17 @@ def sample_buffer(task: "Task", size: int, balanced: bool, seed: str) -> list[in
     return sorted(chosen)
 
 
+def interleave_count(position: int, total_new: int, total_replay: int) -> int:
+    """Replay batches to emit right after new batch ``position`` (1-based) of ``total_new``.
+
+    The running total ``floor(position * R / N)`` reaches ``R`` at the last new batch, so the
+    ``R`` replay batches are spread as evenly as integers allow and none is dropped when R > N.
+    """
+    if position > total_new:
+        return 0
+    return (position * total_replay) // total_new - ((position - 1) * total_replay) // total_new
+
+
 @register_method
 class Replay(Method):
     name = "replay"
@@ -70,12 +83,17 @@ class Replay(Method):
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
         if self.params.schedule not in ("mixed", "interleaved"):
-            raise ConfigError(f"replay.schedule: {self.params.schedule!r} is not one of mixed, interleaved")
+            raise ConfigError(f"{self.name}.schedule: {self.params.schedule!r} is not one of mixed, interleaved")
         if self.params.count is None and not 0 < self.params.ratio <= 1:
-            raise ConfigError(f"replay.ratio: must be in (0, 1], got {self.params.ratio}")
+            raise ConfigError(f"{self.name}.ratio: must be in (0, 1], got {self.params.ratio}")
         if self.params.count is not None and self.params.count <= 0:
-            raise ConfigError(f"replay.count: must be positive, got {self.params.count}")
+            raise ConfigError(f"{self.name}.count: must be positive, got {self.params.count}")
+        if self.params.batch_size is not None and self.params.batch_size <= 0:
+            raise ConfigError(f"{self.name}.batch_size: must be positive or null, got {self.params.batch_size}")
         self.buffer: dict[int, list[int]] = {}
+        #: False keeps the buffer out of the tasks' batches, for a method that replays it in its
+        #: own phase (KIF-M sets it in setup); the buffer is still filled and saved as usual.
+        self.mix_into_tasks = True
 
     # -- the buffer ------------------------------------------------------------------------
 
@@ -109,7 +127,7 @@ class Replay(Method):
         return self.params.batch_size or ctx.config.train.batch_size
 
     def extra_micro_batches(self, ctx: "RunContext", new_batches: int) -> int:
-        buffer = self.buffer_items(ctx)
+        buffer = self.buffer_items(ctx) if self.mix_into_tasks else []
         if not buffer:
             return 0
         if self.params.schedule == "mixed":
@@ -120,7 +138,7 @@ class Replay(Method):
         return max(1, round(per_epoch * ctx.config.train.epochs))
 
     def batch_schedule(self, ctx: "RunContext", batches: Iterator[MicroBatch]) -> Iterator[MicroBatch]:
-        buffer = self.buffer_items(ctx)
+        buffer = self.buffer_items(ctx) if self.mix_into_tasks else []
         if not buffer:
             return batches
         seed = ctx.config.seed * 7919 + ctx.phase_index
@@ -136,20 +154,18 @@ class Replay(Method):
         from retain.engine.loop import count_new_batches
 
         total_replay = self.extra_micro_batches(ctx, 0)
-        interval = max(1, count_new_batches(ctx) // total_replay)
+        total_new = max(1, count_new_batches(ctx))
         replay_iter = self._cycle(ctx, buffer, seed)
-        emitted = 0
         for position, batch in enumerate(batches, start=1):
             yield batch
-            if position % interval == 0 and emitted < total_replay:
-                emitted += 1
+            for _ in range(interleave_count(position, total_new, total_replay)):
                 yield next(replay_iter)
 
     def _cycle(self, ctx: "RunContext", buffer: list[EncodedExample], seed: int) -> Iterator[MicroBatch]:
         size = self._replay_batch_size(ctx)
         rounds = 0
         while True:
-            yield from ctx.iterate_batches(buffer, batch_size=size, shuffle=True, seed=seed * 31 + rounds, source="replay")
+            yield from ctx.iterate_batches(buffer, batch_size=size, shuffle=True, seed=seed * 31 + rounds, source="replay", shard=True)
             rounds += 1
 
     # -- state -----------------------------------------------------------------------------

@@ -92,3 +92,51 @@ def kl_to_teacher(student: torch.Tensor, teacher: torch.Tensor, temperature: flo
     log_p_teacher = torch.log_softmax(teacher.float() / temperature, dim=-1)
     kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1)
     return kl.mean() * temperature**2
+
+
+#: Stand-in logit for classes a row may not predict: far below any real logit, yet finite, so that
+#: log-softmax differences stay finite and the masked classes contribute exactly 0 to a KL.
+DISALLOWED_LOGIT = -1e9
+
+
+def restrict_to_allowed(logits: torch.Tensor, allowed: Optional[torch.Tensor]) -> torch.Tensor:
+    """Classifier rows limited to their allowed classes (``label_space: task``); None = all classes.
+
+    Distilling over classes a task never scores would spend the distillation on logits the
+    evaluation ignores, so student and teacher rows are both restricted before the KL.
+    """
+    if allowed is None:
+        return logits
+    return logits.float().masked_fill(~allowed, DISALLOWED_LOGIT)
+
+
+def stored_answer_rows(
+    ctx: "RunContext",
+    batch: MicroBatch,
+    logits: torch.Tensor,
+    store: TeacherLogits,
+    classes: Optional[torch.Tensor] = None,
+) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """(student rows, teacher rows) for the batch's examples that ``store`` holds, or None.
+
+    Rows are the answer positions (shifted for causal LMs), in batch order on both sides. Classifier
+    rows are restricted to ``classes`` (a bool vector over the head's classes) when given, else to
+    each example's allowed labels (``batch.label_mask``; all classes under ``label_space: union``).
+    """
+    teacher, present = store.gather(batch, logits.device)
+    if not bool(present.any()):
+        return None
+    student = answer_rows_for(ctx, batch, logits, present)
+    allowed: Optional[torch.Tensor] = None
+    if ctx.kind == "classifier" and classes is not None:
+        allowed = classes.to(logits.device).expand(student.shape[0], -1)
+    elif ctx.kind == "classifier" and batch.label_mask is not None:
+        allowed = batch.label_mask[present]
+    if allowed is not None:
+        student, teacher = restrict_to_allowed(student, allowed), restrict_to_allowed(teacher, allowed)
+    if student.shape != teacher.shape:
+        raise RuntimeError(
+            f"stored teacher rows {tuple(teacher.shape)} do not match the student's {tuple(student.shape)}: "
+            "the examples were encoded differently when the teacher logits were stored"
+        )
+    return student, teacher

@@ -1,0 +1,82 @@
+"""Learning without Forgetting (Li & Hoiem, 2016): stay close to the previous model's outputs on
+the new task's data.
+
+The previous model's answer-position logits on the new task's training examples are computed once,
+when the task starts (before any update), and kept in bf16; no second model lives in memory during
+training. Each new micro-batch then adds ``lam * KL(previous || current)`` at temperature ``T``.
+The first task has no previous model to stay close to, so it trains plainly.
+
+Classifier kind: LwF keeps the *old tasks'* outputs, as the paper keeps its old heads' outputs, so
+the KL runs over the classes of the earlier tasks (of the shared head), not over the new task's
+own labels, whose old-model logits were never trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+import torch
+
+from retain.config import option
+from retain.errors import ConfigError
+from retain.methods.base import Method
+from retain.methods.registry import register_method
+from retain.methods.teacher_store import TeacherLogits, kl_to_teacher, stored_answer_rows
+
+if TYPE_CHECKING:
+    from retain.data.collate import MicroBatch
+    from retain.engine.context import RunContext
+
+
+@dataclass
+class LwfParams:
+    lam: float = option("Weight lambda of the KL towards the previous model's outputs.", 1.0)
+    temperature: float = option("Softmax temperature T of the KL (scaled by T^2, as in knowledge distillation).", 2.0)
+
+
+def earlier_task_classes(ctx: "RunContext") -> torch.Tensor:
+    """Bool vector over the classifier head: the labels of the tasks trained before this phase."""
+    first = min(ctx.phase.task_indices)
+    label_ids = ctx.encoder.label_ids
+    mask = torch.zeros(len(label_ids), dtype=torch.bool)
+    for task in ctx.stream.tasks[:first]:
+        for label in task.labels or []:
+            mask[label_ids[label]] = True
+    return mask
+
+
+@register_method
+class LwF(Method):
+    name = "lwf"
+    summary = "Learning without Forgetting: KL to the previous model's outputs on the new task's data."
+    params_class = LwfParams
+
+    def __init__(self, params: Any = None) -> None:
+        super().__init__(params)
+        if self.params.lam < 0:
+            raise ConfigError(f"lwf.lam: must be non-negative, got {self.params.lam}")
+        if self.params.temperature <= 0:
+            raise ConfigError(f"lwf.temperature: must be positive, got {self.params.temperature}")
+        self.previous = TeacherLogits()
+        self.old_classes: Optional[torch.Tensor] = None
+
+    def on_task_start(self, ctx: "RunContext") -> None:
+        # Only this task's outputs are needed: drop the previous task's before storing new ones.
+        self.previous = TeacherLogits()
+        if ctx.phase_index == 0:
+            return
+        self.previous.record(ctx, ctx.phase_train_examples())
+        self.old_classes = earlier_task_classes(ctx) if ctx.kind == "classifier" else None
+        ctx.logger.info("lwf: previous model's logits on %d examples, %d bytes (bf16)", len(self.previous), self.previous.nbytes())
+
+    def adjust_loss(self, ctx: "RunContext", batch: "MicroBatch", outputs: Any, loss: torch.Tensor) -> torch.Tensor:
+        if not len(self.previous):
+            return loss
+        rows = stored_answer_rows(ctx, batch, outputs.logits, self.previous, classes=self.old_classes)
+        if rows is None:  # e.g. a replay micro-batch of an earlier task
+            return loss
+        return loss + self.params.lam * kl_to_teacher(*rows, temperature=self.params.temperature)
+
+    def on_task_end(self, ctx: "RunContext") -> None:
+        self.previous = TeacherLogits()  # recomputed at the next task start; nothing to checkpoint

@@ -1,0 +1,165 @@
+"""O-LoRA (Wang et al., 2023): a new LoRA adapter per task, learned orthogonally to the earlier ones.
+
+Task 1 trains the run's LoRA adapter (``default``); every later task ``k`` adds an adapter
+``task<k>`` with the same settings. All adapters stay active in the forward pass (so evaluation
+uses their sum); only the newest one is trainable. The loss adds
+
+    lambda1 * sum over LoRA modules, over earlier adapters o of  |A_new A_o^T|.sum()
+  + lambda2 * sum over the new adapter's LoRA tensors of ||W||_2
+
+The first term pushes the rows of the new A (the subspace the new task writes into) towards
+orthogonality with the earlier tasks' subspaces. Under the classifier kind, the classification head
+is one shared, fully trained module (PEFT's ``modules_to_save`` of the first adapter): new adapters
+do not get their own head copy, since a union-of-labels head is shared by construction.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+import torch
+
+from retain.config import option
+from retain.errors import ConfigError, MethodError
+from retain.methods.base import Method
+from retain.methods.registry import register_method
+
+if TYPE_CHECKING:
+    from retain.data.collate import MicroBatch
+    from retain.engine.context import RunContext
+
+FIRST_ADAPTER = "default"
+
+
+@dataclass
+class OLoraParams:
+    lambda1: float = option("Weight of the orthogonality loss between the new and earlier LoRA A matrices.", 0.5)
+    lambda2: float = option("Weight of the L2 norm of the new LoRA's weights.", 0.0)
+
+
+def lora_layers(model: torch.nn.Module) -> list[Any]:
+    """PEFT LoRA layers of ``model`` (modules holding per-adapter ``lora_A`` / ``lora_B``)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return [m for m in model.modules() if isinstance(m, BaseTunerLayer) and hasattr(m, "lora_A")]
+
+
+def add_task_adapter(model: Any, name: str) -> None:
+    """Add a LoRA adapter ``name`` with the first adapter's settings (no head copy, see module doc)."""
+    config = copy.deepcopy(model.peft_config[FIRST_ADAPTER])
+    config.modules_to_save = None
+    model.peft_config[name] = config
+    with warnings.catch_warnings():  # transformers' deprecation notice about a property PEFT reads
+        warnings.simplefilter("ignore", FutureWarning)
+        model.base_model.inject_adapter(model.base_model.model, name)
+
+
+def activate_adapters(model: torch.nn.Module, names: list[str], trainable: Optional[str]) -> None:
+    """All ``names`` take part in the forward pass (their deltas add up); only ``trainable`` learns.
+
+    The adapters are set on the LoRA layers themselves: PEFT's model-level ``set_adapter`` also
+    switches the head copies, which allow one active adapter only.
+    """
+    for layer in lora_layers(model):
+        layer.set_adapter(list(names))
+        for name in names:
+            for module_dict in (layer.lora_A, layer.lora_B):
+                if name in module_dict:
+                    module_dict[name].requires_grad_(name == trainable)
+
+
+def orthogonality_loss(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """sum over (A_new [r, d], A_old [r', d]) pairs of |A_new A_old^T|.sum()."""
+    total = pairs[0][0].new_zeros(()) if pairs else torch.zeros(())
+    for a_new, a_old in pairs:
+        total = total + (a_new @ a_old.T).abs().sum()
+    return total
+
+
+def adapter_pairs(model: torch.nn.Module, new: str, old: list[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(A_new, A_old) weight pairs over every LoRA module and every earlier adapter."""
+    pairs = []
+    for layer in lora_layers(model):
+        if new not in layer.lora_A:
+            continue
+        for name in old:
+            if name in layer.lora_A:
+                pairs.append((layer.lora_A[new].weight, layer.lora_A[name].weight.detach()))
+    return pairs
+
+
+def adapter_l2(model: torch.nn.Module, name: str) -> torch.Tensor:
+    """sum of the L2 (Frobenius) norms of adapter ``name``'s LoRA A and B weights."""
+    norms = [
+        module_dict[name].weight.norm(p=2)
+        for layer in lora_layers(model)
+        for module_dict in (layer.lora_A, layer.lora_B)
+        if name in module_dict
+    ]
+    return torch.stack(norms).sum() if norms else torch.zeros(())
+
+
+@register_method
+class OLoRA(Method):
+    name = "olora"
+    summary = "O-LoRA: a new LoRA per task, orthogonal to the frozen earlier ones (enables LoRA)."
+    params_class = OLoraParams
+    needs_lora = True
+    needs_fresh_optimizer = True
+    distributed = ("no", "multi_gpu")
+
+    def __init__(self, params: Any = None) -> None:
+        super().__init__(params)
+        for key in ("lambda1", "lambda2"):
+            if getattr(self.params, key) < 0:
+                raise ConfigError(f"olora.{key}: must be non-negative, got {getattr(self.params, key)}")
+        self.adapters: list[str] = [FIRST_ADAPTER]
+        self._model: Any = None
+
+    def setup(self, ctx: "RunContext") -> None:
+        from retain.models.loading import is_lora_model
+
+        model = ctx.unwrapped_model()
+        if not is_lora_model(model) or FIRST_ADAPTER not in model.peft_config:
+            raise MethodError("methods: olora needs the run's PEFT LoRA adapter (model.lora.enabled=true)")
+        self._model = model
+
+    @property
+    def current(self) -> str:
+        return self.adapters[-1]
+
+    def _ensure(self, names: list[str]) -> None:
+        for name in names:
+            if name not in self._model.peft_config:
+                add_task_adapter(self._model, name)
+
+    def on_task_start(self, ctx: "RunContext") -> None:
+        name = FIRST_ADAPTER if ctx.phase_index == 0 else f"task{ctx.phase_index}"
+        if name not in self.adapters:
+            self.adapters.append(name)
+        self._ensure(self.adapters)
+        activate_adapters(self._model, self.adapters, trainable=name)
+
+    def adjust_loss(self, ctx: "RunContext", batch: "MicroBatch", outputs: Any, loss: torch.Tensor) -> torch.Tensor:
+        extra = loss.new_zeros(())
+        if self.params.lambda1 and len(self.adapters) > 1:
+            pairs = adapter_pairs(self._model, self.current, self.adapters[:-1])
+            extra = extra + self.params.lambda1 * orthogonality_loss(pairs)
+        if self.params.lambda2:
+            extra = extra + self.params.lambda2 * adapter_l2(self._model, self.current)
+        return loss + extra
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"adapters": list(self.adapters)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # Re-create the adapters before the runner loads the checkpoint's lora_ tensors into them.
+        self.adapters = list(state.get("adapters", [FIRST_ADAPTER]))
+        self._ensure(self.adapters)
+        activate_adapters(self._model, self.adapters, trainable=None)
+
+    def log_values(self) -> dict[str, float]:
+        return {"olora_adapters": float(len(self.adapters))}
