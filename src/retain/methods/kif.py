@@ -1,0 +1,287 @@
+"""KIF: knowledge identification and fusion of skill units (Feng et al., arXiv 2408.05200).
+
+Rehearsal-free. While a task trains, the importance of every skill unit for that task is tracked
+after each optimizer step (:mod:`retain.methods.unit_importance`); when it ends, the fine-tuned
+model and the model that accumulated the earlier tasks (snapshotted when the task started) are
+fused unit by unit (:mod:`retain.methods.unit_fusion`): units that matter for the earlier tasks
+keep their weights, units that matter for the new one take the new weights, the rest are mixed.
+The fused model is what is evaluated and what the next task starts from.
+
+With ``replay`` in the run this is KIF-M: after fusion, one epoch on the earlier tasks' buffer
+with the new task's task-specific units frozen (:mod:`retain.methods.masked_replay`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+import torch
+
+from retain.config import option
+from retain.data.collate import MicroBatch
+from retain.errors import ConfigError, MethodError
+from retain.methods.base import Method
+from retain.methods.kif_report import importance_payload, report_section
+from retain.methods.masked_replay import masked_replay
+from retain.methods.registry import register_method
+from retain.methods.replay import Replay
+from retain.methods.skill_units import SkillUnits, build_skill_units
+from retain.methods.unit_fusion import (
+    adaptive_weights,
+    categorical_weights,
+    cumulative_importance,
+    fuse_,
+    important,
+    min_max,
+    snapshot,
+    task_specific,
+)
+from retain.methods.unit_importance import ORDERS, ImportanceTracker
+from retain.reporting.atomic import write_json_atomic
+
+if TYPE_CHECKING:
+    from retain.engine.context import RunContext
+
+IMPORTANCE_FILE = "kif_importance.json"
+
+
+@dataclass
+class KIFParams:
+    units: str = option("Skill units: auto (rank under LoRA, matrix otherwise) | rank | matrix.", "auto")
+    importance: str = option("Element importance: second (|wg - (wg)^2/2|, the default) | first (|wg|).", "second")
+    beta1: float = option("EMA factor of the sensitivity I_bar.", 0.85)
+    beta2: float = option("EMA factor of the uncertainty U_bar.", 0.85)
+    fusion: str = option("auto (adaptive for rank units, categorical for matrix units) | adaptive | categorical.", "auto")
+    temperature: float = option("Adaptive fusion: softmax temperature tau.", 0.25)
+    top_fraction: float = option("Share of units counted as important (categorical fusion; KIF-M's frozen units).", 0.2)
+    shared_new_weight: float = option("Categorical: weight of the new model on units important for old and new tasks.", 0.3)
+    neither_new_weight: float = option("Categorical: weight of the new model on units important for neither.", 0.5)
+    cumulative_old_weight: float = option("Weight of the earlier tasks in the cumulative importance I_cum.", 0.7)
+    orthogonality: float = option("Weight of the LoRA orthogonality loss mean ||AA^T-I||_F, ||B^TB-I||_F (0 disables).", 0.1)
+    replay_during_task: bool = option(
+        "With replay in the run: also mix its buffer into each task's training (false: the buffer "
+        "is used only in KIF-M's post-fusion replay phase).", False,
+    )
+    replay_epochs: int = option("KIF-M: epochs over the buffer after each fusion (0 disables the phase).", 1)
+    replay_lr: Optional[float] = option("KIF-M: learning rate of the post-fusion replay phase; null = train.lr.", None)
+
+
+def _check_params(p: KIFParams) -> None:
+    choices = {"units": ("auto", "rank", "matrix"), "importance": ORDERS, "fusion": ("auto", "adaptive", "categorical")}
+    for key, allowed in choices.items():
+        if getattr(p, key) not in allowed:
+            raise ConfigError(f"kif.{key}: {getattr(p, key)!r} is not one of {', '.join(allowed)}")
+    for key in ("beta1", "beta2"):
+        if not 0.0 <= getattr(p, key) < 1.0:
+            raise ConfigError(f"kif.{key}: must be in [0, 1), got {getattr(p, key)}")
+    for key in ("shared_new_weight", "neither_new_weight", "cumulative_old_weight"):
+        if not 0.0 <= getattr(p, key) <= 1.0:
+            raise ConfigError(f"kif.{key}: must be in [0, 1], got {getattr(p, key)}")
+    if not 0.0 < p.top_fraction < 1.0:
+        raise ConfigError(f"kif.top_fraction: must be in (0, 1), got {p.top_fraction}")
+    if p.temperature <= 0:
+        raise ConfigError(f"kif.temperature: must be positive, got {p.temperature}")
+    if p.orthogonality < 0:
+        raise ConfigError(f"kif.orthogonality: must be >= 0 (0 disables it), got {p.orthogonality}")
+    if p.replay_epochs < 0:
+        raise ConfigError(f"kif.replay_epochs: must be >= 0, got {p.replay_epochs}")
+    if p.replay_lr is not None and p.replay_lr <= 0:
+        raise ConfigError(f"kif.replay_lr: must be positive or null, got {p.replay_lr}")
+
+
+def orthogonality_penalty(pairs: list[tuple[torch.nn.Parameter, torch.nn.Parameter]]) -> torch.Tensor:
+    """mean over LoRA matrices of ||A A^T - I||_F and ||B^T B - I||_F (fp32).
+
+    Each matrix is taken as an (r x d) view whose rows should be orthonormal (A as is, B
+    transposed, since ||B^T B - I|| = ||(B^T)(B^T)^T - I||); views of one shape are stacked so a
+    model's whole penalty is a few batched matmuls rather than one per module.
+    """
+    total, count = None, 0
+    groups: dict[tuple[int, ...], list[torch.Tensor]] = {}
+    for a, b in pairs:
+        rank = a.shape[0]
+        for matrix in (a.reshape(rank, -1), b.transpose(0, 1).reshape(rank, -1)):
+            groups.setdefault(tuple(matrix.shape), []).append(matrix)
+    for group in groups.values():
+        stacked = torch.stack(group).float()
+        gram = stacked @ stacked.transpose(1, 2)
+        eye = torch.eye(gram.shape[-1], device=gram.device, dtype=gram.dtype)
+        norms = torch.linalg.matrix_norm(gram - eye).sum()
+        total = norms if total is None else total + norms
+        count += len(group)
+    if total is None:
+        raise ValueError("no LoRA matrices")
+    return total / count
+
+
+@register_method
+class KIF(Method):
+    name = "kif"
+    summary = (
+        "KIF: track skill-unit importance, fuse old and new models unit by unit after each task "
+        "(with replay: KIF-M, a masked post-fusion replay epoch)."
+    )
+    params_class = KIFParams
+    distributed = ("no", "multi_gpu")  # units are whole local tensors: no sharded parameters
+    conflicts = {"olora": "O-LoRA adds a new adapter every task, while KIF's skill units are fixed when the run starts"}
+
+    def __init__(self, params: Any = None) -> None:
+        super().__init__(params)
+        _check_params(self.params)
+        self.units: Optional[SkillUnits] = None
+        self.fusion = "adaptive"
+        self.tracker: Optional[ImportanceTracker] = None
+        self.previous: Optional[list[torch.Tensor]] = None
+        self.replays: list[Replay] = []
+        self.cumulative: Optional[torch.Tensor] = None  # I_cum after the last finished task
+        self.history: list[dict[str, Any]] = []  # one record per finished task
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    def setup(self, ctx: "RunContext") -> None:
+        granularity = self.params.units
+        if granularity == "auto":
+            granularity = "rank" if ctx.lora else "matrix"
+        self.units = build_skill_units(ctx.unwrapped_model(), granularity)
+        self.fusion = self.params.fusion
+        if self.fusion == "auto":
+            self.fusion = "adaptive" if granularity == "rank" else "categorical"
+        self.replays = [m for m in getattr(ctx, "methods", []) if isinstance(m, Replay)]
+        if not self.params.replay_during_task:
+            for replay in self.replays:
+                replay.mix_into_tasks = False
+        ctx.logger.info(
+            "kif: %d %s units over %d tensors, %s fusion%s", len(self.units), granularity,
+            len(self.units.tensors), self.fusion,
+            f"; KIF-M: post-fusion replay via {', '.join(r.name for r in self.replays)}" if self.replays else "",
+        )
+
+    def _units(self) -> SkillUnits:
+        if self.units is None:
+            raise MethodError("kif: setup() was not called")
+        return self.units
+
+    # -- training --------------------------------------------------------------------------
+
+    def on_task_start(self, ctx: "RunContext") -> None:
+        units = self._units()
+        self.tracker = ImportanceTracker(units.parameters, self.params.importance, self.params.beta1, self.params.beta2)
+        # The fused model of the earlier tasks; nothing to fuse with before the first task ends.
+        self.previous = snapshot(units) if self.cumulative is not None else None
+
+    def adjust_loss(self, ctx: "RunContext", batch: MicroBatch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
+        penalty = self._orthogonality()
+        return loss if penalty is None else loss + penalty
+
+    def _orthogonality(self) -> Optional[torch.Tensor]:
+        units = self._units()
+        if self.params.orthogonality <= 0 or not units.lora_pairs:
+            return None
+        return self.params.orthogonality * orthogonality_penalty(units.lora_pairs)
+
+    def after_step(self, ctx: "RunContext") -> None:
+        if self.tracker is not None:
+            self.tracker.update()
+
+    # -- the end of a task: importance, fusion, KIF-M --------------------------------------
+
+    def on_task_end(self, ctx: "RunContext") -> None:
+        units = self._units()
+        assert self.tracker is not None
+        started = time.perf_counter()
+        scores = units.unit_scores(self.tracker.element_scores())
+        scores = ctx.accelerator.reduce(scores, "mean").detach().cpu()  # identical under plain DDP
+        record: dict[str, Any] = {
+            "task": ctx.phase.name, "steps": self.tracker.steps, "importance": scores,
+            "normalised": min_max(scores), "lambda_new": None, "frozen": None,
+        }
+        self.tracker = None
+        if self.cumulative is None or self.previous is None:
+            self.cumulative = scores.clone()  # I_cum(0) = I_0; the fine-tuned model is the fused one
+        else:
+            new, old = min_max(scores), min_max(self.cumulative)
+            lam = self._fusion_weights(new, old)
+            fuse_(units, self.previous, lam)
+            frozen = task_specific(new, old, self.params.top_fraction)
+            record.update(lambda_new=lam, frozen=frozen, categories=_categories(new, old, self.params.top_fraction))
+            self.cumulative = cumulative_importance(self.cumulative, scores, self.params.cumulative_old_weight)
+            record["fusion_seconds"] = time.perf_counter() - started
+            record.update(self._replay_phase(ctx, frozen))
+        self.previous = None
+        record["cumulative"] = self.cumulative.clone()
+        self.history.append(record)
+        write_json_atomic(ctx.run_dir / IMPORTANCE_FILE, importance_payload(units, self.history, self.fusion))
+
+    def _fusion_weights(self, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+        p = self.params
+        if self.fusion == "adaptive":
+            return adaptive_weights(new, old, p.temperature)
+        return categorical_weights(new, old, p.top_fraction, p.shared_new_weight, p.neither_new_weight)
+
+    def _replay_phase(self, ctx: "RunContext", frozen: torch.Tensor) -> dict[str, Any]:
+        """KIF-M: one masked epoch (``replay_epochs``) on the earlier tasks' buffers."""
+        if not self.replays or self.params.replay_epochs == 0:
+            return {}
+        items = [item for replay in self.replays for item in replay.buffer_items(ctx)]
+        if not items:
+            return {}
+        replay = self.replays[0]
+        started = time.perf_counter()
+        stats = masked_replay(
+            ctx, self._units(), frozen, items,
+            lr=self.params.replay_lr or ctx.config.train.lr,
+            epochs=self.params.replay_epochs,
+            batch_size=replay.params.batch_size or ctx.config.train.batch_size,
+            seed=ctx.config.seed * 7919 + ctx.phase_index,
+            extra_loss=self._orthogonality,
+        )
+        ctx.logger.info(
+            "kif-m: %d replay steps on %d buffer examples, %d units frozen (%d whole tensors, %d partial), mean loss %.4f",
+            stats.steps, stats.examples, int(frozen.sum()), stats.frozen_tensors, stats.partially_frozen_tensors, stats.mean_loss,
+        )
+        return {"replay_steps": stats.steps, "replay_examples": stats.examples, "replay_loss": stats.mean_loss,
+                "replay_seconds": time.perf_counter() - started}
+
+    # -- reporting and state ---------------------------------------------------------------
+
+    def log_values(self) -> dict[str, float]:
+        if not self.history:
+            return {}
+        last = self.history[-1]
+        values = {"kif_importance_steps": float(last["steps"])}
+        if last["lambda_new"] is not None:
+            values["kif_mean_lambda_new"] = float(last["lambda_new"].mean())
+            values["kif_task_specific_units"] = float(last["frozen"].sum())
+            values["kif_fusion_s"] = float(last["fusion_seconds"])
+        return values
+
+    def report_sections(self, ctx: "RunContext") -> list[tuple[str, str]]:
+        if not self.history:
+            return []
+        return [report_section(ctx.run_dir, self._units(), self.history, self.fusion, self.params.top_fraction)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "units": list(self._units().names) if self.units is not None else [],
+            "cumulative": self.cumulative,
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("units", [])
+        if self.units is not None and saved and saved != self.units.names:
+            raise MethodError(
+                f"kif: the checkpoint's {len(saved)} skill units do not match this model's "
+                f"{len(self.units.names)} (was model, model.lora or kif.units changed?)"
+            )
+        self.cumulative = state.get("cumulative")
+        self.history = list(state.get("history", []))
+
+
+def _categories(new: torch.Tensor, old: torch.Tensor, top_fraction: float) -> dict[str, int]:
+    """How many units fall in each row of the categorical table (reported for both fusions)."""
+    n, o = important(new, top_fraction), important(old, top_fraction)
+    return {"shared": int((n & o).sum()), "old_only": int((o & ~n).sum()),
+            "new_only": int((n & ~o).sum()), "neither": int((~n & ~o).sum())}

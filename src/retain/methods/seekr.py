@@ -1,0 +1,394 @@
+"""SEEKR (He et al., EMNLP 2024): replay with logit and attention distillation on selected heads.
+
+Replay micro-batches (the interleaved schedule of :class:`~retain.methods.replay.Replay`) are
+trained on ``(1 - w_ld) * CE + w_ld * KL(logits) + w_ad * KL(attention)``; new-task micro-batches
+keep their plain CE. The teachers are signals stored when each replayed example's task ended (no
+copy of an old model is kept): the answer-position logits (:mod:`~retain.methods.teacher_store`)
+and the selected heads' attention rows (:mod:`~retain.methods.attention_store`).
+
+The life of task k:
+
+1. ``on_task_start``: task k's buffer indices are drawn now (the draw depends only on the task and
+   the seed, so it is the one :class:`Replay` makes at task end) and the maps of every head on
+   those examples are recorded at their query rows: the "before" side of forgettability;
+2. training: replay batches of tasks < k arm the capture on the layers their examples distil;
+3. ``on_task_end``: one pass over task k's buffer in eval mode gives, per head, the sensitivity
+   (gradient of the summed per-example loss with respect to the maps, by ``torch.autograd.grad``),
+   the forgettability (against step 1), the teacher logits and the teacher maps; importance is
+   accumulated over tasks, the budget picks the heads, and only those heads' rows are stored.
+
+Attention maps come from :mod:`retain.models.attention` (eager only where armed, sdpa elsewhere).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+import torch
+
+from retain.config import option
+from retain.errors import ConfigError, MethodError
+from retain.methods.attention_store import ROLE_SIDES, TeacherMaps, draw_query_rows, real_positions, rows_of
+from retain.methods.head_importance import (
+    COMBINATIONS,
+    SELECTIONS,
+    ImportanceTracker,
+    budget_counts,
+    head_forgettability,
+    head_sensitivity,
+    normalise_within_layer,
+    per_example_loss,
+    random_scores,
+    select_heads,
+)
+from retain.methods.registry import register_method
+from retain.methods.replay import Replay, ReplayParams, sample_buffer
+from retain.methods.teacher_store import TeacherLogits, kl_to_teacher, split_answer_rows, stored_answer_rows
+from retain.models.attention import AttentionCapture
+
+if TYPE_CHECKING:
+    from retain.data.collate import EncodedExample, MicroBatch
+    from retain.engine.context import RunContext
+
+#: example key -> {site: rows [heads, rows, real keys]}
+SampleMaps = dict[str, dict[int, torch.Tensor]]
+
+
+@dataclass
+class SeekrParams(ReplayParams):
+    ratio: float = option("Fraction of each finished task's training set kept for replay (paper: 0.01).", 0.01)
+    schedule: str = option(
+        "interleaved: separate replay micro-batches, where the distillation applies (the only schedule).",
+        "interleaved",
+    )
+    w_ld: float = option("Weight of the logit KL on replay batches; CE gets 1 - w_ld.", 0.5)
+    w_ad: float = option(
+        "Weight of the attention KL on replay batches (paper: 1e3 at 1% replay, 1e2 at 10%); 0 turns "
+        "attention distillation and the importance pass off.",
+        1000.0,
+    )
+    layer_budget: float = option("Fraction of the attention layers kept (top by total importance).", 0.75)
+    head_budget: float = option("Fraction of all heads of the model distilled, chosen within the kept layers.", 0.125)
+    layers: Optional[int] = option("Absolute number of layers kept; overrides layer_budget.", None)
+    heads: Optional[int] = option("Absolute number of heads distilled; overrides head_budget.", None)
+    query_budget: int = option("Query rows distilled (and stored) per example and layer; 0 = all rows.", 100)
+    selection: str = option(
+        "importance (sensitivity x forgettability) | sensitivity | forgettability | random (ablations).",
+        "importance",
+    )
+    combine: str = option(
+        "sum_of_products (sum over tasks of S*F) | product_of_sums ((sum S) * (sum F)).", "sum_of_products"
+    )
+    cross_attention: bool = option("Encoder-decoder models: count decoder cross-attention as layers too.", False)
+    importance_batch_size: Optional[int] = option(
+        "Batch size of the recording and importance passes; null = eval.batch_size.", None
+    )
+
+
+def _check_params(params: SeekrParams) -> None:
+    if params.schedule != "interleaved":
+        raise ConfigError(
+            f"seekr.schedule: {params.schedule!r} is not supported; the distillation applies to separate "
+            "replay micro-batches, use interleaved"
+        )
+    if not 0.0 <= params.w_ld <= 1.0:
+        raise ConfigError(f"seekr.w_ld: must be in [0, 1], got {params.w_ld}")
+    if params.w_ad < 0:
+        raise ConfigError(f"seekr.w_ad: must be non-negative, got {params.w_ad}")
+    for key in ("layer_budget", "head_budget"):
+        value = getattr(params, key)
+        if not 0.0 < value <= 1.0:
+            raise ConfigError(f"seekr.{key}: must be a fraction in (0, 1], got {value}")
+    for key in ("layers", "heads", "importance_batch_size"):
+        value = getattr(params, key)
+        if value is not None and value <= 0:
+            raise ConfigError(f"seekr.{key}: must be positive or null, got {value}")
+    if params.query_budget < 0:
+        raise ConfigError(f"seekr.query_budget: must be >= 0 (0 = all rows), got {params.query_budget}")
+    if params.selection not in SELECTIONS:
+        raise ConfigError(f"seekr.selection: {params.selection!r} is not one of {', '.join(SELECTIONS)}")
+    if params.combine not in COMBINATIONS:
+        raise ConfigError(f"seekr.combine: {params.combine!r} is not one of {', '.join(COMBINATIONS)}")
+
+
+@register_method
+class Seekr(Replay):
+    name = "seekr"
+    summary = "SEEKR: replay + logit KL + attention KL on heads chosen by sensitivity x forgettability."
+    params_class = SeekrParams
+
+    def __init__(self, params: Any = None) -> None:
+        super().__init__(params)
+        _check_params(self.params)
+        self.teacher = TeacherLogits()
+        self.maps = TeacherMaps()
+        self.importance = ImportanceTracker()
+        self.capture: Optional[AttentionCapture] = None
+        self._layers: list[int] = []  # capture sites that count as layers, in order
+        self._roles: dict[int, str] = {}
+        self._before: SampleMaps = {}
+        self._budget = (0, 0)
+
+    @property
+    def distils_attention(self) -> bool:
+        return self.params.w_ad > 0
+
+    @property
+    def layer_sites(self) -> list[int]:
+        """Capture sites that count as layers for the budget, in model order."""
+        return list(self._layers)
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    def setup(self, ctx: "RunContext") -> None:
+        if not self.distils_attention:
+            return
+        if ctx.config.train.gradient_checkpointing:
+            raise MethodError(
+                "seekr: train.gradient_checkpointing recomputes forwards during backward, where attention "
+                "maps are not captured; turn it off (or set seekr.w_ad=0)"
+            )
+        self.capture = AttentionCapture.install(ctx.unwrapped_model(), ctx.kind)
+        self._layers = self.capture.site_indices(include_cross=self.params.cross_attention)
+        self._roles = {site.index: site.role for site in self.capture.sites}
+        num_layers, num_heads = len(self._layers), self.capture.num_heads
+        if self.params.layers is not None and self.params.layers > num_layers:
+            raise MethodError(f"seekr.layers: {self.params.layers} layers asked, the model has {num_layers}")
+        if self.params.heads is not None and self.params.heads > num_layers * num_heads:
+            raise MethodError(f"seekr.heads: {self.params.heads} heads asked, the model has {num_layers * num_heads}")
+        self._budget = budget_counts(
+            num_layers, num_heads, self.params.layer_budget, self.params.head_budget, self.params.layers, self.params.heads
+        )
+        roles = sorted({self._roles[s] for s in self._layers})
+        ctx.logger.info(
+            "seekr: attention captured on %d layers (%s) of %d heads; distilling %d heads in the top %d layers, "
+            "%s query rows per example",
+            num_layers, ", ".join(roles), num_heads, self._budget[1], self._budget[0],
+            self.params.query_budget or "all",
+        )
+
+    # -- task boundaries -------------------------------------------------------------------
+
+    def buffer_indices_for(self, ctx: "RunContext", task_index: int) -> list[int]:
+        """The indices :meth:`Replay.on_task_end` will draw (they depend on the task and seed only)."""
+        task = ctx.stream.tasks[task_index]
+        return sample_buffer(task, self.buffer_size_for(task), self.params.balanced, f"{ctx.config.seed}-replay-{task_index}")
+
+    def _pass_batch_size(self, ctx: "RunContext") -> int:
+        return self.params.importance_batch_size or ctx.config.eval.batch_size
+
+    def _query_rows(self, ctx: "RunContext", key: str, lengths: dict[str, int]) -> dict[str, torch.Tensor]:
+        return {
+            side: draw_query_rows(key, side, length, self.params.query_budget, ctx.config.seed)
+            for side, length in lengths.items()
+        }
+
+    def _positions(self, batch: "MicroBatch") -> dict[str, list[torch.Tensor]]:
+        """Real token positions per example for each side the layers' maps are over."""
+        sides = {side for site in self._layers for side in ROLE_SIDES[self._roles[site]]}
+        return {side: real_positions(batch, side) for side in sides}
+
+    def _sample_rows(
+        self, ctx: "RunContext", batch: "MicroBatch", maps: dict[int, torch.Tensor]
+    ) -> tuple[SampleMaps, dict[str, dict[str, torch.Tensor]]]:
+        """Each example's rows (all heads, fp32, CPU) of every layer, and its query row indices."""
+        positions = self._positions(batch)
+        sides = sorted(positions)
+        samples: SampleMaps = {}
+        query_rows: dict[str, dict[str, torch.Tensor]] = {}
+        for i, key in enumerate(batch.keys):
+            query_rows[key] = self._query_rows(ctx, key, {side: len(positions[side][i]) for side in sides})
+            samples[key] = {}
+            for site in self._layers:
+                query_side, key_side = ROLE_SIDES[self._roles[site]]
+                rows = rows_of(maps[site][i].detach(), positions[query_side][i], positions[key_side][i], query_rows[key][query_side])
+                samples[key][site] = rows.float().cpu()
+        return samples, query_rows
+
+    def on_task_start(self, ctx: "RunContext") -> None:
+        if self.capture is None:
+            return
+        self._before = {}
+        items: list["EncodedExample"] = []
+        for task_index in ctx.phase.task_indices:
+            encoded = ctx.encoded(task_index, "train")
+            items.extend(encoded[i] for i in self.buffer_indices_for(ctx, task_index))
+        model = ctx.model
+        was_training = model.training
+        model.eval()
+        try:
+            for batch in ctx.iterate_batches(items, batch_size=self._pass_batch_size(ctx)):
+                with torch.no_grad(), self.capture.recording(self._layers) as maps:
+                    ctx.forward(batch)
+                self._before.update(self._sample_rows(ctx, batch, maps)[0])
+        finally:
+            model.train(was_training)
+
+    def on_task_end(self, ctx: "RunContext") -> None:
+        super().on_task_end(ctx)
+        for task_index in ctx.phase.task_indices:
+            encoded = ctx.encoded(task_index, "train")
+            items = [encoded[i] for i in self.buffer[task_index]]
+            if self.capture is None:
+                self.teacher.record(ctx, items, self._pass_batch_size(ctx))
+                continue
+            if self.buffer[task_index] != self.buffer_indices_for(ctx, task_index):
+                raise RuntimeError(f"seekr: the replay buffer of task {task_index} differs from the one drawn at its start")
+            self._finish_task(ctx, task_index, items)
+        self._before = {}
+        ctx.logger.info(
+            "seekr store: %d examples, teacher logits %d bytes, attention maps %d bytes, %.0f bytes per example",
+            len(self.teacher), self.teacher.nbytes(), self.maps.nbytes(), self._bytes_per_example(),
+        )
+
+    def _finish_task(self, ctx: "RunContext", task_index: int, items: list["EncodedExample"]) -> None:
+        after, rows, sensitivity, forgettability = self.importance_pass(ctx, items)
+        self.importance.add_task(normalise_within_layer(sensitivity), forgettability)
+        selection = self._select(ctx, task_index)
+        self.maps.add_task(task_index, selection)
+        for key, maps in after.items():
+            self.maps.add(key, task_index, maps, rows[key])
+        assert self.capture is not None
+        chosen = "; ".join(f"{self.capture.sites[site].name}: heads {heads}" for site, heads in selection.items())
+        ctx.logger.info("seekr task %s: %d heads selected (%s)", ctx.stream.tasks[task_index].name, sum(map(len, selection.values())), chosen)
+
+    def _select(self, ctx: "RunContext", task_index: int) -> dict[int, list[int]]:
+        """{site: heads} for task ``task_index``, by the configured selection and budget."""
+        assert self.capture is not None
+        if self.params.selection == "random":
+            scores = random_scores(len(self._layers), self.capture.num_heads, ctx.config.seed * 1009 + task_index)
+        else:
+            scores = self.importance.scores(self.params.selection, self.params.combine)
+        by_position = select_heads(scores, *self._budget)
+        return {self._layers[position]: heads for position, heads in by_position.items()}
+
+    def importance_pass(
+        self, ctx: "RunContext", items: list["EncodedExample"]
+    ) -> tuple[SampleMaps, dict[str, dict[str, torch.Tensor]], torch.Tensor, torch.Tensor]:
+        """One eval-mode pass over a finished task's buffer.
+
+        Returns (maps after the task per example, query rows per example, sensitivity [layers,
+        heads] (not normalised), forgettability [layers, heads]), and stores the teacher logits.
+        The gradient is taken with ``torch.autograd.grad`` with respect to the maps only, so no
+        parameter ``.grad`` is created or changed.
+        """
+        assert self.capture is not None
+        num_layers, num_heads = len(self._layers), self.capture.num_heads
+        sensitivity = torch.zeros(num_layers, num_heads)
+        forgettability = torch.zeros(num_layers, num_heads)
+        after: SampleMaps = {}
+        rows: dict[str, dict[str, torch.Tensor]] = {}
+        model = ctx.model
+        was_training = model.training
+        model.eval()
+        try:
+            for batch in ctx.iterate_batches(items, batch_size=self._pass_batch_size(ctx)):
+                with torch.enable_grad(), self.capture.recording(self._layers, force_grad=True) as maps:
+                    outputs = ctx.forward(batch)
+                    loss = per_example_loss(ctx.kind, batch, outputs.logits).sum()
+                    grads = torch.autograd.grad(loss, [maps[s] for s in self._layers], allow_unused=True)
+                sensitivity += self._batch_sensitivity(batch, grads, num_heads)
+                samples, query_rows = self._sample_rows(ctx, batch, maps)
+                for key, per_site in samples.items():
+                    for position, site in enumerate(self._layers):
+                        forgettability[position] += head_forgettability(self._before[key][site], per_site[site])
+                after.update(samples)
+                rows.update(query_rows)
+                logits = outputs.logits.detach()
+                for key, answer in zip(batch.keys, split_answer_rows(ctx, batch, logits)):
+                    self.teacher.logits[key] = answer.to("cpu", self.teacher.dtype).clone()
+        finally:
+            model.train(was_training)
+        count = max(1, len(items))
+        return after, rows, sensitivity / count, forgettability / count
+
+    def _batch_sensitivity(
+        self, batch: "MicroBatch", grads: tuple[Optional[torch.Tensor], ...], num_heads: int
+    ) -> torch.Tensor:
+        """Sum over the batch's examples of each head's mean squared map gradient over real entries."""
+        total = torch.zeros(len(self._layers), num_heads)
+        positions = self._positions(batch)
+        for position, (site, grad) in enumerate(zip(self._layers, grads)):
+            if grad is None:  # the loss does not depend on this layer's maps
+                continue
+            query_side, key_side = ROLE_SIDES[self._roles[site]]
+            for i in range(len(batch)):
+                real = grad[i].index_select(1, positions[query_side][i]).index_select(2, positions[key_side][i])
+                total[position] += head_sensitivity(real).cpu()
+        return total
+
+    # -- training --------------------------------------------------------------------------
+
+    def batch_schedule(self, ctx: "RunContext", batches: Iterator["MicroBatch"]) -> Iterator["MicroBatch"]:
+        scheduled = super().batch_schedule(ctx, batches)
+        if self.capture is None:
+            return scheduled
+        return self._arm_replay_batches(scheduled)
+
+    def _arm_replay_batches(self, batches: Iterator["MicroBatch"]) -> Iterator["MicroBatch"]:
+        """Arm the capture on the layers a replay batch distils, for the engine's next forward."""
+        assert self.capture is not None
+        try:
+            for batch in batches:
+                self.capture.arm(self.maps.sites_for(batch) if batch.source == "replay" else ())
+                yield batch
+        finally:
+            self.capture.disarm()
+
+    def adjust_loss(self, ctx: "RunContext", batch: "MicroBatch", outputs: Any, loss: torch.Tensor) -> torch.Tensor:
+        student_maps = self.capture.disarm() if self.capture is not None else {}
+        if batch.source != "replay":
+            return loss
+        rows = stored_answer_rows(ctx, batch, outputs.logits, self.teacher)
+        if rows is None:
+            return loss
+        total = (1.0 - self.params.w_ld) * loss + self.params.w_ld * kl_to_teacher(*rows)
+        if self.capture is not None:
+            attention = self.maps.distillation_loss(batch, student_maps, self._roles)
+            if attention is not None:
+                total = total + self.params.w_ad * attention
+        return total
+
+    # -- reporting and state ---------------------------------------------------------------
+
+    def _bytes_per_example(self) -> float:
+        return (self.teacher.nbytes() + self.maps.nbytes()) / max(1, len(self.teacher))
+
+    def log_values(self) -> dict[str, float]:
+        return {
+            **super().log_values(),
+            "seekr_store_bytes": float(self.teacher.nbytes() + self.maps.nbytes()),
+            "seekr_logit_bytes": float(self.teacher.nbytes()),
+            "seekr_map_bytes": float(self.maps.nbytes()),
+            "seekr_bytes_per_example": self._bytes_per_example(),
+        }
+
+    def report_sections(self, ctx: "RunContext") -> list[tuple[str, str]]:
+        if not self.maps.heads:
+            return []
+        names = {site.index: site.name for site in self.capture.sites} if self.capture is not None else {}
+        lines = ["| task | layer | heads |", "|---|---|---|"]
+        for task_index, selection in sorted(self.maps.heads.items()):
+            for site, heads in selection.items():
+                lines.append(f"| {ctx.stream.tasks[task_index].name} | {names.get(site, site)} | {', '.join(map(str, heads))} |")
+        text = (
+            f"Heads distilled for each task's replay examples (frozen when the task ended). Store: "
+            f"{len(self.teacher)} examples, {self.teacher.nbytes() + self.maps.nbytes()} bytes.\n\n" + "\n".join(lines)
+        )
+        return [("SEEKR head selection", text)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "teacher": self.teacher.state_dict(),
+            "maps": self.maps.state_dict(),
+            "importance": self.importance.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.teacher.load_state_dict(state.get("teacher", {}))
+        self.maps.load_state_dict(state.get("maps", {}))
+        self.importance.load_state_dict(state.get("importance", {}))
