@@ -36,7 +36,7 @@ from retain.methods.head_importance import (
     select_heads,
 )
 from retain.methods.registry import available_methods, check_combination, instantiate
-from retain.methods.seekr import Seekr
+from retain.methods.seekr import ReplayTermMeans, Seekr
 from retain.models.attention import AttentionCapture, eager_attention
 from tests.conftest import BUILTIN_BY_KIND, tiny_config
 
@@ -288,6 +288,7 @@ def test_tiny_run_stores_signals_per_kind(tmp_path: Path, kind: str) -> None:
     assert all(value is not None for value in result.matrix.rows[-1])
     log = (result.run_dir / "run.log").read_text()
     assert "seekr store: 4 examples" in log and "seekr_map_bytes" in log
+    assert "seekr_replay_ce=" in log and "seekr_replay_attention_kl=" in log  # the terms, for calibrating w_ad
     state = load_method_states(result.run_dir)[0]  # what a resume restores
     assert len(state["maps"]["maps"]) == 8 and len(state["teacher"]["logits"]) == 8  # 4 per task
     assert state["importance"]["tasks"] == 2 and set(state["maps"]["heads"]) == {0, 1}
@@ -302,3 +303,12 @@ def test_seekr_composes_with_migu(tmp_path: Path) -> None:
     result = retain.run(config, quiet=True)
     assert all(value is not None for value in result.matrix.rows[-1])
     assert "seekr store" in (result.run_dir / "run.log").read_text()
+
+
+def test_replay_term_means_average_each_term_over_the_batches_that_have_it() -> None:
+    terms = ReplayTermMeans()
+    terms.add(torch.tensor(2.0), torch.tensor(0.5), torch.tensor(0.01, requires_grad=True))
+    terms.add(torch.tensor(4.0), torch.tensor(1.5), None)  # a batch whose examples distil no layer
+    means = terms.means()
+    assert means == pytest.approx({"seekr_replay_ce": 3.0, "seekr_replay_logit_kl": 1.0, "seekr_replay_attention_kl": 0.01})
+    assert ReplayTermMeans().means() == {}

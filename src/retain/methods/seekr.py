@@ -56,6 +56,32 @@ if TYPE_CHECKING:
 SampleMaps = dict[str, dict[int, torch.Tensor]]
 
 
+class ReplayTermMeans:
+    """Running means of the three replay-loss terms over a task, unweighted.
+
+    Logged with the phase line so that ``w_ld`` and ``w_ad`` can be calibrated for a new model:
+    the paper's ``w_ad`` (1e3) suits LLaMA-2-7B maps, and a model whose maps drift more makes
+    ``w_ad * L_ad`` swamp the replay CE. Kept as detached tensors so that a GPU step is not
+    synchronised for logging.
+    """
+
+    def __init__(self) -> None:
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
+
+    def add(self, ce: torch.Tensor, logit_kl: torch.Tensor, attention_kl: Optional[torch.Tensor]) -> None:
+        for name, value in (("ce", ce), ("logit_kl", logit_kl), ("attention_kl", attention_kl)):
+            if value is None:
+                continue
+            value = value.detach().float()
+            self._sums[name] = self._sums[name] + value if name in self._sums else value
+            self._counts[name] = self._counts.get(name, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        """``seekr_replay_ce`` / ``seekr_replay_logit_kl`` / ``seekr_replay_attention_kl``."""
+        return {f"seekr_replay_{name}": float(total) / self._counts[name] for name, total in self._sums.items()}
+
+
 @dataclass
 class SeekrParams(ReplayParams):
     ratio: float = option("Fraction of each finished task's training set kept for replay (paper: 0.01).", 0.01)
@@ -130,6 +156,7 @@ class Seekr(Replay):
         self._roles: dict[int, str] = {}
         self._before: SampleMaps = {}
         self._budget = (0, 0)
+        self.replay_terms = ReplayTermMeans()
 
     @property
     def distils_attention(self) -> bool:
@@ -208,6 +235,7 @@ class Seekr(Replay):
         return samples, query_rows
 
     def on_task_start(self, ctx: "RunContext") -> None:
+        self.replay_terms = ReplayTermMeans()
         if self.capture is None:
             return
         self._before = {}
@@ -344,11 +372,14 @@ class Seekr(Replay):
         rows = stored_answer_rows(ctx, batch, outputs.logits, self.teacher)
         if rows is None:
             return loss
-        total = (1.0 - self.params.w_ld) * loss + self.params.w_ld * kl_to_teacher(*rows)
+        logit_kl = kl_to_teacher(*rows)
+        total = (1.0 - self.params.w_ld) * loss + self.params.w_ld * logit_kl
+        attention = None
         if self.capture is not None:
             attention = self.maps.distillation_loss(batch, student_maps, self._roles)
             if attention is not None:
                 total = total + self.params.w_ad * attention
+        self.replay_terms.add(loss, logit_kl, attention)
         return total
 
     # -- reporting and state ---------------------------------------------------------------
@@ -363,6 +394,7 @@ class Seekr(Replay):
             "seekr_logit_bytes": float(self.teacher.nbytes()),
             "seekr_map_bytes": float(self.maps.nbytes()),
             "seekr_bytes_per_example": self._bytes_per_example(),
+            **self.replay_terms.means(),
         }
 
     def report_sections(self, ctx: "RunContext") -> list[tuple[str, str]]:
