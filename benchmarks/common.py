@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -61,3 +62,11 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(payload, indent=2))
     os.replace(tmp, path)
     return path
+
+
+def add_decoder_size_args(parser: argparse.ArgumentParser) -> None:
+    """The options of the small decoder and stream that the step-cost benchmarks time."""
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--train-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=16)

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import median, save_small_decoder, timed, write_result  # noqa: E402
+from common import add_decoder_size_args, median, save_small_decoder, timed, write_result  # noqa: E402
 
 from retain.config import make_config  # noqa: E402
 from retain.data.demo import build_demo_stream  # noqa: E402
@@ -51,10 +51,7 @@ def bare_epoch(model: torch.nn.Module, collate: Any, chunks: list[list[Any]], lr
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--train-size", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=16)
+    add_decoder_size_args(parser)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import median, save_small_decoder, timed, write_result  # noqa: E402
+from common import add_decoder_size_args, median, save_small_decoder, timed, write_result  # noqa: E402
 
 from retain.config import make_config  # noqa: E402
 from retain.data.demo import build_demo_stream  # noqa: E402
@@ -60,10 +60,7 @@ def epoch(ctx: RunContext, methods: list[Method], initial: dict[str, torch.Tenso
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--train-size", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=16)
+    add_decoder_size_args(parser)
     parser.add_argument("--statistic", default="l1_mean", choices=["l1_mean", "raw_sum"])
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time measures the work even on a busy machine)")
     args = parser.parse_args()

@@ -199,6 +199,20 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+
+def _coerce_number(value: Any, path: str, tp: type) -> Any:
+    """An int or float from YAML or command-line text. Booleans are refused: YAML reads `yes` as
+    True, and True silently becoming 1 would hide a typo."""
+    if not isinstance(value, bool):
+        if isinstance(value, (int, float)) and (tp is float or float(value).is_integer()):
+            return tp(value)
+        if isinstance(value, str):
+            try:
+                return tp(value)
+            except ValueError:
+                pass
+    raise ConfigError(f"{path}: expected {'an integer' if tp is int else 'a number'}, got {value!r}")
+
 def coerce(value: Any, tp: Any, path: str) -> Any:
     """Convert ``value`` to the annotated type ``tp`` or raise a ConfigError naming ``path``."""
     origin = typing.get_origin(tp)
@@ -238,30 +252,8 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
             return value.lower() in ("true", "yes")
         raise ConfigError(f"{path}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{path}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{path}: expected a number, got {value!r}")
+    if tp is int or tp is float:
+        return _coerce_number(value, path, tp)
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
