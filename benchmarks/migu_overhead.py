@@ -61,6 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=9)
     add_decoder_size_args(parser)
+    parser.add_argument("--out", default="migu_overhead", help="result name under benchmarks/results/")
     parser.add_argument("--statistic", default="l1_mean", choices=["l1_mean", "raw_sum"])
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time measures the work even on a busy machine)")
     args = parser.parse_args()
@@ -108,7 +109,7 @@ def main() -> None:
     ratio = migu_step / seqft_step
     min_ratio = min(migu_times) / min(seqft_times)
     cpu_ratio = median(migu_cpu) / median(seqft_cpu)
-    path = write_result("migu_overhead", {
+    path = write_result(args.out, {
         "command": "python benchmarks/migu_overhead.py " + " ".join(sys.argv[1:]),
         "model": {"kind": "causal (LLaMA-style, random init)", "hidden": args.hidden, "layers": args.layers, "parameters": params},
         "train_examples": args.train_size, "train_tokens": tokens, "batch_size": args.batch_size,
