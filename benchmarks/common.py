@@ -70,3 +70,31 @@ def add_decoder_size_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--train-size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16)
+
+
+def small_decoder_run(folder: Path, args: argparse.Namespace, eval_size: int) -> tuple[Any, Any, list[Any]]:
+    """The config, run context (phase 0) and methods of a `seqft` run on a freshly saved decoder.
+
+    One demo task of ``args.train_size`` examples; the decoder's size comes from
+    :func:`add_decoder_size_args`. The step-cost benchmarks time epochs on this context directly.
+    """
+    from retain.config import make_config
+    from retain.data.demo import build_demo_stream
+    from retain.data.tokenizer import build_word_tokenizer
+    from retain.engine.runner import ContinualRunner
+    from retain.models.loading import stream_texts
+
+    stream = {"benchmark": "demo", "demo_tasks": 1, "demo_train_size": args.train_size, "demo_eval_size": eval_size}
+    tokenizer = build_word_tokenizer(stream_texts(build_demo_stream(make_config({"stream": stream}).stream, 0)))
+    model_dir = save_small_decoder(folder / "decoder", tokenizer, args.hidden, args.layers)
+    config = make_config({
+        "name": "bench", "output_dir": str(folder / "runs"), "seed": 0,
+        "model": {"name_or_path": str(model_dir)},
+        "stream": stream,
+        "train": {"epochs": 1, "batch_size": args.batch_size, "lr": 1e-4, "max_grad_norm": 1.0},
+        "eval": {"batch_size": 64},
+        "methods": ["seqft"],
+    })
+    ctx, methods, _ = ContinualRunner(config, quiet=True)._build()
+    ctx.phase_index = 0
+    return config, ctx, methods

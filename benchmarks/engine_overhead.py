@@ -21,16 +21,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import add_decoder_size_args, median, save_small_decoder, timed, write_result  # noqa: E402
+from common import add_decoder_size_args, median, small_decoder_run, timed, write_result  # noqa: E402
 
-from retain.config import make_config  # noqa: E402
-from retain.data.demo import build_demo_stream  # noqa: E402
-from retain.data.tokenizer import build_word_tokenizer  # noqa: E402
 from retain.engine.evaluate import evaluate_tasks  # noqa: E402
 from retain.engine.loop import count_new_batches, train_phase  # noqa: E402
 from retain.engine.optim import build_optimizer  # noqa: E402
-from retain.engine.runner import ContinualRunner  # noqa: E402
-from retain.models.loading import stream_texts  # noqa: E402
 
 
 def bare_epoch(model: torch.nn.Module, collate: Any, chunks: list[list[Any]], lr: float, clip: float) -> float:
@@ -55,24 +50,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = Path(tmp)
-        stream_config = make_config({}).stream
-        stream_config.demo_tasks = 1
-        stream_config.demo_train_size = args.train_size
-        stream_config.demo_eval_size = 128
-        tokenizer = build_word_tokenizer(stream_texts(build_demo_stream(stream_config, 0)))
-        model_dir = save_small_decoder(tmp_path / "decoder", tokenizer, args.hidden, args.layers)
-        config = make_config({
-            "name": "bench", "output_dir": str(tmp_path / "runs"), "seed": 0,
-            "model": {"name_or_path": str(model_dir)},
-            "stream": {"benchmark": "demo", "demo_tasks": 1, "demo_train_size": args.train_size, "demo_eval_size": 128},
-            "train": {"epochs": 1, "batch_size": args.batch_size, "lr": 1e-4, "max_grad_norm": 1.0},
-            "eval": {"batch_size": 64},
-            "methods": ["seqft"],
-        })
-        runner = ContinualRunner(config, quiet=True)
-        ctx, methods, _ = runner._build()
-        ctx.phase_index = 0
+        config, ctx, methods = small_decoder_run(Path(tmp), args, eval_size=128)
         items = ctx.phase_train_examples()
         order = list(range(len(items)))
         random.Random(0).shuffle(order)

@@ -23,18 +23,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import add_decoder_size_args, median, save_small_decoder, timed, write_result  # noqa: E402
+from common import add_decoder_size_args, median, small_decoder_run, timed, write_result  # noqa: E402
 
-from retain.config import make_config  # noqa: E402
-from retain.data.demo import build_demo_stream  # noqa: E402
-from retain.data.tokenizer import build_word_tokenizer  # noqa: E402
 from retain.engine.context import RunContext  # noqa: E402
 from retain.engine.loop import count_new_batches, train_phase  # noqa: E402
 from retain.engine.optim import build_optimizer  # noqa: E402
-from retain.engine.runner import ContinualRunner  # noqa: E402
 from retain.methods.base import Method  # noqa: E402
 from retain.methods.migu import Migu, MiguParams  # noqa: E402
-from retain.models.loading import stream_texts  # noqa: E402
 
 TARGET = 1.10
 
@@ -68,21 +63,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = Path(tmp)
-        stream_config = make_config({}).stream
-        stream_config.demo_tasks = 1
-        stream_config.demo_train_size = args.train_size
-        tokenizer = build_word_tokenizer(stream_texts(build_demo_stream(stream_config, 0)))
-        model_dir = save_small_decoder(tmp_path / "decoder", tokenizer, args.hidden, args.layers)
-        config = make_config({
-            "name": "bench", "output_dir": str(tmp_path / "runs"), "seed": 0,
-            "model": {"name_or_path": str(model_dir)},
-            "stream": {"benchmark": "demo", "demo_tasks": 1, "demo_train_size": args.train_size, "demo_eval_size": 8},
-            "train": {"epochs": 1, "batch_size": args.batch_size, "lr": 1e-4, "max_grad_norm": 1.0},
-            "methods": ["seqft"],
-        })
-        ctx, seqft, _ = ContinualRunner(config, quiet=True)._build()
-        ctx.phase_index = 0
+        config, ctx, seqft = small_decoder_run(Path(tmp), args, eval_size=8)
         migu = Migu(MiguParams(skip_first_task=False, statistic=args.statistic))
         migu.setup(ctx)
         initial = {k: v.clone() for k, v in ctx.unwrapped_model().state_dict().items()}
