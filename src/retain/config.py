@@ -199,7 +199,6 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-
 def _coerce_number(value: Any, path: str, tp: type) -> Any:
     """An int or float from YAML or command-line text. Booleans are refused: YAML reads `yes` as
     True, and True silently becoming 1 would hide a typo."""
@@ -212,6 +211,7 @@ def _coerce_number(value: Any, path: str, tp: type) -> Any:
             except ValueError:
                 pass
     raise ConfigError(f"{path}: expected {'an integer' if tp is int else 'a number'}, got {value!r}")
+
 
 def coerce(value: Any, tp: Any, path: str) -> Any:
     """Convert ``value`` to the annotated type ``tp`` or raise a ConfigError naming ``path``."""
