@@ -27,6 +27,7 @@ from retain.methods.unit_fusion import (
     min_max,
     snapshot,
     task_specific,
+    uniform_weights,
 )
 from retain.methods.unit_importance import ImportanceTracker
 from retain.models.loading import apply_lora
@@ -129,6 +130,49 @@ def test_min_max_and_cumulative_importance() -> None:
     # Norm -> [0, 1, 0.125]
     cum = cumulative_importance(torch.tensor([1.0, 3.0, 2.0]), torch.tensor([10.0, 0.0, 0.0]), 0.7)
     assert cum.tolist() == pytest.approx([0.0, 1.0, 0.125])
+
+
+def test_each_unit_family_is_normalised_on_its_own() -> None:
+    # ToyLora under rank units: 2 rank units (LoRA), then the head's weight and bias (matrix units).
+    units = build_skill_units(ToyLora(), "rank")
+    assert units.kinds() == ["rank", "rank", "matrix", "matrix"]
+    families = units.families()
+    # Rank scores are products of two means (~1e-25), matrix scores one mean (~1e-9).
+    scores = torch.tensor([1e-25, 3e-25, 2e-9, 4e-9])
+    # One shared min-max squashes both rank units to ~0 ...
+    assert min_max(scores)[:2].tolist() == pytest.approx([0.0, 0.0], abs=1e-12)
+    # ... per family each spans [0, 1]: rank (1e-25, 3e-25) -> (0, 1), matrix (2e-9, 4e-9) -> (0, 1).
+    assert min_max(scores, families).tolist() == pytest.approx([0.0, 1.0, 0.0, 1.0])
+    # Cumulative importance normalises per family too: prev Norm [1, 0 | 0, 1], new Norm [0, 1 | 1, 0]
+    # 0.7*prev + 0.3*new = [0.7, 0.3 | 0.3, 0.7] -> Norm per family [1, 0 | 0, 1]
+    previous = torch.tensor([5e-25, 1e-25, 1e-9, 7e-9])
+    cum = cumulative_importance(previous, scores, 0.7, families)
+    assert cum.tolist() == pytest.approx([1.0, 0.0, 0.0, 1.0])
+
+
+def test_uniform_fusion_is_plain_averaging() -> None:
+    assert uniform_weights(torch.tensor([0.0, 0.3, 1.0])).tolist() == [0.5, 0.5, 0.5]
+
+
+def test_adaptive_fusion_varies_on_a_classifier_with_lora(tmp_path: Path) -> None:
+    """LoRA rank units plus the fully trained head (matrix units): lambda must depend on importance."""
+    config = tiny_config(tmp_path, model="builtin:tiny-bert", methods=["kif"],
+                         stream={"demo_tasks": 2, "demo_train_size": 24, "demo_eval_size": 8})
+    config["model"]["lora"] = {"enabled": True, "r": 4}
+    result = retain.run(config, quiet=True)
+    saved = json.loads((result.run_dir / "kif_importance.json").read_text())
+    assert saved["fusion"] == "adaptive" and {"rank", "matrix"} <= set(saved["kinds"])
+    rank_lambdas = torch.tensor([lam for lam, kind in zip(saved["lambda_new"][1], saved["kinds"]) if kind == "rank"])
+    assert rank_lambdas.std() > 0.05  # a shared min-max made every rank unit exactly 0.5
+    assert rank_lambdas.min() < 0.4 and rank_lambdas.max() > 0.6
+
+
+def test_uniform_fusion_run_averages_every_unit(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, model="builtin:tiny-bert", methods=[{"name": "kif", "fusion": "uniform"}],
+                         stream={"demo_tasks": 2, "demo_train_size": 16, "demo_eval_size": 8})
+    config["model"]["lora"] = {"enabled": True, "r": 2}
+    saved = json.loads((retain.run(config, quiet=True).run_dir / "kif_importance.json").read_text())
+    assert saved["fusion"] == "uniform" and set(saved["lambda_new"][1]) == {0.5}
 
 
 def test_top_20_percent_is_strictly_above_the_80th_percentile() -> None:

@@ -37,6 +37,7 @@ from retain.methods.unit_fusion import (
     min_max,
     snapshot,
     task_specific,
+    uniform_weights,
 )
 from retain.methods.unit_importance import ORDERS, ImportanceTracker
 from retain.reporting.atomic import write_json_atomic
@@ -53,7 +54,10 @@ class KIFParams:
     importance: str = option("Element importance: second (|wg - (wg)^2/2|, the default) | first (|wg|).", "second")
     beta1: float = option("EMA factor of the sensitivity I_bar.", 0.85)
     beta2: float = option("EMA factor of the uncertainty U_bar.", 0.85)
-    fusion: str = option("auto (adaptive for rank units, categorical for matrix units) | adaptive | categorical.", "auto")
+    fusion: str = option(
+        "auto (adaptive for rank units, categorical for matrix units) | adaptive | categorical | "
+        "uniform (lambda 0.5 everywhere: the ablation without importance).", "auto",
+    )
     temperature: float = option("Adaptive fusion: softmax temperature tau.", 0.25)
     top_fraction: float = option("Share of units counted as important (categorical fusion; KIF-M's frozen units).", 0.2)
     shared_new_weight: float = option("Categorical: weight of the new model on units important for old and new tasks.", 0.3)
@@ -69,7 +73,7 @@ class KIFParams:
 
 
 def _check_params(p: KIFParams) -> None:
-    choices = {"units": ("auto", "rank", "matrix"), "importance": ORDERS, "fusion": ("auto", "adaptive", "categorical")}
+    choices = {"units": ("auto", "rank", "matrix"), "importance": ORDERS, "fusion": ("auto", "adaptive", "categorical", "uniform")}
     for key, allowed in choices.items():
         if getattr(p, key) not in allowed:
             raise ConfigError(f"kif.{key}: {getattr(p, key)!r} is not one of {', '.join(allowed)}")
@@ -131,6 +135,7 @@ class KIF(Method):
         super().__init__(params)
         _check_params(self.params)
         self.units: Optional[SkillUnits] = None
+        self.families: Optional[torch.Tensor] = None  # rank / matrix units, normalised apart
         self.fusion = "adaptive"
         self.tracker: Optional[ImportanceTracker] = None
         self.previous: Optional[list[torch.Tensor]] = None
@@ -145,6 +150,7 @@ class KIF(Method):
         if granularity == "auto":
             granularity = "rank" if ctx.lora else "matrix"
         self.units = build_skill_units(ctx.unwrapped_model(), granularity)
+        self.families = self.units.families()
         self.fusion = self.params.fusion
         if self.fusion == "auto":
             self.fusion = "adaptive" if granularity == "rank" else "categorical"
@@ -195,18 +201,20 @@ class KIF(Method):
         scores = ctx.accelerator.reduce(scores, "mean").detach().cpu()  # identical under plain DDP
         record: dict[str, Any] = {
             "task": ctx.phase.name, "steps": self.tracker.steps, "importance": scores,
-            "normalised": min_max(scores), "lambda_new": None, "frozen": None,
+            "normalised": min_max(scores, self.families), "lambda_new": None, "frozen": None,
         }
         self.tracker = None
         if self.cumulative is None or self.previous is None:
             self.cumulative = scores.clone()  # I_cum(0) = I_0; the fine-tuned model is the fused one
         else:
-            new, old = min_max(scores), min_max(self.cumulative)
+            new, old = min_max(scores, self.families), min_max(self.cumulative, self.families)
             lam = self._fusion_weights(new, old)
             fuse_(units, self.previous, lam)
             frozen = task_specific(new, old, self.params.top_fraction)
             record.update(lambda_new=lam, frozen=frozen, categories=_categories(new, old, self.params.top_fraction))
-            self.cumulative = cumulative_importance(self.cumulative, scores, self.params.cumulative_old_weight)
+            self.cumulative = cumulative_importance(
+                self.cumulative, scores, self.params.cumulative_old_weight, self.families
+            )
             record["fusion_seconds"] = time.perf_counter() - started
             record.update(self._replay_phase(ctx, frozen))
         self.previous = None
@@ -218,6 +226,8 @@ class KIF(Method):
         p = self.params
         if self.fusion == "adaptive":
             return adaptive_weights(new, old, p.temperature)
+        if self.fusion == "uniform":
+            return uniform_weights(new)
         return categorical_weights(new, old, p.top_fraction, p.shared_new_weight, p.neither_new_weight)
 
     def _replay_phase(self, ctx: "RunContext", frozen: torch.Tensor) -> dict[str, Any]:

@@ -90,6 +90,10 @@ class SkillUnits:
             scores[tensor.first : tensor.first + tensor.count] *= tensor.per_unit_mean(element.float())
         return scores
 
+    def families(self) -> torch.Tensor:
+        """[n_units] int64: 0 for a matrix unit, 1 for a rank unit (normalised apart)."""
+        return torch.tensor([kind == "rank" for kind in self.kinds()], dtype=torch.int64)
+
     def kinds(self) -> list[str]:
         """'rank' or 'matrix' per unit (for the report)."""
         kinds = ["matrix"] * len(self.names)

@@ -11,14 +11,14 @@ new model bit for bit and ``lambda_new = 0`` the previous one.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from retain.methods.skill_units import SkillUnits
 
 
-def min_max(values: torch.Tensor) -> torch.Tensor:
-    """Norm(x) = (x - min) / (max - min) over all units; a constant vector maps to zeros."""
-    values = values.float()
+def _min_max(values: torch.Tensor) -> torch.Tensor:
     low, high = values.min(), values.max()
     span = high - low
     if span <= 0:
@@ -26,9 +26,30 @@ def min_max(values: torch.Tensor) -> torch.Tensor:
     return (values - low) / span
 
 
-def cumulative_importance(previous: torch.Tensor, new: torch.Tensor, old_weight: float = 0.7) -> torch.Tensor:
-    """I_cum(k) = Norm(old_weight * Norm(I_cum(k-1)) + (1 - old_weight) * Norm(I_k))."""
-    return min_max(old_weight * min_max(previous) + (1.0 - old_weight) * min_max(new))
+def min_max(values: torch.Tensor, families: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Norm(x) = (x - min) / (max - min); a constant vector maps to zeros.
+
+    ``families`` (an int per unit) normalises each family of units on its own. Rank units (a
+    product of two means, ~1e-25 on a LoRA model) and matrix units (one mean, ~1e-9 on a fully
+    trained head) are not on one scale: sharing one min and max would squash every rank unit to
+    ~0 and make importance-guided fusion a plain average.
+    """
+    values = values.float()
+    if families is None:
+        return _min_max(values)
+    normalised = torch.empty_like(values)
+    for family in families.unique():
+        members = families == family
+        normalised[members] = _min_max(values[members])
+    return normalised
+
+
+def cumulative_importance(
+    previous: torch.Tensor, new: torch.Tensor, old_weight: float = 0.7, families: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """I_cum(k) = Norm(old_weight * Norm(I_cum(k-1)) + (1 - old_weight) * Norm(I_k)), Norm per family."""
+    mixed = old_weight * min_max(previous, families) + (1.0 - old_weight) * min_max(new, families)
+    return min_max(mixed, families)
 
 
 def important(normalised: torch.Tensor, top_fraction: float) -> torch.Tensor:
@@ -57,6 +78,11 @@ def categorical_weights(
     weights[old_important & ~new_important] = 0.0
     weights[new_important & ~old_important] = 1.0
     return weights
+
+
+def uniform_weights(new: torch.Tensor) -> torch.Tensor:
+    """lambda_new = 0.5 for every unit: plain averaging, the ablation that ignores importance."""
+    return torch.full_like(new, 0.5, dtype=torch.float32)
 
 
 def adaptive_weights(new: torch.Tensor, old: torch.Tensor, temperature: float = 0.25) -> torch.Tensor:
