@@ -77,6 +77,38 @@ def test_attention_kl_by_hand_with_padding_then_rows_samples_layers() -> None:
     assert exact.item() == pytest.approx(0.5 * math.log(4 / 3) / 2, rel=1e-6)
 
 
+def test_attention_kl_is_divided_by_the_batch_not_by_the_examples_that_distil_a_layer() -> None:
+    """Two stored examples of different tasks: task 0 distils site 0, task 1 distils nothing there.
+
+    Example a (task 0), site 0, head 0: student [0.25, 0.75] vs teacher [0.5, 0.5] on both query
+    rows: KL = 0.5 ln(4/3) per row -> 0.1438410 for the example. Example b (task 1) distils site 1
+    only, where student = teacher: KL 0.
+    batch (reference code): site 0: 0.1438410 / 2 examples = 0.0719205; site 1: 0 / 2 = 0;
+        mean over the 2 sites: 0.0359603.
+    distilling: site 0: 0.1438410 / 1 = 0.1438410; site 1: 0; mean over sites: 0.0719205.
+    """
+    student = torch.zeros(2, 1, 2, 2)
+    student[0, 0] = torch.tensor([[0.25, 0.75], [0.25, 0.75]])
+    student[1, 0] = torch.tensor([[0.5, 0.5], [0.5, 0.5]])
+    store = TeacherMaps(dtype=torch.float32)
+    store.add_task(0, {0: [0]})
+    store.add_task(1, {1: [0]})
+    rows = {"source": torch.arange(2)}
+    store.add("a", 0, {0: torch.full((1, 2, 2), 0.5)}, rows)
+    store.add("b", 1, {1: student[1, :, :, :].clone()}, rows)
+    batch = MicroBatch(
+        inputs={"input_ids": torch.zeros(2, 2, dtype=torch.long), "attention_mask": torch.ones(2, 2, dtype=torch.long)},
+        keys=["a", "b"], task_indices=[0, 1], source="replay",
+    )
+    maps = {0: student, 1: student}
+    kl = 0.5 * math.log(4 / 3)
+    by_batch = store.distillation_loss(batch, maps, {0: "self", 1: "self"})
+    by_distilling = store.distillation_loss(batch, maps, {0: "self", 1: "self"}, "distilling")
+    assert by_batch is not None and by_distilling is not None
+    assert by_batch.item() == pytest.approx(kl / 2 / 2, rel=1e-5)
+    assert by_distilling.item() == pytest.approx(kl / 2, rel=1e-5)
+
+
 def test_attention_kl_zero_teacher_entries_and_vanished_student_are_finite() -> None:
     # teacher [1, 0] vs student [1, 0]: 1 ln(1/1) + 0 = 0 (0 ln 0 = 0, no NaN)
     assert attention_kl(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]])).item() == 0.0

@@ -69,6 +69,9 @@ def attention_kl(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return kl.sum(dim=-1).mean()
 
 
+#: How a layer's attention KL is averaged over a batch's examples (see ``distillation_loss``).
+ATTENTION_NORMALISATIONS = ("batch", "distilling")
+
 class TeacherMaps:
     """Teacher attention rows per replayed example, with the head selection of each task."""
 
@@ -113,18 +116,27 @@ class TeacherMaps:
         return sites
 
     def distillation_loss(
-        self, batch: MicroBatch, student_maps: dict[int, torch.Tensor], roles: dict[int, str]
+        self,
+        batch: MicroBatch,
+        student_maps: dict[int, torch.Tensor],
+        roles: dict[int, str],
+        normalisation: str = "batch",
     ) -> Optional[torch.Tensor]:
         """Attention KL of the batch's stored examples, or None if it has none.
 
-        Averaged over (head, query) rows of an example and layer, then over the examples that
-        distil that layer, then over layers.
+        Averaged over (head, query) rows of an example and layer, then, per layer, summed over
+        the examples that distil it and divided by ``normalisation``'s count: ``batch``, every
+        stored example of the batch (the reference implementation's division by the replay batch
+        size, so a layer few examples distil weighs less); ``distilling``, only the examples that
+        distil that layer. Then averaged over layers.
         """
         positions = {side: real_positions(batch, side) for side in {s for r in roles.values() for s in ROLE_SIDES[r]}}
         per_site: dict[int, list[torch.Tensor]] = {}
+        stored = 0
         for i, (key, task_index) in enumerate(zip(batch.keys, batch.task_indices)):
             if key not in self.maps:
                 continue
+            stored += 1
             for site, teacher in self.maps[key].items():
                 query_side, key_side = ROLE_SIDES[roles[site]]
                 heads = torch.tensor(self.heads[task_index][site], device=student_maps[site].device)
@@ -142,7 +154,11 @@ class TeacherMaps:
                 per_site.setdefault(site, []).append(kl)
         if not per_site:
             return None
-        return torch.stack([torch.stack(values).mean() for values in per_site.values()]).mean()
+        if normalisation not in ATTENTION_NORMALISATIONS:
+            raise ValueError(f"unknown attention normalisation {normalisation!r}")
+        if normalisation == "distilling":
+            return torch.stack([torch.stack(values).mean() for values in per_site.values()]).mean()
+        return torch.stack([torch.stack(values).sum() / stored for values in per_site.values()]).mean()
 
     def state_dict(self) -> dict[str, Any]:
         return {"maps": dict(self.maps), "rows": dict(self.rows), "heads": dict(self.heads)}

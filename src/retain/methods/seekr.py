@@ -30,7 +30,14 @@ import torch
 
 from retain.config import option
 from retain.errors import ConfigError, MethodError
-from retain.methods.attention_store import ROLE_SIDES, TeacherMaps, draw_query_rows, real_positions, rows_of
+from retain.methods.attention_store import (
+    ATTENTION_NORMALISATIONS,
+    ROLE_SIDES,
+    TeacherMaps,
+    draw_query_rows,
+    real_positions,
+    rows_of,
+)
 from retain.methods.head_importance import (
     COMBINATIONS,
     SELECTIONS,
@@ -107,6 +114,12 @@ class SeekrParams(ReplayParams):
     combine: str = option(
         "sum_of_products (sum over tasks of S*F) | product_of_sums ((sum S) * (sum F)).", "sum_of_products"
     )
+    attention_normalisation: str = option(
+        "batch: each layer's attention KL is summed over the examples that distil it and divided by "
+        "the replay batch's stored examples (the reference code) | distilling: averaged over only the "
+        "examples that distil the layer.",
+        "batch",
+    )
     cross_attention: bool = option("Encoder-decoder models: count decoder cross-attention as layers too.", False)
     importance_batch_size: Optional[int] = option(
         "Batch size of the recording and importance passes; null = eval.batch_size.", None
@@ -135,6 +148,11 @@ def _check_params(params: SeekrParams) -> None:
         raise ConfigError(f"seekr.query_budget: must be >= 0 (0 = all rows), got {params.query_budget}")
     if params.selection not in SELECTIONS:
         raise ConfigError(f"seekr.selection: {params.selection!r} is not one of {', '.join(SELECTIONS)}")
+    if params.attention_normalisation not in ATTENTION_NORMALISATIONS:
+        raise ConfigError(
+            f"seekr.attention_normalisation: {params.attention_normalisation!r} is not one of "
+            f"{', '.join(ATTENTION_NORMALISATIONS)}"
+        )
     if params.combine not in COMBINATIONS:
         raise ConfigError(f"seekr.combine: {params.combine!r} is not one of {', '.join(COMBINATIONS)}")
 
@@ -376,7 +394,9 @@ class Seekr(Replay):
         total = (1.0 - self.params.w_ld) * loss + self.params.w_ld * logit_kl
         attention = None
         if self.capture is not None:
-            attention = self.maps.distillation_loss(batch, student_maps, self._roles)
+            attention = self.maps.distillation_loss(
+                batch, student_maps, self._roles, self.params.attention_normalisation
+            )
             if attention is not None:
                 total = total + self.params.w_ad * attention
         self.replay_terms.add(loss, logit_kl, attention)
