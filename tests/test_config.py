@@ -66,3 +66,27 @@ def test_method_params_mapping() -> None:
     config = make_config({"methods": ["seqft", {"name": "mtl"}]})
     specs = config.method_specs()
     assert [s.name for s in specs] == ["seqft", "mtl"]
+
+
+def test_declared_ranges_and_choices_are_checked_with_the_key() -> None:
+    from dataclasses import dataclass
+
+    from retain.config import build_dataclass, check_options, option
+
+    @dataclass
+    class Params:
+        fraction: float = option("A share.", 0.5, low=0.0, high=1.0, high_open=True)
+        count: int = option("A count.", 1, low=1)
+        mode: str = option("A mode.", "a", choices=("a", "b"))
+
+    assert build_dataclass(Params, {"fraction": 0.0, "count": 1, "mode": "b"}) == Params(0.0, 1, "b")
+    for data, message in (
+        ({"fraction": 1.0}, r"m\.fraction: must be in \[0, 1\), got 1\.0"),
+        ({"fraction": float("nan")}, r"m\.fraction: must be in \[0, 1\)"),
+        ({"count": 0}, r"m\.count: must be >= 1, got 0"),
+        ({"mode": "c"}, r"m\.mode: 'c' is not one of a, b"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            build_dataclass(Params, data, "m")
+    with pytest.raises(ConfigError, match=r"p\.count: must be >= 1"):
+        check_options(Params(count=-2), "p")

@@ -20,11 +20,61 @@ import yaml
 from retain.errors import ConfigError
 
 
-def option(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field with help text (shown by `retain list`)."""
+def option(
+    text: str,
+    default: Any = dataclasses.MISSING,
+    factory: Any = dataclasses.MISSING,
+    *,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    choices: Optional[tuple[Any, ...]] = None,
+) -> Any:
+    """A dataclass field with help text (shown by `retain list`) and, optionally, its valid values.
+
+    ``low``/``high`` bound a number (inclusive unless ``low_open``/``high_open``); ``choices`` lists
+    the accepted values. They are checked by :func:`check_options` wherever the dataclass is built
+    from user input, so each key's range is declared once, next to its help text.
+    """
+    metadata: dict[str, Any] = {"help": text}
+    if low is not None or high is not None:
+        metadata["range"] = (low, high, low_open, high_open)
+    if choices is not None:
+        metadata["choices"] = tuple(choices)
     if factory is not dataclasses.MISSING:
-        return field(default_factory=factory, metadata={"help": text})
-    return field(default=default, metadata={"help": text})
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def describe_range(low: Optional[float], high: Optional[float], low_open: bool, high_open: bool) -> str:
+    """'in [0, 1)', '>= 0', '> 0' ... for messages and `retain list`."""
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    return f"{'<' if high_open else '<='} {high:g}"
+
+
+def _check_value(value: Any, f: dataclasses.Field, path: str) -> None:
+    choices = f.metadata.get("choices")
+    if choices is not None and value not in choices:
+        shown = ", ".join(str(c) for c in choices if c is not None)
+        raise ConfigError(f"{path}: {value!r} is not one of {shown}")
+    bounds = f.metadata.get("range")
+    if bounds is None or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    low, high, low_open, high_open = bounds
+    below = low is not None and (value <= low if low_open else value < low)
+    above = high is not None and (value >= high if high_open else value > high)
+    if below or above or value != value:  # value != value: NaN
+        raise ConfigError(f"{path}: must be {describe_range(*bounds)}, got {value}")
+
+
+def check_options(obj: Any, path: str = "") -> None:
+    """Check every field of the dataclass ``obj`` against its declared range and choices."""
+    for f in dataclasses.fields(obj):
+        _check_value(getattr(obj, f.name), f, f"{path}.{f.name}" if path else f.name)
 
 
 @dataclass
@@ -273,6 +323,7 @@ def build_dataclass(cls: Any, data: dict[str, Any], path: str = "") -> Any:
                 f"{key_path}: unknown key (known keys: {', '.join(sorted(known))})"
             )
         kwargs[key] = coerce(value, hints[key], key_path)
+        _check_value(kwargs[key], known[key], key_path)
     return cls(**kwargs)
 
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 import torch
 
+from retain.config import check_options
 from retain.data.collate import MicroBatch
 
 if TYPE_CHECKING:
@@ -69,6 +70,8 @@ class Method:
 
     def __init__(self, params: Any = None) -> None:
         self.params = params if params is not None else self.params_class()
+        if dataclasses.is_dataclass(self.params):
+            check_options(self.params, self.name)  # ranges and choices declared with each option
 
     # -- lifecycle hooks -------------------------------------------------------------------
 

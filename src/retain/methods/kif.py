@@ -21,7 +21,7 @@ import torch
 
 from retain.config import option
 from retain.data.collate import MicroBatch
-from retain.errors import ConfigError, MethodError
+from retain.errors import MethodError
 from retain.methods.base import Method
 from retain.methods.kif_report import importance_payload, report_section
 from retain.methods.masked_replay import masked_replay
@@ -50,49 +50,45 @@ IMPORTANCE_FILE = "kif_importance.json"
 
 @dataclass
 class KIFParams:
-    units: str = option("Skill units: auto (rank under LoRA, matrix otherwise) | rank | matrix.", "auto")
-    importance: str = option("Element importance: second (|wg - (wg)^2/2|, the default) | first (|wg|).", "second")
-    beta1: float = option("EMA factor of the sensitivity I_bar.", 0.85)
-    beta2: float = option("EMA factor of the uncertainty U_bar.", 0.85)
+    units: str = option(
+        "Skill units: auto (rank under LoRA, matrix otherwise) | rank | matrix.", "auto",
+        choices=("auto", "rank", "matrix"),
+    )
+    importance: str = option(
+        "Element importance: second (|wg - (wg)^2/2|, the default) | first (|wg|).", "second", choices=ORDERS
+    )
+    beta1: float = option("EMA factor of the sensitivity I_bar.", 0.85, low=0.0, high=1.0, high_open=True)
+    beta2: float = option("EMA factor of the uncertainty U_bar.", 0.85, low=0.0, high=1.0, high_open=True)
     fusion: str = option(
         "auto (adaptive for rank units, categorical for matrix units) | adaptive | categorical | "
         "uniform (lambda 0.5 everywhere: the ablation without importance).", "auto",
+        choices=("auto", "adaptive", "categorical", "uniform"),
     )
-    temperature: float = option("Adaptive fusion: softmax temperature tau.", 0.25)
-    top_fraction: float = option("Share of units counted as important (categorical fusion; KIF-M's frozen units).", 0.2)
-    shared_new_weight: float = option("Categorical: weight of the new model on units important for old and new tasks.", 0.3)
-    neither_new_weight: float = option("Categorical: weight of the new model on units important for neither.", 0.5)
-    cumulative_old_weight: float = option("Weight of the earlier tasks in the cumulative importance I_cum.", 0.7)
-    orthogonality: float = option("Weight of the LoRA orthogonality loss mean ||AA^T-I||_F, ||B^TB-I||_F (0 disables).", 0.1)
+    temperature: float = option("Adaptive fusion: softmax temperature tau.", 0.25, low=0.0, low_open=True)
+    top_fraction: float = option(
+        "Share of units counted as important (categorical fusion; KIF-M's frozen units).", 0.2,
+        low=0.0, high=1.0, low_open=True, high_open=True,
+    )
+    shared_new_weight: float = option(
+        "Categorical: weight of the new model on units important for old and new tasks.", 0.3, low=0.0, high=1.0
+    )
+    neither_new_weight: float = option(
+        "Categorical: weight of the new model on units important for neither.", 0.5, low=0.0, high=1.0
+    )
+    cumulative_old_weight: float = option(
+        "Weight of the earlier tasks in the cumulative importance I_cum.", 0.7, low=0.0, high=1.0
+    )
+    orthogonality: float = option(
+        "Weight of the LoRA orthogonality loss mean ||AA^T-I||_F, ||B^TB-I||_F (0 disables).", 0.1, low=0.0
+    )
     replay_during_task: bool = option(
         "With replay in the run: also mix its buffer into each task's training (false: the buffer "
         "is used only in KIF-M's post-fusion replay phase).", False,
     )
-    replay_epochs: int = option("KIF-M: epochs over the buffer after each fusion (0 disables the phase).", 1)
-    replay_lr: Optional[float] = option("KIF-M: learning rate of the post-fusion replay phase; null = train.lr.", None)
-
-
-def _check_params(p: KIFParams) -> None:
-    choices = {"units": ("auto", "rank", "matrix"), "importance": ORDERS, "fusion": ("auto", "adaptive", "categorical", "uniform")}
-    for key, allowed in choices.items():
-        if getattr(p, key) not in allowed:
-            raise ConfigError(f"kif.{key}: {getattr(p, key)!r} is not one of {', '.join(allowed)}")
-    for key in ("beta1", "beta2"):
-        if not 0.0 <= getattr(p, key) < 1.0:
-            raise ConfigError(f"kif.{key}: must be in [0, 1), got {getattr(p, key)}")
-    for key in ("shared_new_weight", "neither_new_weight", "cumulative_old_weight"):
-        if not 0.0 <= getattr(p, key) <= 1.0:
-            raise ConfigError(f"kif.{key}: must be in [0, 1], got {getattr(p, key)}")
-    if not 0.0 < p.top_fraction < 1.0:
-        raise ConfigError(f"kif.top_fraction: must be in (0, 1), got {p.top_fraction}")
-    if p.temperature <= 0:
-        raise ConfigError(f"kif.temperature: must be positive, got {p.temperature}")
-    if p.orthogonality < 0:
-        raise ConfigError(f"kif.orthogonality: must be >= 0 (0 disables it), got {p.orthogonality}")
-    if p.replay_epochs < 0:
-        raise ConfigError(f"kif.replay_epochs: must be >= 0, got {p.replay_epochs}")
-    if p.replay_lr is not None and p.replay_lr <= 0:
-        raise ConfigError(f"kif.replay_lr: must be positive or null, got {p.replay_lr}")
+    replay_epochs: int = option("KIF-M: epochs over the buffer after each fusion (0 disables the phase).", 1, low=0)
+    replay_lr: Optional[float] = option(
+        "KIF-M: learning rate of the post-fusion replay phase; null = train.lr.", None, low=0.0, low_open=True
+    )
 
 
 def orthogonality_penalty(pairs: list[tuple[torch.nn.Parameter, torch.nn.Parameter]]) -> torch.Tensor:
@@ -133,7 +129,6 @@ class KIF(Method):
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
-        _check_params(self.params)
         self.units: Optional[SkillUnits] = None
         self.families: Optional[torch.Tensor] = None  # rank / matrix units, normalised apart
         self.fusion = "adaptive"
