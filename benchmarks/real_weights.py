@@ -182,7 +182,7 @@ def main() -> int:
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     path = write_result(args.out, {"command": command, "settings": settings, "runs": results, "table_markdown": table})
     md = RESULTS / f"{args.out}.md"
-    md.write_text(f"# {args.out}\n\n`{command}`\n\nFinal-row scores per task (accuracy, %, each task among its own labels); "union" columns: the same models scored among all labels of the stream (class-incremental); metrics per docs/metrics.md.\n\n{table}\n")
+    md.write_text(f"# {args.out}\n\n`{command}`\n\nFinal-row scores per task (accuracy, %, each task among its own labels); 'union' columns: the same models scored among all labels of the stream (class-incremental); metrics per docs/metrics.md.\n\n{table}\n")
     print(table)
     print(f"-> {path}")
     return 0
