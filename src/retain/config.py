@@ -100,6 +100,12 @@ class ModelConfig:
         "causal | seq2seq | classifier; null = inferred from the model's config.", None
     )
     tokenizer: Optional[str] = option("Tokenizer name or path; null = same as the model.", None)
+    is_decoder: Optional[bool] = option(
+        "Load with a causal attention mask (transformers' is_decoder). An encoder-only checkpoint "
+        "(BERT family, e.g. MiniLM-L6) loaded with kind: causal becomes a left-to-right LM whose "
+        "output layer is tied to the embeddings; null = true exactly in that case.",
+        None,
+    )
     dtype: str = option("Weight dtype: float32 | bfloat16 | float16 (CPU runs use float32).", "float32")
     lora: LoraConfig = option("LoRA settings.", factory=LoraConfig)
 
