@@ -165,7 +165,11 @@ class TrainConfig:
     weight_decay: float = option("AdamW weight decay.", 0.0)
     betas: list[float] = option("AdamW betas.", factory=lambda: [0.9, 0.999])
     scheduler: str = option("constant | linear | cosine (with warmup).", "constant")
-    warmup_steps: int = option("Warm-up optimizer steps per task.", 0)
+    warmup_steps: int = option("Warm-up optimizer steps per task.", 0, low=0)
+    warmup_ratio: float = option(
+        "Warm-up as a share of each task's optimizer steps (used when warmup_steps is 0).", 0.0,
+        low=0.0, high=1.0, high_open=True,
+    )
     max_grad_norm: Optional[float] = option("Gradient clipping norm; null = no clipping.", 1.0)
     reset_optimizer_per_task: bool = option(
         "A new optimizer and schedule per task (true) or one carried across tasks (false).", True
