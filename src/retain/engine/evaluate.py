@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -11,21 +12,34 @@ from retain.evaluation.scoring import TaskScore, score_task
 
 @dataclass
 class EvaluationRow:
-    scores: list[float]
+    #: one score per task; None where the task was not scored (see ``only``)
+    scores: list[Optional[float]]
     predictions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     examples_per_second: float = 0.0
     #: class-incremental scores of the same model (classifier scored within task labels), else None
     union_scores: Optional[list[float]] = None
 
 
-def evaluate_tasks(ctx: RunContext, tasks: list[Any], split_cache_offset: int = 0) -> EvaluationRow:
-    """Score ``tasks`` with the current model in eval mode; restores train mode afterwards."""
+def evaluate_tasks(
+    ctx: RunContext, tasks: list[Any], split_cache_offset: int = 0, only: Optional[Sequence[int]] = None
+) -> EvaluationRow:
+    """Score ``tasks`` with the current model in eval mode; restores train mode afterwards.
+
+    ``only``: positions in ``tasks`` to score (None: all); the others get None in the row.
+    """
     model = ctx.unwrapped_model()
     was_training = model.training
     model.eval()
-    scores, predictions, union_scores = [], {}, []
+    selected = set(range(len(tasks)) if only is None else only)
+    scores: list[Optional[float]] = []
+    union_scores: list[Optional[float]] = []
+    predictions: dict[str, list[dict[str, Any]]] = {}
     examples, seconds = 0, 0.0
     for offset, task in enumerate(tasks):
+        if offset not in selected:
+            scores.append(None)
+            union_scores.append(None)
+            continue
         index = split_cache_offset + offset
         items = ctx.encoder.encode_task(task, index, "eval")
         result: TaskScore = score_task(
@@ -39,5 +53,6 @@ def evaluate_tasks(ctx: RunContext, tasks: list[Any], split_cache_offset: int = 
         seconds += result.count / max(result.examples_per_second, 1e-9)
     if was_training:
         model.train()
-    union = union_scores if union_scores and all(s is not None for s in union_scores) else None
+    scored = [union_scores[i] for i in sorted(selected) if i < len(tasks)]
+    union = union_scores if scored and all(s is not None for s in scored) else None
     return EvaluationRow(scores, predictions, examples / max(seconds, 1e-9), union)

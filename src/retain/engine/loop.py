@@ -56,6 +56,43 @@ def scheduled_batches(ctx: RunContext, methods: list[Method], epoch_seed: int) -
     return batches
 
 
+#: Micro-batches between reads of the loss back to the host (the progress bar's refresh).
+LOSS_READ_EVERY = 10
+
+
+class LossTracker:
+    """Loss statistics kept on the device and read back every :data:`LOSS_READ_EVERY` micro-batches.
+
+    ``loss.item()`` after every micro-batch forces a device sync per step on a GPU; adding the
+    detached loss into a device tensor does not. The sum is kept in float64 (where the device has
+    it) so the mean equals the host-side sum of per-batch floats it replaces.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.total = torch.zeros((), dtype=dtype, device=device)
+        self.window = torch.zeros((), dtype=dtype, device=device)
+        self.count = 0
+        self.window_count = 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        value = loss.detach().to(self.total.dtype)
+        self.total += value
+        self.window += value
+        self.count += 1
+        self.window_count += 1
+
+    def read_window(self) -> float:
+        """Mean loss since the last read (one host sync), and start a new window."""
+        value = self.window.item() / max(1, self.window_count)
+        self.window.zero_()
+        self.window_count = 0
+        return value
+
+    def mean(self) -> float:
+        return self.total.item() / max(1, self.count)
+
+
 def train_phase(ctx: RunContext, methods: list[Method], total_micro_batches: int, show_progress: bool = True) -> dict[str, float]:
     """Train the current phase; returns simple statistics (mean loss, steps)."""
     accelerator = ctx.accelerator
@@ -65,7 +102,7 @@ def train_phase(ctx: RunContext, methods: list[Method], total_micro_batches: int
     train = ctx.config.train
     model.train()
     ctx.step_in_phase = 0
-    losses: list[float] = []
+    losses = LossTracker(accelerator.device)
     progress = tqdm(
         total=total_micro_batches,
         desc=f"task {ctx.phase_index + 1}/{len(ctx.phases)} {ctx.phase.name}",
@@ -97,13 +134,12 @@ def train_phase(ctx: RunContext, methods: list[Method], total_micro_batches: int
                     method.after_step(ctx)
             optimizer.zero_grad(set_to_none=True)
         micro += 1
-        value = loss.detach().float().item()
-        losses.append(value)
+        losses.add(loss)
         progress.update(1)
-        if micro % 10 == 0:
-            progress.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.4f}")
+        if micro % LOSS_READ_EVERY == 0:
+            progress.set_postfix(loss=f"{losses.read_window():.4f}")
     progress.close()
-    return {"mean_loss": sum(losses) / max(1, len(losses)), "micro_batches": micro, "steps": ctx.step_in_phase}
+    return {"mean_loss": losses.mean(), "micro_batches": micro, "steps": ctx.step_in_phase}
 
 
 @torch.no_grad()

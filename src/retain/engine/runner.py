@@ -30,6 +30,7 @@ from retain.engine.evaluate import evaluate_tasks
 from retain.engine.loop import count_new_batches, train_phase
 from retain.engine.optim import build_optimizer, build_scheduler
 from retain.errors import ConfigError, RetainError
+from retain.evaluation.cells import cells_to_evaluate
 from retain.evaluation.cl_metrics import AccuracyMatrix, GeneralScores, compute_cl_metrics
 from retain.methods.base import Method, Phase
 from retain.methods.registry import check_combination, instantiate
@@ -324,7 +325,8 @@ class ContinualRunner:
         )
 
     def _evaluate_row(self, ctx: RunContext, matrix: AccuracyMatrix, folder: RunFolder, label: str, task_index: Optional[int]) -> None:
-        row = evaluate_tasks(ctx, ctx.stream.tasks)
+        cells = cells_to_evaluate(self.config.eval.cells, len(ctx.stream.tasks), task_index)
+        row = evaluate_tasks(ctx, ctx.stream.tasks, only=cells)
         row_index = len(matrix.rows)
         matrix.rows.append(row.scores)
         matrix.row_labels.append(label)
@@ -346,7 +348,7 @@ class ContinualRunner:
             for name, records in row.predictions.items():
                 if records:
                     folder.write_predictions(row_index, name, records)
-        scores = ", ".join(f"{n}={s:.1f}" for n, s in zip(matrix.task_names, row.scores))
+        scores = ", ".join(f"{n}={s:.1f}" for n, s in zip(matrix.task_names, row.scores) if s is not None)
         ctx.logger.info("row %d (%s): %s  [%.0f eval examples/s]", row_index, label, scores, row.examples_per_second)
 
     def _checkpoint(self, ctx: RunContext, methods: list[Method], matrix: AccuracyMatrix, general: Optional[GeneralScores], completed: int) -> None:

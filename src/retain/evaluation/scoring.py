@@ -15,6 +15,10 @@ import torch
 
 from retain.data.collate import IGNORE_INDEX, EncodedExample, Encoder
 from retain.data.types import Task
+from retain.evaluation.rank import rank_answers
+
+__all__ = ["TaskScore", "classify", "exact_match", "generate_answers", "normalize_answer", "perplexity",
+           "rank_answers", "rouge_l", "score_task"]
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -59,14 +63,35 @@ def _batches(items: list[EncodedExample], size: int) -> list[list[EncodedExample
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def _prompt_length(item: EncodedExample) -> int:
+    return item.prompt_length if item.prompt_length else len(item.input_ids)
+
+
+def length_sorted_batches(items: list[EncodedExample], size: int) -> list[list[int]]:
+    """Batches of positions in ``items``, longest prompts first, so each batch pads to prompts of
+    about its own length instead of the longest in data order (ties keep data order)."""
+    order = sorted(range(len(items)), key=lambda i: -_prompt_length(items[i]))
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
 @torch.no_grad()
 def generate_answers(
-    model: Any, encoder: Encoder, items: list[EncodedExample], batch_size: int, max_new_tokens: int, device: torch.device
+    model: Any, encoder: Encoder, items: list[EncodedExample], batch_size: int, max_new_tokens: int, device: torch.device,
+    sort_by_length: bool = True,
 ) -> list[str]:
-    """Greedy generation with the KV cache, decoded without the prompt."""
+    """Greedy generation with the KV cache, decoded without the prompt, in the order of ``items``.
+
+    Batches are formed by prompt length (``sort_by_length``; False: data order, the earlier path).
+    ``generate`` itself stops a batch once every sequence has produced eos.
+    """
     tokenizer = encoder.tokenizer
-    answers: list[str] = []
-    for chunk in _batches(items, batch_size):
+    if sort_by_length:
+        batches = length_sorted_batches(items, batch_size)
+    else:
+        batches = [list(range(i, min(i + batch_size, len(items)))) for i in range(0, len(items), batch_size)]
+    answers: list[str] = [""] * len(items)
+    for positions in batches:
+        chunk = [items[i] for i in positions]
         inputs = {k: v.to(device) for k, v in encoder.collate_prompts(chunk).items()}
         output = model.generate(
             **inputs,
@@ -79,38 +104,8 @@ def generate_answers(
         )
         if encoder.kind == "causal":
             output = output[:, inputs["input_ids"].shape[1] :]
-        answers.extend(tokenizer.batch_decode(output, skip_special_tokens=True))
-    return [a.strip() for a in answers]
-
-
-@torch.no_grad()
-def rank_answers(
-    model: Any, encoder: Encoder, items: list[EncodedExample], labels: list[str], batch_size: int, device: torch.device
-) -> list[str]:
-    """Pick, per example, the label whose tokens (+ eos) have the highest summed log-likelihood."""
-    label_tokens = [encoder._target(label) for label in labels]
-    answers: list[str] = []
-    for chunk in _batches(items, max(1, batch_size // max(1, len(labels)))):
-        rows, row_labels = [], []
-        for item in chunk:
-            prompt = item.input_ids[: item.prompt_length] if encoder.kind == "causal" else item.input_ids
-            for target in label_tokens:
-                if encoder.kind == "causal":
-                    rows.append(EncodedExample(prompt + target, [IGNORE_INDEX] * len(prompt) + target, item.key, item.task_index))
-                else:
-                    rows.append(EncodedExample(prompt, target, item.key, item.task_index))
-        batch = encoder.collate(rows).to(device)
-        outputs = model(**{k: v for k, v in batch.inputs.items() if k != "labels"}, **({"labels": batch.inputs["labels"]} if encoder.kind == "seq2seq" else {}))
-        logits = outputs.logits.float()
-        target = batch.inputs["labels"]
-        if encoder.kind == "causal":
-            logits, target = logits[:, :-1], target[:, 1:]
-        logprobs = torch.log_softmax(logits, dim=-1)
-        mask = target != IGNORE_INDEX
-        picked = logprobs.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        totals = (picked * mask).sum(-1).view(len(chunk), len(labels))
-        answers.extend(labels[i] for i in totals.argmax(-1).tolist())
-        del row_labels
+        for position, text in zip(positions, tokenizer.batch_decode(output, skip_special_tokens=True)):
+            answers[position] = text.strip()
     return answers
 
 
