@@ -1,0 +1,82 @@
+"""eval.cells: `needed` scores the cells the metrics read, `all` the full matrix; same values where both score."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import retain
+from retain.errors import ConfigError
+from retain.evaluation.cells import cells_to_evaluate
+from retain.evaluation.cl_metrics import compute_cl_metrics
+from retain.reporting.compare import compare_runs
+from tests.conftest import tiny_config
+
+THREE_TASKS = {"benchmark": "demo", "demo_tasks": 3, "demo_train_size": 8, "demo_eval_size": 6}
+
+
+def test_needed_cells_are_the_seen_tasks_plus_the_next_and_row_zero_in_full() -> None:
+    assert cells_to_evaluate("needed", 5, None) == [0, 1, 2, 3, 4]
+    assert cells_to_evaluate("needed", 5, 0) == [0, 1]
+    assert cells_to_evaluate("needed", 5, 2) == [0, 1, 2, 3]
+    assert cells_to_evaluate("needed", 5, 4) == [0, 1, 2, 3, 4]
+    assert cells_to_evaluate("all", 5, 0) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="eval.cells"):
+        cells_to_evaluate("some", 5, 0)
+
+
+def test_an_unknown_cells_mode_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="eval.cells: 'diagonal' is not one of needed, all"):
+        retain.run(tiny_config(tmp_path, stream=THREE_TASKS, eval={"cells": "diagonal"}), quiet=True)
+
+
+def _run(tmp_path: Path, cells: str, model: str = "builtin:tiny-llama") -> Any:
+    """Rank scoring: an undertrained tiny model still gets scores other than 0 to compare."""
+    config = tiny_config(tmp_path, name=f"cells-{cells}", model=model, stream=THREE_TASKS)
+    config["eval"].update(cells=cells, scoring="rank")
+    return retain.run(config, quiet=True)
+
+
+def test_needed_run_equals_the_all_run_where_it_scores_and_gives_the_same_metrics(tmp_path: Path) -> None:
+    needed, full = _run(tmp_path, "needed"), _run(tmp_path, "all")
+    assert all(v is not None for row in full.matrix.rows for v in row)
+    assert len({v for row in full.matrix.rows for v in row}) > 2  # scores to compare, not all 0
+    expected_cells = [[0, 1, 2], [0, 1], [0, 1, 2], [0, 1, 2]]
+    for row, wanted, full_row in zip(needed.matrix.rows, expected_cells, full.matrix.rows):
+        assert [i for i, v in enumerate(row) if v is not None] == wanted
+        assert [row[i] for i in wanted] == [full_row[i] for i in wanted]  # same cells -> identical values
+    for key, entry in full.metrics.items():
+        value = entry["value"] if isinstance(entry, dict) else entry
+        assert (needed.metrics[key]["value"] if isinstance(entry, dict) else needed.metrics[key]) == value, key
+    for key in ("ap", "bwt", "bwt_trace", "fwt", "forgetting"):
+        assert needed.metrics[key]["value"] is not None, key
+    assert all(v is not None for v in needed.metrics["ap_t"])
+    # absent cells stay absent in the files, the report and the comparison table, never 0
+    saved = json.loads((needed.run_dir / "matrix.json").read_text())
+    assert saved["rows"][1][2] is None
+    csv_row = (needed.run_dir / "matrix.csv").read_text().splitlines()[2].split(",")
+    assert csv_row[3:] == [""]
+    assert "—" in (needed.run_dir / "report.md").read_text()
+    assert (needed.run_dir / "heatmap.png").is_file() and (needed.run_dir / "ap_curve.png").is_file()
+    assert not list((needed.run_dir / "predictions").glob("row01_demo3.jsonl"))
+    recomputed = compute_cl_metrics(needed.matrix)
+    assert recomputed["fwt"]["value"] == full.metrics["fwt"]["value"]
+    table = compare_runs([needed.run_dir, full.run_dir])
+    assert table.splitlines()[2].split("|")[3:7] == table.splitlines()[3].split("|")[3:7]
+
+
+@pytest.mark.slow
+def test_the_union_matrix_of_a_classifier_run_follows_the_same_cells(tmp_path: Path) -> None:
+    needed = _run(tmp_path, "needed", model="builtin:tiny-bert")
+    full = _run(tmp_path, "all", model="builtin:tiny-bert")
+    assert needed.union_matrix is not None and full.union_matrix is not None
+    for row, union_row, full_union in zip(needed.matrix.rows, needed.union_matrix.rows, full.union_matrix.rows):
+        assert [v is None for v in row] == [v is None for v in union_row]
+        assert [u for u in union_row if u is not None] == [f for u, f in zip(union_row, full_union) if u is not None]
+    assert needed.union_metrics["ap"]["value"] == full.union_metrics["ap"]["value"]
+    assert needed.union_metrics["bwt"]["value"] == full.union_metrics["bwt"]["value"]
+    assert needed.union_metrics["fwt"]["value"] == full.union_metrics["fwt"]["value"]
+    assert json.loads((needed.run_dir / "matrix_union.json").read_text())["rows"][1][2] is None
