@@ -81,11 +81,12 @@ def _causal_totals(model: Any, encoder: Encoder, chunk: list[EncodedExample], la
     cache.batch_repeat_interleave(num_labels)
     rows_ids = label_ids.to(device).repeat(len(chunk), 1)  # row b*L + l: label l of example b
     rows_mask = label_mask.to(device).repeat(len(chunk), 1)
-    attention = torch.cat([mask.repeat_interleave(num_labels, 0), rows_mask], dim=1)
+    # the label tokens but the last go in; each predicts the next one (the last has no successor)
+    attention = torch.cat([mask.repeat_interleave(num_labels, 0), rows_mask[:, :-1]], dim=1)
     lengths = mask.sum(-1).repeat_interleave(num_labels, 0)
-    label_positions = lengths.unsqueeze(1) + torch.arange(width, device=device).unsqueeze(0)
-    rest = model(input_ids=rows_ids, attention_mask=attention, position_ids=label_positions,
-                 use_cache=True, **{_cache_argument(model): cache}).logits[:, :-1]
+    label_positions = lengths.unsqueeze(1) + torch.arange(width - 1, device=device).unsqueeze(0)
+    rest = model(input_ids=rows_ids[:, :-1], attention_mask=attention, position_ids=label_positions,
+                 use_cache=True, **{_cache_argument(model): cache}).logits
     later = _label_logprob_sums(rest, rows_ids[:, 1:], rows_mask[:, 1:]).view(len(chunk), num_labels)
     return first + later
 
