@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -98,3 +99,44 @@ def small_decoder_run(folder: Path, args: argparse.Namespace, eval_size: int) ->
     ctx, methods, _ = ContinualRunner(config, quiet=True)._build()
     ctx.phase_index = 0
     return config, ctx, methods
+
+
+#: The long-sequence order whose task names the generated stream uses.
+ORDER = 4
+DBPEDIA_LABELS = [
+    "Company", "EducationalInstitution", "Artist", "Athlete", "OfficeHolder", "MeanOfTransportation",
+    "Building", "NaturalPlace", "Village", "Animal", "Plant", "Album", "Film", "WrittenWork",
+]
+TWO = ["negative", "positive"]
+LABELS = {"dbpedia": DBPEDIA_LABELS, "agnews": ["World", "Sports", "Business", "Science or Technology"],
+          "yahoo": ["Society", "Science", "Health", "Education", "Computers", "Sports", "Business",
+                    "Entertainment", "Relationships", "Politics"],
+          "mnli": ["entailment", "neutral", "contradiction"], "cb": ["entailment", "neutral", "contradiction"],
+          "copa": ["A", "B"], "qqp": ["True", "False"], "boolqa": ["True", "False"], "rte": ["entailment", "not_entailment"],
+          "wic": ["True", "False"], "multirc": ["True", "False"], "yelp": TWO, "amazon": TWO, "imdb": TWO, "sst-2": TWO}
+WORDS = ("the a river town film album company player school plant animal building music river city old new "
+         "small large famous local first last great red blue green team song book game market").split()
+
+
+def write_generated_stream(root: Path, train_size: int, eval_size: int, words: tuple[int, int] = (8, 60)) -> Path:
+    """Alpaca records for the 15 tasks of long-sequence order 4 (their label sets, dbpedia's 14
+    labels included) under ``root/{train,dev}``; prompts of ``words`` random words, so that the
+    benchmarks run without data."""
+    from retain.data.benchmarks import BENCHMARK_ORDERS
+
+    rng = random.Random(0)
+    for split, size in (("train", train_size), ("dev", eval_size)):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for task in BENCHMARK_ORDERS["long-sequence"][ORDER]:
+            labels = LABELS[task]
+            records = [
+                {
+                    "id": f"{task}_{i}",
+                    "instruction": f"What is the label of this {task} text? Option: {', '.join(labels)}\n",
+                    "input": " ".join(rng.choice(WORDS) for _ in range(rng.randint(*words))) + "\nAnswer:",
+                    "output": labels[i % len(labels)],
+                }
+                for i in range(size)
+            ]
+            (root / split / f"{task}.json").write_text(json.dumps(records))
+    return root

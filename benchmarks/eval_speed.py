@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import json
 import os
-import random
 import sys
 import tempfile
 import time
@@ -36,52 +34,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import median, save_small_decoder, timed, write_result  # noqa: E402
+from common import ORDER, median, save_small_decoder, timed, write_generated_stream, write_result  # noqa: E402
 
 import retain  # noqa: E402
 from retain.config import make_config  # noqa: E402
-from retain.data.benchmarks import BENCHMARK_ORDERS, build_stream  # noqa: E402
+from retain.data.benchmarks import build_stream  # noqa: E402
 from retain.data.collate import Encoder  # noqa: E402
 from retain.data.tokenizer import build_word_tokenizer  # noqa: E402
 from retain.evaluation import scoring  # noqa: E402
 from retain.evaluation.rank import rank_answers  # noqa: E402
 from retain.models.loading import load_model, stream_texts  # noqa: E402
-
-ORDER = 4
-DBPEDIA_LABELS = [
-    "Company", "EducationalInstitution", "Artist", "Athlete", "OfficeHolder", "MeanOfTransportation",
-    "Building", "NaturalPlace", "Village", "Animal", "Plant", "Album", "Film", "WrittenWork",
-]
-TWO = ["negative", "positive"]
-LABELS = {"dbpedia": DBPEDIA_LABELS, "agnews": ["World", "Sports", "Business", "Science or Technology"],
-          "yahoo": ["Society", "Science", "Health", "Education", "Computers", "Sports", "Business",
-                    "Entertainment", "Relationships", "Politics"],
-          "mnli": ["entailment", "neutral", "contradiction"], "cb": ["entailment", "neutral", "contradiction"],
-          "copa": ["A", "B"], "qqp": ["True", "False"], "boolqa": ["True", "False"], "rte": ["entailment", "not_entailment"],
-          "wic": ["True", "False"], "multirc": ["True", "False"], "yelp": TWO, "amazon": TWO, "imdb": TWO, "sst-2": TWO}
-WORDS = ("the a river town film album company player school plant animal building music river city old new "
-         "small large famous local first last great red blue green team song book game market").split()
-
-
-def write_generated_stream(root: Path, train_size: int, eval_size: int) -> Path:
-    """Alpaca records for the 15 tasks of order 4 under ``root/{train,dev}``; prompts of 8-60 words."""
-    rng = random.Random(0)
-    for split, size in (("train", train_size), ("dev", eval_size)):
-        (root / split).mkdir(parents=True, exist_ok=True)
-        for task in BENCHMARK_ORDERS["long-sequence"][ORDER]:
-            labels = LABELS[task]
-            records = [
-                {
-                    "id": f"{task}_{i}",
-                    "instruction": f"What is the label of this {task} text? Option: {', '.join(labels)}\n",
-                    "input": " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 60))) + "\nAnswer:",
-                    "output": labels[i % len(labels)],
-                }
-                for i in range(size)
-            ]
-            (root / split / f"{task}.json").write_text(json.dumps(records))
-    return root
-
 
 def stream_section(data_root: Path, args: argparse.Namespace) -> dict[str, Any]:
     return {

@@ -218,3 +218,34 @@ def test_real_weights_specs_compose_methods_with_parameters() -> None:
     # YAML reads 6e+05 as text; the config coerces it to a number. The "+" must not split it.
     assert real_weights.parse_spec("ewc:lam=6e+05") == [{"name": "ewc", "lam": "6e+05"}]
     assert real_weights.parse_spec("kif:fusion=uniform") == [{"name": "kif", "fusion": "uniform"}]
+
+
+def test_gpu_throughput_runs_in_its_small_cpu_mode(tmp_path: Path) -> None:
+    """The GPU benchmark stays working where no GPU is lent: tiny sizes, fp32, CPU, one round."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import gpu_throughput
+
+    result = gpu_throughput.main(["--small", "--json", str(tmp_path / "gpu.json")])
+    saved = json.loads((tmp_path / "gpu.json").read_text())
+    assert saved["small"] and saved["device"] == "cpu" and saved["dtype"] == "float32"
+    assert saved["engine_tokens_per_s"] > 0 and saved["bare_tokens_per_s"] > 0
+    assert saved["generation"]["examples_per_s"] > 0 and saved["generation"]["examples"] == 4
+    assert saved["engine_mfu"] == pytest.approx(
+        saved["engine_tokens_per_s"] * saved["training_flops_per_token"] / 1e12
+    )
+    assert result["tokens_per_round"] == saved["tokens_per_round"] > 0
+
+
+def test_gpu_throughput_looks_up_the_bf16_peak_and_counts_flops() -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import gpu_throughput
+
+    assert gpu_throughput.peak_tflops("NVIDIA H100 80GB HBM3", None) == (989.0, "table (H100)")
+    assert gpu_throughput.peak_tflops("NVIDIA H100 PCIe", None)[0] == 756.0
+    assert gpu_throughput.peak_tflops("NVIDIA H200", 500.0) == (500.0, "--peak-tflops")
+    assert gpu_throughput.peak_tflops("Mystery GPU", None)[0] is None
+    assert gpu_throughput.training_flops_per_token(1000, 2, 8, 16) == 6000 + 12 * 2 * 8 * 16
