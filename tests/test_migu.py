@@ -365,3 +365,25 @@ def test_sliced_reduction_matches_the_formula_on_long_outputs() -> None:
         weights = rows.double() / a.sum(dim=1) if statistic == "l1_mean" else rows.double()
         torch.testing.assert_close(total.double(), weights @ a, rtol=1e-5, atol=0)
         assert tokens.item() == rows.sum().item()
+
+
+def test_masking_many_gradients_at_once_equals_masking_each() -> None:
+    from retain.methods.magnitude import mask_gradient_rows, mask_gradient_rows_many
+
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.randn(3, 4)),
+              torch.nn.Parameter(torch.randn(2, 2))]
+    for p in params[:2]:
+        p.grad = torch.randn_like(p)
+    keeps = [torch.tensor([True, False, True, False]), torch.tensor([False, True, True, True]), torch.tensor([True, False])]
+    expected = [p.grad.clone() if p.grad is not None else None for p in params]
+    reference = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    for ref, p in zip(reference, params):
+        ref.grad = None if p.grad is None else p.grad.clone()
+    for ref, dim, keep in zip(reference, (0, 1, 0), keeps):
+        mask_gradient_rows(ref, dim, keep)
+    mask_gradient_rows_many([(p, dim, keep.float()) for p, dim, keep in zip(params, (0, 1, 0), keeps)])
+    assert params[2].grad is None
+    for ref, p in zip(reference[:2], params[:2]):
+        assert torch.equal(ref.grad, p.grad)
+    assert not torch.equal(params[0].grad, expected[0])  # rows really were zeroed

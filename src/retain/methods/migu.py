@@ -43,7 +43,7 @@ from retain.methods.magnitude import (
     accumulate_magnitudes,
     find_targets,
     finish_statistic,
-    mask_gradient_rows,
+    mask_gradient_rows_many,
     quantile_masks,
     unwrap_peft,
 )
@@ -135,10 +135,13 @@ class Migu(Method):
         if not self._active or not self._groups:
             return
         keeps = self._build_masks(ctx.accelerator)
-        for group, keep in zip(self._groups, keeps):
-            for row, target in enumerate(group.targets):
-                for param, dim in target.grads:
-                    mask_gradient_rows(param, dim, keep[row])
+        mask_gradient_rows_many([
+            (param, dim, keep[row])
+            for group, keep in zip(self._groups, (k.float() for k in keeps))
+            for row, target in enumerate(group.targets)
+            for param, dim in target.grads
+        ])
+        for group in self._groups:
             group.total.zero_()
             group.tokens.zero_()
         self._steps += 1
