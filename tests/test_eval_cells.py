@@ -24,6 +24,9 @@ def test_needed_cells_are_the_seen_tasks_plus_the_next_and_row_zero_in_full() ->
     assert cells_to_evaluate("needed", 5, 2) == [0, 1, 2, 3]
     assert cells_to_evaluate("needed", 5, 4) == [0, 1, 2, 3, 4]
     assert cells_to_evaluate("all", 5, 0) == [0, 1, 2, 3, 4]
+    # without row 0 FWT is undefined: the next task's cell feeds nothing
+    assert cells_to_evaluate("needed", 5, 2, with_next=False) == [0, 1, 2]
+    assert cells_to_evaluate("all", 5, 2, with_next=False) == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="eval.cells"):
         cells_to_evaluate("some", 5, 0)
 
@@ -80,3 +83,12 @@ def test_the_union_matrix_of_a_classifier_run_follows_the_same_cells(tmp_path: P
     assert needed.union_metrics["bwt"]["value"] == full.union_metrics["bwt"]["value"]
     assert needed.union_metrics["fwt"]["value"] == full.union_metrics["fwt"]["value"]
     assert json.loads((needed.run_dir / "matrix_union.json").read_text())["rows"][1][2] is None
+
+
+def test_without_row_zero_a_row_scores_only_the_tasks_trained_so_far(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, stream=THREE_TASKS, eval={"before_training": False, "scoring": "rank"})
+    result = retain.run(config, quiet=True)
+    assert [[v is not None for v in row] for row in result.matrix.rows] == [
+        [True, False, False], [True, True, False], [True, True, True]
+    ]
+    assert result.metrics["bwt"]["value"] is not None and result.metrics["fwt"]["value"] is None

@@ -194,8 +194,8 @@ class EvalConfig:
         "task",
     )
     cells: str = option(
-        "Which matrix cells each row scores: 'needed' (the tasks trained so far plus the next one, "
-        "row 0 in full: every metric's cells, about 40% fewer evaluations on 15 tasks) or 'all' (the "
+        "Which matrix cells each row scores: 'needed' (the tasks trained so far plus the next one for "
+        "FWT, row 0 in full: every metric's cells, about 40% fewer evaluations on 15 tasks) or 'all' (the "
         "full matrix). Cells not scored are absent (null), never 0.",
         "needed",
     )

@@ -325,7 +325,7 @@ class ContinualRunner:
         )
 
     def _evaluate_row(self, ctx: RunContext, matrix: AccuracyMatrix, folder: RunFolder, label: str, task_index: Optional[int]) -> None:
-        cells = cells_to_evaluate(self.config.eval.cells, len(ctx.stream.tasks), task_index)
+        cells = cells_to_evaluate(self.config.eval.cells, len(ctx.stream.tasks), task_index, with_next=matrix.has_initial_row)
         row = evaluate_tasks(ctx, ctx.stream.tasks, only=cells)
         row_index = len(matrix.rows)
         matrix.rows.append(row.scores)

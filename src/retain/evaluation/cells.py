@@ -15,14 +15,15 @@ from typing import Optional
 CELL_MODES = ("needed", "all")
 
 
-def cells_to_evaluate(mode: str, num_tasks: int, trained_through: Optional[int]) -> list[int]:
+def cells_to_evaluate(mode: str, num_tasks: int, trained_through: Optional[int], with_next: bool = True) -> list[int]:
     """Task indices to score in one row.
 
     ``trained_through``: the index of the last task the row's phase trained (None: row 0, before
-    training, which is scored in full because FWT's b[i] needs every task).
+    training, which is scored in full because FWT's b[i] needs every task). ``with_next``: also the
+    task after it, for FWT's a[i-1][i]; without row 0 FWT is undefined and nothing reads that cell.
     """
     if mode not in CELL_MODES:
         raise ValueError(f"eval.cells: {mode!r} is not one of {', '.join(CELL_MODES)}")
     if mode == "all" or trained_through is None:
         return list(range(num_tasks))
-    return list(range(min(num_tasks, trained_through + 2)))
+    return list(range(min(num_tasks, trained_through + 1 + int(with_next))))
