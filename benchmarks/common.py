@@ -11,7 +11,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -118,17 +118,20 @@ WORDS = ("the a river town film album company player school plant animal buildin
          "small large famous local first last great red blue green team song book game market").split()
 
 
-def write_generated_stream(root: Path, train_size: int, eval_size: int, words: tuple[int, int] = (8, 60)) -> Path:
+def write_generated_stream(
+    root: Path, train_size: int, eval_size: int, words: tuple[int, int] = (8, 60), eval_sizes: Optional[dict[str, int]] = None
+) -> Path:
     """Alpaca records for the 15 tasks of long-sequence order 4 (their label sets, dbpedia's 14
     labels included) under ``root/{train,dev}``; prompts of ``words`` random words, so that the
-    benchmarks run without data."""
+    benchmarks run without data. ``eval_sizes``: per-task dev sizes other than ``eval_size``."""
     from retain.data.benchmarks import BENCHMARK_ORDERS
 
     rng = random.Random(0)
-    for split, size in (("train", train_size), ("dev", eval_size)):
+    for split, default_size in (("train", train_size), ("dev", eval_size)):
         (root / split).mkdir(parents=True, exist_ok=True)
         for task in BENCHMARK_ORDERS["long-sequence"][ORDER]:
             labels = LABELS[task]
+            size = (eval_sizes or {}).get(task, default_size) if split == "dev" else default_size
             records = [
                 {
                     "id": f"{task}_{i}",

@@ -14,7 +14,8 @@ The earlier paths stay callable (``sort_by_length=False``, ``share_prompt=False`
 after are measured alike in one run; speed rounds alternate before/after and report medians.
 ``--data-root`` uses the real benchmark folder (long-sequence order 4, capped) instead.
 
-    python benchmarks/eval_speed.py [--eval-size 16] [--rounds 3] [--data-root ../shared/data/cl_benchmark]
+    python benchmarks/eval_speed.py [--eval-size 16] [--speed-examples 128] [--rounds 3] [--hidden 128]
+                                    [--data-root ../shared/data/cl_benchmark]
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ def earlier_scoring_paths() -> Iterator[None]:
 
 
 def scoring_speed(model_dir: Path, config: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """Examples/s of generation (unsorted vs sorted) and rank scoring on dbpedia (per label vs shared)."""
+    """Examples/s of generation (unsorted vs sorted) and rank scoring on dbpedia (per label vs shared),
+    on ``--speed-examples`` dev examples (several batches, so that sorting can change them)."""
+    config.stream.max_eval_per_task = args.speed_examples
     stream = build_stream(config.stream, 0)
     loaded = load_model(config.model, stream, 0)
     model = loaded.model.eval()
@@ -142,6 +145,7 @@ def main() -> None:
     parser.add_argument("--eval-size", type=int, default=16, help="evaluation examples per task")
     parser.add_argument("--train-size", type=int, default=16, help="training examples per task")
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds of the scoring speeds")
+    parser.add_argument("--speed-examples", type=int, default=128, help="dbpedia dev examples timed by the scoring speeds")
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=32, help="eval.batch_size")
@@ -159,7 +163,9 @@ def main() -> None:
     load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        data_root = Path(args.data_root) if args.data_root else write_generated_stream(folder / "data", args.train_size, args.eval_size)
+        data_root = Path(args.data_root) if args.data_root else write_generated_stream(
+            folder / "data", args.train_size, args.eval_size, eval_sizes={"dbpedia": max(args.eval_size, args.speed_examples)}
+        )
         stream = stream_section(data_root, args)
         tokenizer = build_word_tokenizer(stream_texts(build_stream(make_config({"stream": stream}).stream, 0)))
         model_dir = save_small_decoder(folder / "decoder", tokenizer, args.hidden, args.layers)
