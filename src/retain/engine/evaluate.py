@@ -17,7 +17,7 @@ class EvaluationRow:
     predictions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     examples_per_second: float = 0.0
     #: class-incremental scores of the same model (classifier scored within task labels), else None
-    union_scores: Optional[list[float]] = None
+    union_scores: Optional[list[Optional[float]]] = None
 
 
 def evaluate_tasks(
