@@ -37,9 +37,9 @@ from retain.engine.loop import count_new_batches, train_phase  # noqa: E402
 from retain.engine.optim import build_optimizer  # noqa: E402
 from retain.engine.runner import ContinualRunner  # noqa: E402
 from retain.methods.base import Method  # noqa: E402
-from retain.methods.kif import KIF, KIFParams  # noqa: E402
+from retain.methods.kif.method import KIF, KIFParams  # noqa: E402
 from retain.methods.registry import available_methods  # noqa: E402
-from retain.methods.unit_fusion import fuse_, snapshot  # noqa: E402
+from retain.methods.kif.unit_fusion import fuse_, snapshot  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

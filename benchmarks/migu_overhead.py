@@ -29,7 +29,7 @@ from retain.engine.context import RunContext  # noqa: E402
 from retain.engine.loop import count_new_batches, train_phase  # noqa: E402
 from retain.engine.optim import build_optimizer  # noqa: E402
 from retain.methods.base import Method  # noqa: E402
-from retain.methods.migu import Migu, MiguParams  # noqa: E402
+from retain.methods.migu.method import Migu, MiguParams  # noqa: E402
 
 TARGET = 1.10
 

@@ -33,7 +33,7 @@ from retain.config import make_config  # noqa: E402
 from retain.data.demo import build_demo_stream  # noqa: E402
 from retain.data.tokenizer import build_word_tokenizer  # noqa: E402
 from retain.engine.runner import ContinualRunner  # noqa: E402
-from retain.methods.seekr import Seekr  # noqa: E402
+from retain.methods.seekr.method import Seekr  # noqa: E402
 from retain.models.loading import stream_texts  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

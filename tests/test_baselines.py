@@ -28,7 +28,7 @@ from retain.methods.ewc import EWC, accumulate_fisher, empirical_fisher, ewc_pen
 from retain.methods.olora import activate_adapters, add_task_adapter, adapter_pairs, orthogonality_loss
 from retain.methods.registry import check_combination, instantiate
 from retain.methods.replay import Replay, interleave_count, sample_buffer
-from retain.methods.teacher_store import TeacherLogits, restrict_to_allowed, stored_answer_rows
+from retain.methods.common.teacher_store import TeacherLogits, restrict_to_allowed, stored_answer_rows
 from tests.conftest import tiny_config
 
 LN3 = math.log(3.0)
@@ -142,7 +142,7 @@ def test_classifier_kl_is_restricted_to_allowed_labels() -> None:
     batch = MicroBatch(inputs={"labels": torch.tensor([0])}, keys=["t/0"], task_indices=[0], label_mask=allowed)
     rows = stored_answer_rows(ctx, batch, student, store)
     assert rows is not None
-    from retain.methods.teacher_store import kl_to_teacher
+    from retain.methods.common.teacher_store import kl_to_teacher
 
     assert kl_to_teacher(*rows).item() == pytest.approx(KL_3_1_VS_UNIFORM, abs=1e-6)
     assert torch.equal(restrict_to_allowed(student, None), student)

@@ -15,10 +15,10 @@ import retain
 from retain.config import LoraConfig, make_config
 from retain.engine.runner import ContinualRunner
 from retain.errors import ConfigError, MethodError
-from retain.methods.kif import KIF, KIFParams, orthogonality_penalty
-from retain.methods.masked_replay import masked_replay
-from retain.methods.skill_units import build_skill_units
-from retain.methods.unit_fusion import (
+from retain.methods.kif.method import KIF, KIFParams, orthogonality_penalty
+from retain.methods.kif.masked_replay import masked_replay
+from retain.methods.kif.skill_units import build_skill_units
+from retain.methods.kif.unit_fusion import (
     adaptive_weights,
     categorical_weights,
     cumulative_importance,
@@ -29,7 +29,7 @@ from retain.methods.unit_fusion import (
     task_specific,
     uniform_weights,
 )
-from retain.methods.unit_importance import ImportanceTracker
+from retain.methods.kif.unit_importance import ImportanceTracker
 from retain.models.loading import apply_lora
 from tests.conftest import tiny_config
 

@@ -17,7 +17,7 @@ from retain.config import MethodSpec, make_config
 from retain.engine.runner import ContinualRunner
 from retain.errors import ConfigError, MethodError
 from retain.methods.base import Method
-from retain.methods.migu import Migu, MiguParams
+from retain.methods.migu.method import Migu, MiguParams
 from retain.methods.registry import available_methods, check_combination, instantiate
 from tests.conftest import BUILTIN_BY_KIND, tiny_config
 
@@ -353,7 +353,7 @@ def test_gpt2_conv1d_masks_weight_columns(tmp_path: Path) -> None:
 
 def test_sliced_reduction_matches_the_formula_on_long_outputs() -> None:
     """CPU outputs are reduced in slices; the result must not depend on where the slices fall."""
-    from retain.methods.magnitude import accumulate_magnitudes
+    from retain.methods.migu.magnitude import accumulate_magnitudes
 
     torch.manual_seed(0)
     output = torch.randn(70_001, 4)  # more rows than one slice holds for 4 units

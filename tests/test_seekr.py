@@ -26,8 +26,8 @@ from retain.data.collate import MicroBatch
 from retain.engine.checkpoint import load_method_states
 from retain.engine.runner import ContinualRunner
 from retain.errors import ConfigError, MethodError
-from retain.methods.attention_store import TeacherMaps, attention_kl, draw_query_rows, rows_of
-from retain.methods.head_importance import (
+from retain.methods.seekr.attention_store import TeacherMaps, attention_kl, draw_query_rows, rows_of
+from retain.methods.seekr.head_importance import (
     ImportanceTracker,
     budget_counts,
     head_forgettability,
@@ -36,8 +36,8 @@ from retain.methods.head_importance import (
     select_heads,
 )
 from retain.methods.registry import available_methods, check_combination, instantiate
-from retain.methods.seekr import ReplayTermMeans, Seekr
-from retain.models.attention import AttentionCapture, eager_attention
+from retain.methods.seekr.method import ReplayTermMeans, Seekr
+from retain.methods.seekr.attention_capture import AttentionCapture, eager_attention
 from tests.conftest import BUILTIN_BY_KIND, tiny_config
 
 # -- the attention KL ------------------------------------------------------------------------

@@ -4,7 +4,7 @@ replayed example when its task ended.
 The loss of a replay micro-batch is ``beta * CE + alpha * KL(teacher || student)``; new
 micro-batches keep their plain CE. The teacher is not a model kept in memory but the answer-position
 logits the model produced on the buffer right after the example's task (bf16, see
-:mod:`retain.methods.teacher_store`). DER++ in the paper regresses logits with an MSE; a KL on the
+:mod:`retain.methods.common.teacher_store`). DER++ in the paper regresses logits with an MSE; a KL on the
 answer positions is the form that scales to language-model vocabularies and is what this method
 computes.
 """
@@ -20,7 +20,7 @@ from retain.config import option
 from retain.errors import ConfigError
 from retain.methods.registry import register_method
 from retain.methods.replay import Replay, ReplayParams
-from retain.methods.teacher_store import TeacherLogits, kl_to_teacher, stored_answer_rows
+from retain.methods.common.teacher_store import TeacherLogits, kl_to_teacher, stored_answer_rows
 
 if TYPE_CHECKING:
     from retain.data.collate import MicroBatch

@@ -22,7 +22,7 @@ from retain.config import option
 from retain.errors import ConfigError
 from retain.methods.base import Method
 from retain.methods.registry import register_method
-from retain.methods.teacher_store import TeacherLogits, kl_to_teacher, stored_answer_rows
+from retain.methods.common.teacher_store import TeacherLogits, kl_to_teacher, stored_answer_rows
 
 if TYPE_CHECKING:
     from retain.data.collate import MicroBatch

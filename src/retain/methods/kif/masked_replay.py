@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Optional
 import torch
 
 from retain.data.collate import EncodedExample, MicroBatch
-from retain.methods.skill_units import SkillUnits
+from retain.methods.kif.skill_units import SkillUnits
 
 if TYPE_CHECKING:
     from retain.engine.context import RunContext

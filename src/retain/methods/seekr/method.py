@@ -3,8 +3,8 @@
 Replay micro-batches (the interleaved schedule of :class:`~retain.methods.replay.Replay`) are
 trained on ``(1 - w_ld) * CE + w_ld * KL(logits) + w_ad * KL(attention)``; new-task micro-batches
 keep their plain CE. The teachers are signals stored when each replayed example's task ended (no
-copy of an old model is kept): the answer-position logits (:mod:`~retain.methods.teacher_store`)
-and the selected heads' attention rows (:mod:`~retain.methods.attention_store`).
+copy of an old model is kept): the answer-position logits (:mod:`~retain.methods.common.teacher_store`)
+and the selected heads' attention rows (:mod:`~retain.methods.seekr.attention_store`).
 
 The life of task k:
 
@@ -17,7 +17,7 @@ The life of task k:
    the forgettability (against step 1), the teacher logits and the teacher maps; importance is
    accumulated over tasks, the budget picks the heads, and only those heads' rows are stored.
 
-Attention maps come from :mod:`retain.models.attention` (eager only where armed, sdpa elsewhere).
+Attention maps come from :mod:`retain.methods.seekr.attention_capture` (eager only where armed, sdpa elsewhere).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 
 from retain.config import option
 from retain.errors import ConfigError, MethodError
-from retain.methods.attention_store import (
+from retain.methods.seekr.attention_store import (
     ATTENTION_NORMALISATIONS,
     ROLE_SIDES,
     TeacherMaps,
@@ -38,7 +38,7 @@ from retain.methods.attention_store import (
     real_positions,
     rows_of,
 )
-from retain.methods.head_importance import (
+from retain.methods.seekr.head_importance import (
     COMBINATIONS,
     SELECTIONS,
     ImportanceTracker,
@@ -52,8 +52,8 @@ from retain.methods.head_importance import (
 )
 from retain.methods.registry import register_method
 from retain.methods.replay import Replay, ReplayParams, sample_buffer
-from retain.methods.teacher_store import TeacherLogits, kl_to_teacher, split_answer_rows, stored_answer_rows
-from retain.models.attention import AttentionCapture
+from retain.methods.common.teacher_store import TeacherLogits, kl_to_teacher, split_answer_rows, stored_answer_rows
+from retain.methods.seekr.attention_capture import AttentionCapture
 
 if TYPE_CHECKING:
     from retain.data.collate import EncodedExample, MicroBatch

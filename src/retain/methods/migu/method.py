@@ -8,7 +8,7 @@ different tasks drive different units, so later tasks overwrite less of what ear
 No replay, no task labels, nothing carried across steps: the mask is rebuilt every step.
 
 Where the pieces are: layer discovery, padding handling, the statistic and the mask live in
-:mod:`retain.methods.magnitude`; this module wires them to the engine's hooks:
+:mod:`retain.methods.migu.magnitude`; this module wires them to the engine's hooks:
 
 - a forward pre-hook on the top-level model reads the micro-batch's ``attention_mask`` (and the
   seq2seq labels) and opens a "measuring" window; a forward hook closes it. Layer hooks only
@@ -36,7 +36,7 @@ from torch.utils.hooks import RemovableHandle
 from retain.config import option
 from retain.errors import ConfigError, MethodError
 from retain.methods.base import Method
-from retain.methods.magnitude import (
+from retain.methods.migu.magnitude import (
     STATISTICS,
     MaskTarget,
     TokenRows,

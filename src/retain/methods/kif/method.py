@@ -1,14 +1,14 @@
 """KIF: knowledge identification and fusion of skill units (Feng et al., arXiv 2408.05200).
 
 Rehearsal-free. While a task trains, the importance of every skill unit for that task is tracked
-after each optimizer step (:mod:`retain.methods.unit_importance`); when it ends, the fine-tuned
+after each optimizer step (:mod:`retain.methods.kif.unit_importance`); when it ends, the fine-tuned
 model and the model that accumulated the earlier tasks (snapshotted when the task started) are
-fused unit by unit (:mod:`retain.methods.unit_fusion`): units that matter for the earlier tasks
+fused unit by unit (:mod:`retain.methods.kif.unit_fusion`): units that matter for the earlier tasks
 keep their weights, units that matter for the new one take the new weights, the rest are mixed.
 The fused model is what is evaluated and what the next task starts from.
 
 With ``replay`` in the run this is KIF-M: after fusion, one epoch on the earlier tasks' buffer
-with the new task's task-specific units frozen (:mod:`retain.methods.masked_replay`).
+with the new task's task-specific units frozen (:mod:`retain.methods.kif.masked_replay`).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from retain.config import option
 from retain.data.collate import MicroBatch
 from retain.errors import MethodError
 from retain.methods.base import Method
-from retain.methods.kif_report import importance_payload, report_section
-from retain.methods.masked_replay import masked_replay
+from retain.methods.kif.report import importance_payload, report_section
+from retain.methods.kif.masked_replay import masked_replay
 from retain.methods.registry import register_method
 from retain.methods.replay import Replay
-from retain.methods.skill_units import SkillUnits, build_skill_units
-from retain.methods.unit_fusion import (
+from retain.methods.kif.skill_units import SkillUnits, build_skill_units
+from retain.methods.kif.unit_fusion import (
     adaptive_weights,
     categorical_weights,
     cumulative_importance,
@@ -39,7 +39,7 @@ from retain.methods.unit_fusion import (
     task_specific,
     uniform_weights,
 )
-from retain.methods.unit_importance import ORDERS, ImportanceTracker
+from retain.methods.kif.unit_importance import ORDERS, ImportanceTracker
 from retain.reporting.atomic import write_json_atomic
 
 if TYPE_CHECKING:
