@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 
 import retain
-from retain.methods.base import Method
-from retain.methods.registry import available_methods
+from retain.methods.base import OWNS_BATCH_SCHEDULE, Method
+from retain.config import MethodSpec
+from retain.errors import MethodError
+from retain.methods.registry import available_methods, check_combination, instantiate
 from tests.conftest import tiny_config
 
 METHODS = available_methods()
-REPLAY_FAMILY = {name for name, cls in METHODS.items() if cls.owns_batch_schedule}
+REPLAY_FAMILY = {name for name, cls in METHODS.items() if OWNS_BATCH_SCHEDULE in cls.capabilities}
 
 
 def _config(tmp_path: Path, name: str, methods: list[Any], cls: type[Method]) -> dict[str, Any]:
@@ -54,8 +56,10 @@ def test_resume_matches_uninterrupted(tmp_path: Path, name: str) -> None:
 @pytest.mark.parametrize("name", sorted(set(METHODS) - REPLAY_FAMILY - {"seqft", "seqlora"}))
 def test_composes_with_replay(tmp_path: Path, name: str) -> None:
     cls = METHODS[name]
-    if "replay" in cls.conflicts:
-        pytest.skip(f"{name} declares a conflict with replay: {cls.conflicts['replay']}")
     methods: list[Any] = [name, {"name": "replay", "ratio": 0.25}]
+    try:
+        check_combination(instantiate([MethodSpec(name), MethodSpec("replay")]), next(iter(cls.model_kinds)), bool(cls.needs_lora))
+    except MethodError as refused:
+        pytest.skip(f"{name} cannot be combined with replay: {refused}")
     result = retain.run(_config(tmp_path, "composed", methods, cls), quiet=True)
     assert "replay buffer" in (result.run_dir / "run.log").read_text()

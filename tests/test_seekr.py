@@ -285,7 +285,7 @@ def test_importance_pass_leaves_no_gradient_and_does_not_change_the_next_step(tm
     ctx, methods, _ = runner._build()
     seekr = methods[0]
     assert isinstance(seekr, Seekr)
-    ctx.phase_index = 0
+    ctx.state.phase_index = 0
     model = ctx.unwrapped_model()
     model.train()
     batch = next(ctx.iterate_batches(ctx.encoded(0, "train")[:4]))
@@ -302,7 +302,7 @@ def test_importance_pass_leaves_no_gradient_and_does_not_change_the_next_step(tm
 
     without = one_sgd_step()
     model.load_state_dict(start)
-    seekr.on_task_start(ctx)  # the "before" maps
+    seekr.on_phase_start(ctx)  # the "before" maps
     items = [ctx.encoded(0, "train")[i] for i in seekr.buffer_indices_for(ctx, 0)]
     _, _, sensitivity, forgettability = seekr.importance_pass(ctx, items)
     assert all(p.grad is None for p in model.parameters()), "the importance pass leaked parameter gradients"
