@@ -12,7 +12,7 @@ Examples are encoded once per task and cached; truncation is counted so the log 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
@@ -45,7 +45,6 @@ class MicroBatch:
     task_indices: list[int]
     source: str = "new"
     label_mask: Optional[torch.Tensor] = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.keys)

@@ -88,7 +88,7 @@ def rank_answers(
     label_tokens = [encoder._target(label) for label in labels]
     answers: list[str] = []
     for chunk in _batches(items, max(1, batch_size // max(1, len(labels)))):
-        rows, row_labels = [], []
+        rows: list[EncodedExample] = []
         for item in chunk:
             prompt = item.input_ids[: item.prompt_length] if encoder.kind == "causal" else item.input_ids
             for target in label_tokens:
@@ -107,7 +107,6 @@ def rank_answers(
         picked = logprobs.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         totals = (picked * mask).sum(-1).view(len(chunk), len(labels))
         answers.extend(labels[i] for i in totals.argmax(-1).tolist())
-        del row_labels
     return answers
 
 
