@@ -19,6 +19,7 @@ from retain.config import RunConfig
 from retain.data.collate import EncodedExample, Encoder, MicroBatch
 from retain.data.types import Stream, Task
 from retain.engine.state import Phase, TrainingState
+from retain.models.kinds import ModelKind, model_kind
 
 
 @dataclass
@@ -64,6 +65,10 @@ class RunContext:
     @property
     def task(self) -> Task:
         return self.stream.tasks[self.task_index]
+
+    @property
+    def model_kind(self) -> ModelKind:
+        return model_kind(self.kind)
 
     def declares(self, capability: str) -> bool:
         """Whether any method of the run declares ``capability``."""
@@ -119,21 +124,12 @@ class RunContext:
             starts = starts[: len(starts) - len(starts) % processes][self.accelerator.process_index :: processes]
         for start in starts:
             chunk = [items[i] for i in order[start : start + size]]
-            yield self.encoder.collate(chunk, source=source).to(self.device)
+            yield self.encoder.collate(chunk, source=source, label_space=self.encoder.train_label_space).to(self.device)
 
     def forward(self, batch: MicroBatch, model: Optional[torch.nn.Module] = None, **kwargs: Any) -> Any:
         """Run the model on a batch (labels included, so HF computes the token loss)."""
-        model = model or self.model
-        inputs = dict(batch.inputs)
-        if self.kind == "classifier":
-            inputs.pop("labels")
-        return model(**inputs, **kwargs)
+        return (model or self.model)(**self.model_kind.inputs(batch), **kwargs)
 
     def base_loss(self, batch: MicroBatch, outputs: Any) -> torch.Tensor:
         """The task loss: token cross-entropy, or classifier cross-entropy over allowed labels."""
-        if self.kind != "classifier":
-            return outputs.loss
-        logits = outputs.logits.float()
-        if batch.label_mask is not None:
-            logits = logits.masked_fill(~batch.label_mask, torch.finfo(logits.dtype).min)
-        return torch.nn.functional.cross_entropy(logits, batch.inputs["labels"])
+        return self.model_kind.loss(batch, outputs)

@@ -37,7 +37,7 @@ def new_task_plan(ctx: RunContext) -> BatchPlan:
 
 
 def _micro_batch(ctx: RunContext, planned: PlannedBatch):  # type: ignore[no-untyped-def]
-    return ctx.encoder.collate(planned.items, source=planned.source).to(ctx.device)
+    return ctx.encoder.collate(planned.items, source=planned.source, label_space=ctx.encoder.train_label_space).to(ctx.device)
 
 
 def _steps(

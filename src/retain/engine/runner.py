@@ -174,6 +174,7 @@ class ContinualRunner:
         encoder = Encoder(
             loaded.tokenizer, loaded.kind, loaded.label_names,
             config.stream.max_source_length, config.stream.max_target_length, config.eval.label_space,
+            config.train.label_space,
         )
         hooks = HookDispatcher(methods)
         phases: Optional[list[Phase]] = hooks.call("on_plan_phases", stream)

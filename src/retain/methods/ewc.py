@@ -28,6 +28,7 @@ import torch
 from retain.config import option
 from retain.methods.base import CARRIES_KNOWLEDGE, Method
 from retain.methods.registry import register_method
+from retain.models.kinds import eval_mode
 
 if TYPE_CHECKING:
     from retain.data.collate import MicroBatch
@@ -135,16 +136,12 @@ class EWC(Method):
 
     def on_phase_end(self, ctx: "RunContext") -> None:
         parameters = ctx.trainable_parameters()
-        model = ctx.model
-        was_training = model.training
-        model.eval()  # no dropout: the Fisher of the model that will be evaluated
         size = self.params.fisher_batch_size or ctx.config.train.batch_size
         batches = ctx.iterate_batches(self._fisher_items(ctx), batch_size=size)
-        with torch.enable_grad():
+        # eval mode, no dropout: the Fisher of the model that will be evaluated
+        with eval_mode(ctx.model), torch.enable_grad():
             losses = (ctx.base_loss(batch, ctx.forward(batch)) for batch in batches)
             task_fisher = empirical_fisher(parameters, losses)
-        if was_training:
-            model.train()
         self.fisher = accumulate_fisher(self.fisher, task_fisher, self.params.gamma)
         self.anchor = {name: p.detach().float().clone() for name, p in parameters}
         self._on_device = ctx.device

@@ -21,6 +21,7 @@ import torch
 from retain.config import option
 from retain.methods.base import CARRIES_KNOWLEDGE, Method
 from retain.methods.registry import register_method
+from retain.models.kinds import model_kind
 from retain.methods.common.teacher_store import TeacherLogits, kl_to_teacher, stored_answer_rows
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class LwF(Method):
         if ctx.state.phase_index == 0:
             return
         self.previous.record(ctx, ctx.phase_train_examples())
-        self.old_classes = earlier_task_classes(ctx) if ctx.kind == "classifier" else None
+        self.old_classes = earlier_task_classes(ctx) if model_kind(ctx.kind).classes else None
         ctx.logger.info("lwf: previous model's logits on %d examples, %d bytes (bf16)", len(self.previous), self.previous.nbytes())
 
     def on_loss(self, ctx: "RunContext", batch: "MicroBatch", outputs: Any, loss: torch.Tensor) -> torch.Tensor:

@@ -48,6 +48,7 @@ from retain.methods.migu.magnitude import (
     unwrap_peft,
 )
 from retain.methods.registry import register_method
+from retain.models.kinds import model_kind
 
 if TYPE_CHECKING:
     from retain.engine.context import RunContext
@@ -116,7 +117,7 @@ class Migu(Method):
     # -- hooks on the engine ---------------------------------------------------------------
 
     def on_setup(self, ctx: "RunContext") -> None:
-        self._seq2seq = ctx.kind == "seq2seq"
+        self._seq2seq = model_kind(ctx.kind).encoder_decoder
 
     def on_phase_start(self, ctx: "RunContext") -> None:
         self._active = not (self.params.skip_first_task and ctx.state.phase_index == 0)

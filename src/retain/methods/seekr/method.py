@@ -54,6 +54,7 @@ from retain.methods.base import CARRIES_KNOWLEDGE, OWNS_BATCH_SCHEDULE, Method
 from retain.methods.common.batch_plan import BatchPlan
 from retain.methods.common.replay_buffer import ReplayBuffer, ReplayParams
 from retain.methods.registry import register_method
+from retain.models.kinds import eval_mode
 from retain.methods.common.teacher_store import TeacherLogits, kl_to_teacher, split_answer_rows, stored_answer_rows
 from retain.methods.seekr.attention_capture import AttentionCapture
 
@@ -245,16 +246,11 @@ class Seekr(Method):
         for task_index in ctx.state.phase.task_indices:
             encoded = ctx.encoded(task_index, "train")
             items.extend(encoded[i] for i in self.buffer_indices_for(ctx, task_index))
-        model = ctx.model
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(ctx.model):
             for batch in ctx.iterate_batches(items, batch_size=self._pass_batch_size(ctx)):
                 with torch.no_grad(), self.capture.recording(self._layers) as maps:
                     ctx.forward(batch)
                 self._before.update(self._sample_rows(ctx, batch, maps)[0])
-        finally:
-            model.train(was_training)
 
     def on_phase_end(self, ctx: "RunContext") -> None:
         if self.capture is not None:
@@ -311,10 +307,7 @@ class Seekr(Method):
         forgettability = torch.zeros(num_layers, num_heads)
         after: SampleMaps = {}
         rows: dict[str, dict[str, torch.Tensor]] = {}
-        model = ctx.model
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(ctx.model):
             for batch in ctx.iterate_batches(items, batch_size=self._pass_batch_size(ctx)):
                 with torch.enable_grad(), self.capture.recording(self._layers, force_grad=True) as maps:
                     outputs = ctx.forward(batch)
@@ -330,8 +323,6 @@ class Seekr(Method):
                 logits = outputs.logits.detach()
                 for key, answer in zip(batch.keys, split_answer_rows(ctx, batch, logits)):
                     self.teacher.logits[key] = answer.to("cpu", self.teacher.dtype).clone()
-        finally:
-            model.train(was_training)
         count = max(1, len(items))
         return after, rows, sensitivity / count, forgettability / count
 
