@@ -108,8 +108,9 @@ def synchronize(device: torch.device) -> None:
 
 
 def engine_steps(ctx: Any, methods: list[Any], steps: int) -> float:
-    """Seconds for ``steps`` optimizer steps of `seqft` through the engine's loop (fresh AdamW)."""
-    from retain.engine.loop import train_phase
+    """Seconds for one epoch of `seqft` (``steps`` micro-batches) through the engine's loop (fresh AdamW)."""
+    from retain.engine.hooks import HookDispatcher
+    from retain.engine.loop import new_task_plan, train_phase
     from retain.engine.optim import build_optimizer
 
     ctx.optimizer = ctx.accelerator.prepare_optimizer(
@@ -119,7 +120,7 @@ def engine_steps(ctx: Any, methods: list[Any], steps: int) -> float:
     ctx.accelerator.step = 0
     synchronize(ctx.device)
     start = time.perf_counter()
-    train_phase(ctx, methods, steps, show_progress=False)
+    train_phase(ctx, HookDispatcher(methods), new_task_plan(ctx), show_progress=False)
     synchronize(ctx.device)
     return time.perf_counter() - start
 
@@ -193,7 +194,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             "methods": ["seqft"],
         })
         ctx, methods, _ = ContinualRunner(config, quiet=True)._build()
-        ctx.phase_index = 0
+        ctx.state.phase_index = 0
         items = ctx.phase_train_examples()
         micro_batches = (len(items) + batch - 1) // batch
         tokens_per_round = sum(len(it.input_ids) for it in items)

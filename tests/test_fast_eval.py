@@ -80,35 +80,31 @@ def test_generation_stops_once_every_sequence_of_the_batch_has_ended() -> None:
 
 def test_the_logged_mean_loss_is_the_mean_of_every_micro_batch_loss(tmp_path: Path) -> None:
     """The loss is summed on the device and read back every few micro-batches; the mean per task
-    is the one the per-micro-batch host reads gave (a method records each loss as it passes)."""
+    is the one the per-micro-batch host reads gave (each loss is recorded as it is added)."""
     import retain
     from retain.engine import loop
-    from retain.methods.base import Method
     from tests.conftest import tiny_config
 
     seen: list[float] = []
     means: list[float] = []
-    original = loop.train_phase
+    add, mean = loop.LossTracker.add, loop.LossTracker.mean
 
-    class Record(Method):
-        name = "record-loss"
+    def recording_add(self: Any, loss: torch.Tensor) -> None:
+        seen.append(loss.detach().float().item())
+        add(self, loss)
 
-        def adjust_loss(self, ctx: Any, batch: Any, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
-            seen.append(loss.detach().float().item())
-            return loss
-
-    def train_phase(ctx: Any, methods: list[Any], total: int, show_progress: bool = True) -> dict[str, float]:
-        seen.clear()
-        stats = original(ctx, [*methods, Record()], total, show_progress)
-        assert stats["micro_batches"] == len(seen) > loop.LOSS_READ_EVERY  # more than one window
-        means.append(stats["mean_loss"])
-        assert stats["mean_loss"] == sum(seen) / len(seen)
-        return stats
+    def checked_mean(self: Any) -> float:
+        value = mean(self)
+        assert self.count == len(seen) > loop.LOSS_READ_EVERY  # more than one window
+        assert value == sum(seen) / len(seen)
+        means.append(value)
+        return value
 
     config = tiny_config(tmp_path, stream={"demo_tasks": 1, "demo_train_size": 48, "demo_eval_size": 2},
                          train={"batch_size": 4})
     monkey = pytest.MonkeyPatch()
-    monkey.setattr("retain.engine.runner.train_phase", train_phase)
+    monkey.setattr(loop.LossTracker, "add", recording_add)
+    monkey.setattr(loop.LossTracker, "mean", checked_mean)
     try:
         retain.run(config, quiet=True)
     finally:

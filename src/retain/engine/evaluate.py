@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 from retain.engine.context import RunContext
 from retain.evaluation.scoring import TaskScore, score_task
+from retain.models.kinds import eval_mode
 
 
 @dataclass
@@ -28,8 +29,13 @@ def evaluate_tasks(
     ``only``: positions in ``tasks`` to score (None: all); the others get None in the row.
     """
     model = ctx.unwrapped_model()
-    was_training = model.training
-    model.eval()
+    with eval_mode(model):
+        return _evaluate(ctx, model, tasks, split_cache_offset, only)
+
+
+def _evaluate(
+    ctx: RunContext, model: Any, tasks: list[Any], split_cache_offset: int, only: Optional[Sequence[int]]
+) -> EvaluationRow:
     selected = set(range(len(tasks)) if only is None else only)
     scores: list[Optional[float]] = []
     union_scores: list[Optional[float]] = []
@@ -51,8 +57,6 @@ def evaluate_tasks(
         predictions[task.name] = result.predictions
         examples += result.count
         seconds += result.count / max(result.examples_per_second, 1e-9)
-    if was_training:
-        model.train()
     scored = [union_scores[i] for i in sorted(selected) if i < len(tasks)]
     union = union_scores if scored and all(s is not None for s in scored) else None
     return EvaluationRow(scores, predictions, examples / max(seconds, 1e-9), union)

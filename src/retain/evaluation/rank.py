@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from retain.data.collate import IGNORE_INDEX, EncodedExample, Encoder
+from retain.models.kinds import model_kind
 
 
 def _chunks(items: list[EncodedExample], size: int) -> list[list[EncodedExample]]:
@@ -120,9 +121,7 @@ def _per_label_totals(model: Any, encoder: Encoder, chunk: list[EncodedExample],
     batch = encoder.collate(rows).to(device)
     extra = {"labels": batch.inputs["labels"]} if encoder.kind == "seq2seq" else {}
     logits = model(**{k: v for k, v in batch.inputs.items() if k != "labels"}, **extra).logits
-    target = batch.inputs["labels"]
-    if encoder.kind == "causal":
-        logits, target = logits[:, :-1], target[:, 1:]
+    logits, target = model_kind(encoder.kind).aligned(logits, batch.inputs["labels"])
     return _label_logprob_sums(logits, target.clamp(min=0), target != IGNORE_INDEX).view(len(chunk), len(label_tokens))
 
 

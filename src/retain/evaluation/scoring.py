@@ -16,6 +16,7 @@ import torch
 from retain.data.collate import IGNORE_INDEX, EncodedExample, Encoder
 from retain.data.types import Task
 from retain.evaluation.rank import rank_answers
+from retain.models.kinds import mask_disallowed
 
 __all__ = ["TaskScore", "classify", "exact_match", "generate_answers", "normalize_answer", "perplexity",
            "rank_answers", "rouge_l", "score_task"]
@@ -124,7 +125,7 @@ def classify(
         union_answers.extend(encoder.label_names[i] for i in logits.argmax(-1).tolist())
         if batch.label_mask is not None:
             masked = True
-            logits = logits.masked_fill(~batch.label_mask, torch.finfo(logits.dtype).min)
+            logits = mask_disallowed(logits, batch.label_mask)
         answers.extend(encoder.label_names[i] for i in logits.argmax(-1).tolist())
     return answers, (union_answers if masked else None)
 
