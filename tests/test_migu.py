@@ -369,7 +369,7 @@ def test_sliced_reduction_matches_the_formula_on_long_outputs() -> None:
 
 
 def test_masking_many_gradients_at_once_equals_masking_each() -> None:
-    from retain.methods.magnitude import mask_gradient_rows, mask_gradient_rows_many
+    from retain.methods.migu.magnitude import mask_gradient_rows, mask_gradient_rows_many
 
     torch.manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.randn(3, 4)),
