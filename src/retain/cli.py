@@ -1,4 +1,4 @@
-"""Command line: ``retain run | demo | report | compare | list``.
+"""Command line: ``retain run | demo | sweep | report | compare | list``.
 
 User mistakes (bad config, bad data, impossible method lists) print one message and exit 2;
 Ctrl-C exits 130 and says how to resume.
@@ -40,6 +40,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     result = run(_demo_config_path(), overrides=args.overrides, quiet=args.quiet, overwrite=True)
     print(result.text)
     print(f"\nrun folder: {result.run_dir}  (report: {result.run_dir / 'report.md'})")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from retain.sweeps import SweepRunError, run_sweep
+
+    try:
+        result = run_sweep(args.sweep, dry_run=args.dry_run, quiet=args.quiet, verbose_runs=args.verbose)
+    except SweepRunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished runs are kept, continue with: retain sweep {args.sweep}", file=sys.stderr)
+        return 130
+    print(result.text)
+    print(f"sweep folder: {result.folder}")
     return 0
 
 
@@ -102,11 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
 
+    p = sub.add_parser("sweep", help="run a grid of methods x orders x seeds and tabulate mean ± std")
+    p.add_argument("sweep", help="sweep YAML (base config, methods, orders, seeds, settings)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their state; run nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on the terminal")
+    p.add_argument("--verbose", action="store_true", help="also show each run's own log and progress bars")
+    p.set_defaults(func=_cmd_sweep)
+
     p = sub.add_parser("report", help="re-print and re-render a run's results")
     p.add_argument("run_dir")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("compare", help="one table over several run folders")
+    p = sub.add_parser("compare", help="one table over run folders; seeds of one config pooled as mean ± std (n)")
     p.add_argument("run_dirs", nargs="+")
     p.set_defaults(func=_cmd_compare)
 
