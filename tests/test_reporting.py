@@ -199,12 +199,15 @@ def test_compare_runs(tmp_path):
     (tmp_path / "bare").mkdir()
     table = compare_runs([tmp_path / "seq", tmp_path / "kif", tmp_path / "bare"])
     lines = table.strip().splitlines()
-    assert lines[0] == "| run | methods | AP | BWT (GEM) | FWT (GEM) | Forgetting (Chaudhry) | rows completed |"
-    # seq: AP = (60 + 85 + 20.5) / 3 = 55.17; BWT = -12.5; FWT = ((25 - 20) + -(None...)) -> undefined
-    assert lines[2].startswith("| seq | seqft | 55.17 | -12.50 | — |")
-    assert lines[2].endswith("| 3 (tasks 3/3) |")
-    # kif stopped after amazon: AP = (70 + 90) / 2 = 80; BWT = 70 - 80 = -10; FWT = 25 - 20 = 5
-    assert lines[3] == "| kif | kif + replay | 80.00 | -10.00 | 5.00 | 10.00 | 2 (tasks 2/3) |"
-    assert lines[4] == "| bare | — | — | — | — | — | — |"
+    assert lines[0] == "| methods | runs | seeds | AP | BWT (GEM) | FWT (GEM) | Forgetting (Chaudhry) | LA | tasks |"
+    # seq: AP = (60 + 85 + 20.5) / 3 = 55.17; BWT = -12.5; FWT undefined (wiki has no a[1][2]);
+    # LA = (80 + 90 + 20.5) / 3 = 63.5
+    assert lines[2] == "| seqft | seq | — | 55.17 ± — (1) | -12.50 ± — (1) | — | 12.50 ± — (1) | 63.50 ± — (1) | 3/3 |"
+    # kif stopped after amazon: AP = (70 + 90) / 2 = 80; BWT = 70 - 80 = -10; FWT = 25 - 20 = 5;
+    # its values cover 2 of 3 tasks, so they are marked and never pooled
+    assert lines[3] == ("| kif(ratio=0.5) + replay | kif (unfinished) | — | 80.00 ± — (1)* | -10.00 ± — (1)* "
+                        "| 5.00 ± — (1)* | 10.00 ± — (1)* | 85.00 ± — (1)* | 2/3 |")
+    assert lines[4] == "| — | bare (unfinished) | — | — | — | — | — | — | 0/? |"
+    assert "* unfinished run" in table
     with pytest.raises(RetainError, match="nowhere"):
         compare_runs([tmp_path / "nowhere"])

@@ -185,7 +185,8 @@ class RunScores:
 
     @property
     def name(self) -> str:
-        return str(self.config.get("name") or self.path.name)
+        """The folder's name (what the user typed; a copied folder keeps its config's name)."""
+        return self.path.name
 
     def families(self) -> list[str]:
         """'' plus every family with a value, in the order first seen."""

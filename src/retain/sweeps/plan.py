@@ -19,7 +19,7 @@ from retain.config import RunConfig, apply_overrides, make_config
 from retain.errors import ConfigError, RetainError
 from retain.reporting.labels import differing_keys, flatten_config, format_value
 from retain.reporting.run_folder import CONFIG_FILE, LOG_FILE, METRICS_FILE, RunFolder, safe_file_part
-from retain.sweeps.spec import SweepSpec
+from retain.sweeps.spec import SweepSpec, errors_naming
 
 RUNS_DIR = "runs"
 
@@ -58,6 +58,11 @@ def run_name(setting: str, method: str, order: Optional[int], seed: int) -> str:
 
 def plan_runs(spec: SweepSpec) -> list[PlannedRun]:
     """Every run of the grid (settings, then methods, orders, seeds), each config validated."""
+    with errors_naming(spec.source):
+        return _plan_runs(spec)
+
+
+def _plan_runs(spec: SweepSpec) -> list[PlannedRun]:
     from retain.methods.registry import instantiate  # noqa: PLC0415  (imports the methods)
 
     runs: list[PlannedRun] = []

@@ -22,6 +22,8 @@ Every key is checked here, before any run starts, and a mistake names the file a
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -187,7 +189,16 @@ def load_spec(source: Union[str, Path, dict[str, Any], SweepSpec]) -> SweepSpec:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping (name, base, methods, orders, seeds, ...)")
-    try:
+    with errors_naming(path):
         return build_spec(data, path.parent, path)
+
+
+@contextmanager
+def errors_naming(source: Optional[Path]) -> Iterator[None]:
+    """Prefix a ConfigError raised inside with the sweep file's path (when there is one)."""
+    try:
+        yield
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+        if source is None or str(err).startswith(str(source)):
+            raise
+        raise ConfigError(f"{source}: {err}") from None
