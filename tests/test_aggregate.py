@@ -158,7 +158,8 @@ def test_method_labels_show_non_default_parameters_only() -> None:
 
 
 def test_sweep_over_orders_tabulates_each_order_and_the_mean_over_orders(tmp_path: Path) -> None:
-    spec = load_spec({"name": "orders", "output_dir": str(tmp_path), "base": {"model": {"kind": "causal"}},
+    base = {"model": {"kind": "causal"}, "stream": {"benchmark": "standard-cl", "data_root": str(tmp_path)}}
+    spec = load_spec({"name": "orders", "output_dir": str(tmp_path), "base": base,
                       "methods": ["seqft"], "orders": [1, 2], "seeds": [1, 2]})
     finals = {(1, 1): 50.0, (1, 2): 54.0, (2, 1): 40.0, (2, 2): 40.0}
     for run in plan_runs(spec):  # finished run folders written by hand: the sweep only reads them

@@ -78,7 +78,9 @@ def test_plan_names_runs_from_labels_and_sets_seed_and_methods(tmp_path: Path) -
     assert runs[2].config["methods"] == [{"name": "ewc", "lam": 1000.0}] and runs[2].config["seed"] == 1
     assert runs[0].run_dir == tmp_path / "sweeps" / "grid" / "runs" / "seqft-s1"
     settings = [{"label": "lr/high", "overrides": {"train.lr": 0.01}}, {"label": "low", "overrides": ["train.lr=1e-4"]}]
-    runs = plan_runs(load_spec(sweep_spec(tmp_path, orders=[1, 2], seeds=[3], methods=[["seqft"]], settings=settings)))
+    spec = sweep_spec(tmp_path, orders=[1, 2], seeds=[3], methods=[["seqft"]], settings=settings)
+    spec["base"]["stream"] = {"benchmark": "standard-cl", "data_root": str(tmp_path)}
+    runs = plan_runs(load_spec(spec))
     assert [r.name for r in runs] == ["lr_high-seqft-o1-s3", "lr_high-seqft-o2-s3", "low-seqft-o1-s3", "low-seqft-o2-s3"]
     assert make_config(runs[0].config).train.lr == 0.01 and make_config(runs[3].config).train.lr == 1e-4
     assert runs[1].config["stream"]["order"] == 2
@@ -169,6 +171,17 @@ def test_a_failing_run_stops_the_sweep_naming_it_and_keeps_finished_runs(
     assert out.count("finished (2/2 tasks)") == 4 and "| seqft_seqlora-s1 | seqft + seqlora, seed 1 | new |" in out
 
 
+def test_a_folder_without_config_is_restarted_only_when_it_holds_nothing_but_a_log(tmp_path: Path) -> None:
+    spec = sweep_spec(tmp_path, methods=["seqft"], seeds=[1])
+    (planned,) = plan_runs(load_spec(spec))
+    planned.run_dir.mkdir(parents=True)
+    (planned.run_dir / "run.log").write_text("loading the model failed\n")
+    assert "| seqft-s1 | seqft, seed 1 | new (restarted) |" in run_sweep(spec, dry_run=True).text
+    (planned.run_dir / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="seqft-s1: holds files but no config.yaml"):
+        run_sweep(spec, dry_run=True)
+
+
 def test_a_crash_keeps_its_traceback_in_a_file(tmp_path: Path) -> None:
     runs = plan_runs(load_spec(sweep_spec(tmp_path, methods=["seqft"], seeds=[1])))
     folder = tmp_path / "sweeps" / "grid"
@@ -198,6 +211,8 @@ def test_a_crash_keeps_its_traceback_in_a_file(tmp_path: Path) -> None:
         ({"settings": [{"overrides": {}}]}, "settings[0]: expected {label"),
         ({"base": "missing.yaml"}, "missing.yaml: config file not found"),
         ({"overrides": {"train.lr": "fast"}}, "train.lr"),
+        ({"orders": [1]}, "orders: stream.benchmark 'demo' has no orders"),
+        ({"orders": [4], "overrides": {"stream.benchmark": "standard-cl"}}, "orders: 4 is not an order of standard-cl"),
     ],
 )
 def test_sweep_file_mistakes_name_the_key(tmp_path: Path, change: dict[str, Any], fragment: str) -> None:
@@ -255,3 +270,11 @@ def test_compare_pools_seeds_like_the_sweep_and_marks_an_unfinished_run(
     assert partial_line.endswith("| 1/2 |") and "(1)*" in partial_line
     assert "unfinished run: values over the tasks trained so far" in out
     assert "warning" not in out
+
+
+def test_readme_shows_the_shipped_demo_sweep() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    shipped = (repo / "configs" / "sweep-demo.yaml").read_text()
+    readme = (repo / "README.md").read_text()
+    block = readme[readme.index("# configs/sweep-demo.yaml\n"):].split("```")[0].split("\n", 1)[1]
+    assert block == shipped[shipped.index("name:"):]

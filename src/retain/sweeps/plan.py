@@ -81,9 +81,12 @@ def _plan_runs(spec: SweepSpec) -> list[PlannedRun]:
                     data["name"] = name
                     data["output_dir"] = str(spec.folder / RUNS_DIR)
                     try:
-                        instantiate(make_config(data).method_specs())
+                        resolved = make_config(data)
+                        instantiate(resolved.method_specs())
                     except RetainError as err:
                         raise ConfigError(f"{where}: {err}") from None
+                    if order is not None:
+                        _check_order(resolved.stream.benchmark, order)
                     planned = PlannedRun(name, setting.label, entry.label, order, seed, data)
                     if name in names:
                         raise ConfigError(
@@ -93,6 +96,17 @@ def _plan_runs(spec: SweepSpec) -> list[PlannedRun]:
                     names[name] = planned
                     runs.append(planned)
     return runs
+
+
+def _check_order(benchmark: str, order: int) -> None:
+    """An order the benchmark does not have would run some other stream (or the same one again)."""
+    from retain.data.benchmarks import BENCHMARK_ORDERS  # noqa: PLC0415
+
+    known = BENCHMARK_ORDERS.get(benchmark)
+    if known is None:
+        raise ConfigError(f"orders: stream.benchmark {benchmark!r} has no orders; remove 'orders' from the sweep")
+    if order not in known:
+        raise ConfigError(f"orders: {order} is not an order of {benchmark} (orders: {', '.join(map(str, known))})")
 
 
 def _comparable(config: RunConfig) -> dict[str, Any]:
@@ -132,7 +146,8 @@ def run_state(run: PlannedRun) -> tuple[str, str]:
     contents = {p.name for p in folder.path.iterdir()}
     saved = folder.read_config()
     if saved is None:
-        if contents <= {LOG_FILE}:  # the run failed before its first write: start it again
+        # the run failed before it wrote its config (only its log, or hidden marker/lock files): start again
+        if all(name == LOG_FILE or name.startswith(".") for name in contents):
             return NEW, "restarted"
         raise ConfigError(
             f"{folder.path}: holds files but no {CONFIG_FILE}, so it is not a run of this sweep; "
