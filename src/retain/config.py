@@ -100,6 +100,12 @@ class ModelConfig:
         "causal | seq2seq | classifier; null = inferred from the model's config.", None
     )
     tokenizer: Optional[str] = option("Tokenizer name or path; null = same as the model.", None)
+    is_decoder: Optional[bool] = option(
+        "Load with a causal attention mask (transformers' is_decoder). An encoder-only checkpoint "
+        "(BERT family, e.g. MiniLM-L6) loaded with kind: causal becomes a left-to-right LM whose "
+        "output layer is tied to the embeddings; null = true exactly in that case.",
+        None,
+    )
     dtype: str = option("Weight dtype: float32 | bfloat16 | float16 (CPU runs use float32).", "float32")
     lora: LoraConfig = option("LoRA settings.", factory=LoraConfig)
 
@@ -159,7 +165,11 @@ class TrainConfig:
     weight_decay: float = option("AdamW weight decay.", 0.0)
     betas: list[float] = option("AdamW betas.", factory=lambda: [0.9, 0.999])
     scheduler: str = option("constant | linear | cosine (with warmup).", "constant")
-    warmup_steps: int = option("Warm-up optimizer steps per task.", 0)
+    warmup_steps: int = option("Warm-up optimizer steps per task.", 0, low=0)
+    warmup_ratio: float = option(
+        "Warm-up as a share of each task's optimizer steps (used when warmup_steps is 0).", 0.0,
+        low=0.0, high=1.0, high_open=True,
+    )
     max_grad_norm: Optional[float] = option("Gradient clipping norm; null = no clipping.", 1.0)
     reset_optimizer_per_task: bool = option(
         "A new optimizer and schedule per task (true) or one carried across tasks (false).", True
