@@ -22,7 +22,6 @@ from retain.errors import RetainError
 from retain.reporting.aggregate import (
     FAMILY_TITLES,
     MISSING,
-    SUMMARY_METRICS,
     RunScores,
     family_keys,
     format_spread,
