@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -155,20 +156,30 @@ def test_a_folder_with_another_config_is_an_error_naming_it(grid: dict[str, Any]
     assert {p: p.stat().st_mtime_ns for p in (grid["result"].folder / "runs").glob("*/metrics.json")} == stamps
 
 
-def test_a_failing_run_stops_the_sweep_naming_it_and_keeps_finished_runs(
-    grid: dict[str, Any], capsys: pytest.CaptureFixture[str]
-) -> None:
-    spec = sweep_spec(grid["root"])
-    spec["methods"].append(["seqft", "seqlora"])  # refused by the engine when the run starts
-    path = grid["root"] / "failing.yaml"
+def test_a_failing_run_stops_the_sweep_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = sweep_spec(tmp_path, methods=["seqft"], seeds=[1])
+    spec["base"]["stream"] = {"benchmark": "standard-cl", "data_root": str(tmp_path / "no-data")}  # found at run time
+    path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(spec))
     assert main(["sweep", str(path), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "sweep run seqft_seqlora-s1 (seqft + seqlora, seed 1) failed: methods: seqft trains all weights" in err
+    assert "error: sweep run seqft-s1 (seqft, seed 1) failed: stream.data_root" in err and "no-data" in err
     assert "Traceback" not in err
-    assert main(["sweep", str(path), "--dry-run"]) == 0
-    out = capsys.readouterr().out
-    assert out.count("finished (2/2 tasks)") == 4 and "| seqft_seqlora-s1 | seqft + seqlora, seed 1 | new |" in out
+
+
+def test_runs_finished_before_a_failure_are_kept_and_reused(grid: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    runs = plan_runs(load_spec(grid["path"]))
+    broken = copy.deepcopy(runs[0])
+    broken.name = broken.config["name"] = "broken-s1"
+    broken.config["model"]["name_or_path"] = "builtin:no-such-model"
+    folder = grid["result"].folder
+    with pytest.raises(SweepRunError, match="sweep run broken-s1 .* failed: model.name_or_path") as info:
+        execute_runs([*runs, broken], folder, sweep_logger(folder, quiet=True))
+    assert info.value.exit_status == 2 and not broken.run_dir.exists()
+    log = (folder / "sweep.log").read_text()
+    assert log.count("finished earlier (2/2 tasks), reused") >= 4 and "broken-s1: failed: model.name_or_path" in log
+    assert main(["sweep", str(grid["path"]), "--dry-run"]) == 0  # the finished runs are still there
+    assert capsys.readouterr().out.count("| finished (2/2 tasks) |") == 4
 
 
 def test_a_folder_without_config_is_restarted_only_when_it_holds_nothing_but_a_log(tmp_path: Path) -> None:
@@ -212,6 +223,7 @@ def test_a_crash_keeps_its_traceback_in_a_file(tmp_path: Path) -> None:
         ({"base": "missing.yaml"}, "missing.yaml: config file not found"),
         ({"overrides": {"train.lr": "fast"}}, "train.lr"),
         ({"orders": [1]}, "orders: stream.benchmark 'demo' has no orders"),
+        ({"methods": [["seqft", "seqlora"]]}, "run seqft_seqlora-s1 (seqft + seqlora): methods: seqft trains all weights"),
         ({"orders": [4], "overrides": {"stream.benchmark": "standard-cl"}}, "orders: 4 is not an order of standard-cl"),
     ],
 )

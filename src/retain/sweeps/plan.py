@@ -63,10 +63,9 @@ def plan_runs(spec: SweepSpec) -> list[PlannedRun]:
 
 
 def _plan_runs(spec: SweepSpec) -> list[PlannedRun]:
-    from retain.methods.registry import instantiate  # noqa: PLC0415  (imports the methods)
-
     runs: list[PlannedRun] = []
     names: dict[str, PlannedRun] = {}
+    kinds: dict[tuple[str, Optional[str]], str] = {}
     for setting in spec.settings:
         for entry in spec.methods:
             for order in spec.orders:
@@ -82,7 +81,7 @@ def _plan_runs(spec: SweepSpec) -> list[PlannedRun]:
                     data["output_dir"] = str(spec.folder / RUNS_DIR)
                     try:
                         resolved = make_config(data)
-                        instantiate(resolved.method_specs())
+                        _check_methods(resolved, kinds)
                     except RetainError as err:
                         raise ConfigError(f"{where}: {err}") from None
                     if order is not None:
@@ -96,6 +95,23 @@ def _plan_runs(spec: SweepSpec) -> list[PlannedRun]:
                     names[name] = planned
                     runs.append(planned)
     return runs
+
+
+def _check_methods(config: RunConfig, kinds: dict[tuple[str, Optional[str]], str]) -> None:
+    """The checks the engine makes when a run starts (parameters, method combination, model kind),
+    made for every run before the first one trains, so a bad cell never stops a grid half-way.
+
+    ``kinds`` memoises the model kind per (model, declared kind): reading it opens the model's config.
+    """
+    from retain.methods.registry import check_combination, instantiate  # noqa: PLC0415  (imports the methods)
+    from retain.models.loading import _resolve_kind  # noqa: PLC0415  (a config read, no weights)
+
+    methods = instantiate(config.method_specs())
+    lora = config.model.lora.enabled or any(m.needs_lora is True for m in methods)
+    key = (config.model.name_or_path, config.model.kind)
+    if key not in kinds:
+        kinds[key] = _resolve_kind(config.model)[0]
+    check_combination(methods, kinds[key], lora)
 
 
 def _check_order(benchmark: str, order: int) -> None:
