@@ -163,15 +163,22 @@ def test_sweep_over_orders_tabulates_each_order_and_the_mean_over_orders(tmp_pat
                       "methods": ["seqft"], "orders": [1, 2], "seeds": [1, 2]})
     finals = {(1, 1): 50.0, (1, 2): 54.0, (2, 1): 40.0, (2, 2): 40.0}
     for run in plan_runs(spec):  # finished run folders written by hand: the sweep only reads them
-        write_run(run.run_dir, make_config(run.config).to_dict(), matrix((80.0, 60.0), (finals[run.order, run.seed], 60.0)))
+        final = finals[run.order, run.seed]
+        write_run(run.run_dir, make_config(run.config).to_dict(), matrix((80.0, 60.0), (final, 60.0)),
+                  union=matrix((40.0, 30.0), (final - 30.0, 30.0)))
     result = run_sweep(spec, quiet=True)
     assert set(result.outcome.values()) == {"reused"}
     # order 1: AP 55, 57 -> 56 ± 1.41; order 2: 50, 50 -> 50 ± 0; overall: mean(56, 50) = 53, stdev = 4.24
     text = result.text
     assert text.index("## overall") < text.index("## order 1") < text.index("## order 2")
+    assert "## overall, main matrix (matrix.json)" in text and "## order 2, union label space" in text
     assert "| seqft | order 1, order 2 | 53.00 ± 4.24 (2) |" in text
+    assert "| seqft | order 1, order 2 | 23.00 ± 4.24 (2) |" in text  # union AP = final / 2: mean(26, 20)
+    assert "AP (union)" in text
     assert "| seqft | 1, 2 | 56.00 ± 1.41 (2) |" in text and "| seqft | 1, 2 | 50.00 ± 0.00 (2) |" in text
     csv_lines = (result.folder / "summary.csv").read_text().splitlines()
     assert any(line.startswith(",seqft,overall,ap,53.0,4.24") for line in csv_lines)
     names = {p.name for p in result.folder.iterdir()}
-    assert {"ap_t_overall.png", "ap_t_order1.png", "tasks_order1.png", "tasks_order2.png"} <= names
+    assert {"ap_t_overall.png", "ap_t_order1.png", "tasks_order1.png", "tasks_order2.png", "ap_t_overall_union.png"} <= names
+    rows = json.loads((result.folder / "summary.json").read_text())["rows"]
+    assert rows[0]["overall"]["values"]["union.ap"]["mean"] == pytest.approx(23.0)
