@@ -193,6 +193,19 @@ def test_a_folder_without_config_is_restarted_only_when_it_holds_nothing_but_a_l
         run_sweep(spec, dry_run=True)
 
 
+def test_ctrl_c_says_how_to_continue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from retain.sweeps import execute
+
+    def interrupted(run: Any, state: str, quiet: bool) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(execute, "_run_one", interrupted)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(sweep_spec(tmp_path, methods=["seqft"], seeds=[1])))
+    assert main(["sweep", str(path), "--quiet"]) == 130
+    assert f"finished runs are kept, continue with: retain sweep {path}" in capsys.readouterr().err
+
+
 def test_a_crash_keeps_its_traceback_in_a_file(tmp_path: Path) -> None:
     runs = plan_runs(load_spec(sweep_spec(tmp_path, methods=["seqft"], seeds=[1])))
     folder = tmp_path / "sweeps" / "grid"
