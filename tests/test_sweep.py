@@ -20,6 +20,7 @@ from retain.evaluation.cl_metrics import AccuracyMatrix
 from retain.reporting.run_folder import RunFolder
 from retain.sweeps import load_spec, plan_runs, run_sweep
 from retain.sweeps.execute import SweepRunError, eta_text, execute_runs, sweep_logger
+from retain.sweeps.plan import run_name
 from tests.conftest import tiny_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -83,6 +84,9 @@ def test_plan_names_runs_from_labels_and_sets_seed_and_methods(tmp_path: Path) -
     spec["base"]["stream"] = {"benchmark": "standard-cl", "data_root": str(tmp_path)}
     runs = plan_runs(load_spec(spec))
     assert [r.name for r in runs] == ["lr_high-seqft-o1-s3", "lr_high-seqft-o2-s3", "low-seqft-o1-s3", "low-seqft-o2-s3"]
+    assert run_name("", "migu + replay(ratio=0.02)", None, 1) == "migu+replay_ratio=0.02-s1"
+    long_name = run_name("", "x" * 100, 1, 1)
+    assert len(long_name) < 80 and long_name != run_name("", "x" * 99, 1, 1)
     assert make_config(runs[0].config).train.lr == 0.01 and make_config(runs[3].config).train.lr == 1e-4
     assert runs[1].config["stream"]["order"] == 2
 
@@ -236,7 +240,7 @@ def test_a_crash_keeps_its_traceback_in_a_file(tmp_path: Path) -> None:
         ({"base": "missing.yaml"}, "missing.yaml: config file not found"),
         ({"overrides": {"train.lr": "fast"}}, "train.lr"),
         ({"orders": [1]}, "orders: stream.benchmark 'demo' has no orders"),
-        ({"methods": [["seqft", "seqlora"]]}, "run seqft_seqlora-s1 (seqft + seqlora): methods: seqft trains all weights"),
+        ({"methods": [["seqft", "seqlora"]]}, "run seqft+seqlora-s1 (seqft + seqlora): methods: seqft trains all weights"),
         ({"orders": [4], "overrides": {"stream.benchmark": "standard-cl"}}, "orders: 4 is not an order of standard-cl"),
     ],
 )

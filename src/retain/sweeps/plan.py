@@ -1,7 +1,7 @@
 """The grid of a sweep as run configs, and what each run folder already holds.
 
 A run's folder name is derived from its labels only (``<setting>-<methods>-o<order>-s<seed>``,
-made of plain characters), so the same sweep file always finds the same folders. A folder is
+made of letters, digits and ``_ . + = -``), so the same sweep file always finds the same folders. A folder is
 *finished* (reused as is), *partial* (resumed by the engine), *new*, or holds a different
 configuration: that is an error naming the folder and the first keys that differ, never a
 silent overwrite.
@@ -10,7 +10,9 @@ silent overwrite.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -18,7 +20,7 @@ from typing import Any, Optional
 from retain.config import RunConfig, apply_overrides, make_config
 from retain.errors import ConfigError, RetainError
 from retain.reporting.labels import differing_keys, flatten_config, format_value
-from retain.reporting.run_folder import CONFIG_FILE, LOG_FILE, METRICS_FILE, RunFolder, safe_file_part
+from retain.reporting.run_folder import CONFIG_FILE, LOG_FILE, METRICS_FILE, RunFolder
 from retain.sweeps.spec import SweepSpec, errors_naming
 
 RUNS_DIR = "runs"
@@ -47,9 +49,26 @@ class PlannedRun:
         return ", ".join(parts)
 
 
+_NOT_PLAIN = re.compile(r"[^A-Za-z0-9_.+=-]+")
+_MAX_PART = 60
+
+
+def plain_part(label: str) -> str:
+    """A label as part of a folder name: letters, digits and _ . + = - only, at most 60 of them.
+
+    'replay(ratio=0.02)' -> 'replay_ratio=0.02', 'migu + replay' -> 'migu+replay'. A long label is
+    cut and given a short hash of the whole, so it stays distinct.
+    """
+    text = _NOT_PLAIN.sub("_", label.replace(" + ", "+")).strip("._-+=") or "run"
+    if len(text) > _MAX_PART:
+        text = f"{text[:_MAX_PART - 9]}-{hashlib.sha256(label.encode('utf-8')).hexdigest()[:8]}"
+    return text
+
+
 def run_name(setting: str, method: str, order: Optional[int], seed: int) -> str:
-    parts = [safe_file_part(setting)] if setting else []
-    parts.append(safe_file_part(method.replace(" + ", "+")))
+    """'<setting>-<methods>-o<order>-s<seed>' from plain parts (no setting / order: left out)."""
+    parts = [plain_part(setting)] if setting else []
+    parts.append(plain_part(method))
     if order is not None:
         parts.append(f"o{order}")
     parts.append(f"s{seed}")
