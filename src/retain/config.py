@@ -425,6 +425,13 @@ def _expanded_size(data: Any, budget: int) -> int:
     return count
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: where and what (PyYAML's own message spans several, with a caret drawing)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
 def safe_load_yaml(text: str, source: str) -> Any:
     """Parse YAML with the safe loader and the alias caps; errors name ``source``."""
     try:
@@ -432,7 +439,7 @@ def safe_load_yaml(text: str, source: str) -> Any:
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML ({exc})") from None
+        raise ConfigError(f"{source}: not valid YAML ({_yaml_problem(exc)})") from None
     if _expanded_size(data, MAX_CONFIG_NODES) > MAX_CONFIG_NODES:
         raise ConfigError(f"{source}: expands to more than {MAX_CONFIG_NODES} values (YAML aliases); write the values out")
     return data

@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,12 +154,30 @@ def persistent_tensors(model: "torch.nn.Module", lora: bool) -> dict[str, "torch
     return tensors
 
 
-def _save_tree(folder: Path, stem: str, obj: Any, files: dict[str, str]) -> None:
-    """``stem.json`` (the tree) + ``stem.safetensors`` (its tensors), checksums into ``files``."""
+def _save_tensors(tensors: dict[str, Any], path: Path) -> None:
+    """``save_file`` whose I/O failures (a full disk ...) surface as an OSError naming the file.
+
+    safetensors writes from Rust and reports "... (os error 28)" in a generic exception, which
+    the command line could not tell from a bug.
+    """
     from safetensors.torch import save_file
 
+    try:
+        save_file(tensors, str(path))
+    except OSError:
+        raise
+    except Exception as err:
+        found = re.search(r"os error (\d+)", str(err))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(path)) from None
+
+
+def _save_tree(folder: Path, stem: str, obj: Any, files: dict[str, str]) -> None:
+    """``stem.json`` (the tree) + ``stem.safetensors`` (its tensors), checksums into ``files``."""
     tree, tensors = encode_state(obj)
-    save_file(tensors, str(folder / f"{stem}.safetensors"))
+    _save_tensors(tensors, folder / f"{stem}.safetensors")
     (folder / f"{stem}.json").write_text(json.dumps(tree), encoding="utf-8")
     for name in (f"{stem}.safetensors", f"{stem}.json"):
         _fsync(folder / name)
@@ -175,12 +194,10 @@ def save_checkpoint(
     scheduler: Any = None,
 ) -> None:
     """Write a complete checkpoint beside ``run_dir/checkpoint`` and swap it in."""
-    from safetensors.torch import save_file
-
     target = run_dir / CHECKPOINT_DIR
     with atomic_dir(target) as tmp:
         files: dict[str, str] = {}
-        save_file(persistent_tensors(model, lora), str(tmp / "model.safetensors"))
+        _save_tensors(persistent_tensors(model, lora), tmp / "model.safetensors")
         _fsync(tmp / "model.safetensors")
         files["model.safetensors"] = sha256_file(tmp / "model.safetensors")
         _save_tree(tmp, "methods", method_states, files)
