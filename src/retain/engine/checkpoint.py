@@ -305,6 +305,11 @@ def open_checkpoint(run_dir: Path) -> Checkpoint:
     return Checkpoint(folder, verify_checkpoint(folder))
 
 
+def load_method_states(run_dir: Path) -> list[dict[str, Any]]:
+    """The method states of the run's verified checkpoint (what a resume restores)."""
+    return open_checkpoint(run_dir).method_states()
+
+
 # -- crash leftovers ---------------------------------------------------------------------------
 
 

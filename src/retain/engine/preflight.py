@@ -84,15 +84,16 @@ def read_saved_config(run_dir: Path, overrides: Optional[list[str]] = None) -> R
     return config
 
 
-def check_run_folder(config: RunConfig, resume: bool, overwrite: bool) -> None:
-    """The run folder can be used as asked: free, resumable, or replaceable; and not locked."""
+def check_run_folder(config: RunConfig, resume: bool, overwrite: bool, probe: bool = True) -> None:
+    """The run folder can be used as asked: free, resumable, or replaceable; and (``probe``) not locked."""
     run_dir = config.run_dir
     if run_dir.exists() and not run_dir.is_dir():
         raise RetainError(f"{run_dir}: exists and is not a folder")
     if resume:
         if not (run_dir / CONFIG_FILE).is_file():
             raise RetainError(f"{run_dir}: nothing to resume (no {CONFIG_FILE}; not a run folder, or its start-up never finished)")
-        probe_lock(run_dir)
+        if probe:
+            probe_lock(run_dir)
         return
     occupied = run_dir.is_dir() and any(run_dir.iterdir())
     if occupied and not overwrite:
@@ -102,7 +103,8 @@ def check_run_folder(config: RunConfig, resume: bool, overwrite: bool) -> None:
         )
     if occupied:
         check_replaceable(run_dir, Path(config.output_dir))
-        probe_lock(run_dir)
+        if probe:
+            probe_lock(run_dir)
 
 
 def prepare(

@@ -137,7 +137,8 @@ class ContinualRunner:
         then on it is either resumable or (if the start-up fails) removed again.
         """
         run_dir = self.config.run_dir
-        check_run_folder(self.config, self.resume, self.overwrite)  # again: time passed since preflight
+        # Again (time passed since preflight); the lock only on the main process, which takes it.
+        check_run_folder(self.config, self.resume, self.overwrite, probe=accelerator.is_main_process)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             if self.resume:

@@ -160,9 +160,12 @@ class RunFolder:
         if not path.is_file():
             return None
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
             raise RetainError(f"{path}: cannot read YAML ({err})") from err
+        from retain.config import safe_load_yaml  # noqa: PLC0415  (the alias-capped loader)
+
+        data = safe_load_yaml(text, str(path))
         if data is None:
             return {}
         if not isinstance(data, dict):
