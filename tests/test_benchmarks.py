@@ -209,3 +209,12 @@ def test_real_benchmark() -> None:
     assert "(output '-')" in str(record[0].message)
     assert mnli.skipped_records == 6 and len(mnli.eval) == 494
     assert sorted(mnli.labels) == ["contradiction", "entailment", "neutral"]
+
+
+def test_real_weights_specs_compose_methods_with_parameters() -> None:
+    from benchmarks import real_weights
+
+    assert real_weights.parse_spec("migu+replay:ratio=0.02") == ["migu", {"name": "replay", "ratio": 0.02}]
+    # YAML reads 6e+05 as text; the config coerces it to a number. The "+" must not split it.
+    assert real_weights.parse_spec("ewc:lam=6e+05") == [{"name": "ewc", "lam": "6e+05"}]
+    assert real_weights.parse_spec("kif:fusion=uniform") == [{"name": "kif", "fusion": "uniform"}]

@@ -90,3 +90,14 @@ def test_declared_ranges_and_choices_are_checked_with_the_key() -> None:
             build_dataclass(Params, data, "m")
     with pytest.raises(ConfigError, match=r"p\.count: must be >= 1"):
         check_options(Params(count=-2), "p")
+
+
+def test_warmup_ratio_is_a_share_of_the_task_steps_unless_steps_are_given() -> None:
+    from retain.config import TrainConfig
+    from retain.engine.optim import warmup_steps
+
+    assert warmup_steps(TrainConfig(warmup_ratio=0.1), 63) == 6  # round(6.3)
+    assert warmup_steps(TrainConfig(warmup_ratio=0.1, warmup_steps=4), 63) == 4
+    assert warmup_steps(TrainConfig(), 63) == 0
+    with pytest.raises(ConfigError, match=r"train.warmup_ratio: must be in \[0, 1\)"):
+        make_config({"train": {"warmup_ratio": 1.5}})

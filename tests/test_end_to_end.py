@@ -79,3 +79,23 @@ def test_gradient_accumulation_and_bf16_autocast(tmp_path: Path) -> None:
     log = (result.run_dir / "run.log").read_text()
     assert "4 micro-batches, 2 steps" in log
     assert all(v is not None for v in result.matrix.rows[-1])
+
+
+def test_a_classifier_run_within_task_labels_also_records_the_union_matrix(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, model="builtin:tiny-bert", stream={"demo_tasks": 2, "demo_train_size": 16, "demo_eval_size": 8})
+    result = retain.run(config, quiet=True)
+    assert result.union_matrix is not None and result.union_metrics is not None
+    assert len(result.union_matrix.rows) == len(result.matrix.rows)
+    for task_row, union_row in zip(result.matrix.rows, result.union_matrix.rows):
+        # right among all labels implies right among the task's own labels
+        assert all(u <= t for t, u in zip(task_row, union_row))
+    saved = json.loads((result.run_dir / "metrics_union.json").read_text())
+    assert saved["ap"]["value"] == result.union_metrics["ap"]["value"]
+    assert "Class-incremental scores" in (result.run_dir / "report.md").read_text()
+    stopped = retain.run({**config, "name": "stopped"}, quiet=True, stop_after=1)
+    resumed = retain.run(stopped.run_dir, resume=True, quiet=True)
+    assert resumed.union_matrix is not None and resumed.union_matrix.rows == result.union_matrix.rows
+    config["eval"]["label_space"] = "union"
+    config["name"] = "union"
+    union_run = retain.run(config, quiet=True)
+    assert union_run.union_matrix is None and not (union_run.run_dir / "matrix_union.json").exists()

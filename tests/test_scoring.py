@@ -35,3 +35,37 @@ def test_batched_generation_equals_single_and_rank_agrees_with_labels() -> None:
     assert batched == single
     ranked = rank_answers(loaded.model, encoder, items, task.labels, 8, device)
     assert all(answer in task.labels for answer in ranked)
+
+
+def test_classifier_records_task_and_union_predictions_from_one_forward() -> None:
+    """Labels [a, b, c, d]; task 1 allows {c, d}. Logits of the two examples:
+    ex0 [5, 0, 1, 2]: union argmax a (wrong), within {c, d} -> d (target d: right)
+    ex1 [0, 0, 3, 1]: union argmax c, within {c, d} -> c (target c: right in both)
+    Task score 100, union score 50."""
+    from types import SimpleNamespace
+
+    from retain.data.collate import MicroBatch
+    from retain.data.types import Example, Task
+    from retain.evaluation.scoring import score_task
+
+    logits = torch.tensor([[5.0, 0.0, 1.0, 2.0], [0.0, 0.0, 3.0, 1.0]])
+    mask = torch.tensor([[False, False, True, True]] * 2)
+
+    class Encoder:
+        kind = "classifier"
+        label_names = ["a", "b", "c", "d"]
+
+        def collate(self, chunk: list) -> MicroBatch:
+            inputs = {"input_ids": torch.zeros(len(chunk), 1, dtype=torch.long),
+                      "attention_mask": torch.ones(len(chunk), 1, dtype=torch.long)}
+            return MicroBatch(inputs=inputs, keys=list(chunk), task_indices=[1] * len(chunk), label_mask=mask[: len(chunk)])
+
+    def model(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> SimpleNamespace:
+        return SimpleNamespace(logits=logits[: input_ids.shape[0]])
+
+    examples = [Example(prompt="x", target="d", key="t/0"), Example(prompt="y", target="c", key="t/1")]
+    task = Task(name="t", train=[], eval=examples, metric="accuracy", labels=["c", "d"])
+    result = score_task(model, Encoder(), task, ["t/0", "t/1"], examples, 8, torch.device("cpu"))
+    assert result.score == 100.0 and result.union_score == 50.0
+    assert [p["union_prediction"] for p in result.predictions] == ["a", "c"]
+    assert [p["union_score"] for p in result.predictions] == [0.0, 1.0]

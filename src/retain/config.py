@@ -120,6 +120,12 @@ class ModelConfig:
         choices=(None, "causal", "seq2seq", "classifier"),
     )
     tokenizer: Optional[str] = option("Tokenizer name or path; null = same as the model.", None)
+    is_decoder: Optional[bool] = option(
+        "Load with a causal attention mask (transformers' is_decoder). An encoder-only checkpoint "
+        "(BERT family, e.g. MiniLM-L6) loaded with kind: causal becomes a left-to-right LM whose "
+        "output layer is tied to the embeddings; null = true exactly in that case.",
+        None,
+    )
     dtype: str = option("Weight dtype: float32 | bfloat16 | float16 (CPU runs use float32).", "float32",
         choices=("float32", "bfloat16", "float16"),
     )
@@ -186,6 +192,10 @@ class TrainConfig:
         "constant | linear | cosine (with warmup).", "constant", choices=("constant", "linear", "cosine")
     )
     warmup_steps: int = option("Warm-up optimizer steps per task.", 0, low=0)
+    warmup_ratio: float = option(
+        "Warm-up as a share of each task's optimizer steps (used when warmup_steps is 0).", 0.0,
+        low=0.0, high=1.0, high_open=True,
+    )
     max_grad_norm: Optional[float] = option("Gradient clipping norm; null = no clipping.", 1.0, low=0.0, low_open=True)
     reset_optimizer_per_task: bool = option(
         "A new optimizer and schedule per task (true) or one carried across tasks (false).", True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from retain.engine.context import RunContext
 from retain.evaluation.scoring import TaskScore, score_task
@@ -14,6 +14,8 @@ class EvaluationRow:
     scores: list[float]
     predictions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     examples_per_second: float = 0.0
+    #: class-incremental scores of the same model (classifier scored within task labels), else None
+    union_scores: Optional[list[float]] = None
 
 
 def evaluate_tasks(ctx: RunContext, tasks: list[Any], split_cache_offset: int = 0) -> EvaluationRow:
@@ -21,7 +23,7 @@ def evaluate_tasks(ctx: RunContext, tasks: list[Any], split_cache_offset: int = 
     model = ctx.unwrapped_model()
     was_training = model.training
     model.eval()
-    scores, predictions = [], {}
+    scores, predictions, union_scores = [], {}, []
     examples, seconds = 0, 0.0
     for offset, task in enumerate(tasks):
         index = split_cache_offset + offset
@@ -31,9 +33,11 @@ def evaluate_tasks(ctx: RunContext, tasks: list[Any], split_cache_offset: int = 
             scoring=ctx.config.eval.scoring, max_new_tokens=ctx.config.eval.max_new_tokens,
         )
         scores.append(result.score)
+        union_scores.append(result.union_score)
         predictions[task.name] = result.predictions
         examples += result.count
         seconds += result.count / max(result.examples_per_second, 1e-9)
     if was_training:
         model.train()
-    return EvaluationRow(scores, predictions, examples / max(seconds, 1e-9))
+    union = union_scores if union_scores and all(s is not None for s in union_scores) else None
+    return EvaluationRow(scores, predictions, examples / max(seconds, 1e-9), union)

@@ -20,6 +20,13 @@ def build_optimizer(parameters: list[torch.nn.Parameter], train: TrainConfig) ->
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=train.lr, betas=tuple(train.betas))
 
 
+def warmup_steps(train: TrainConfig, total_steps: int) -> int:
+    """``warmup_steps`` when set, else ``warmup_ratio`` of the task's optimizer steps (rounded)."""
+    return train.warmup_steps or round(train.warmup_ratio * total_steps)
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig, total_steps: int) -> Any:
     name = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}[train.scheduler]
-    return get_scheduler(name, optimizer, num_warmup_steps=train.warmup_steps, num_training_steps=max(1, total_steps))
+    return get_scheduler(
+        name, optimizer, num_warmup_steps=warmup_steps(train, total_steps), num_training_steps=max(1, total_steps)
+    )

@@ -48,6 +48,10 @@ class RunResult:
     metrics: dict[str, Any]
     text: str
     is_main: bool = True  # False on the other processes of a data-parallel run
+    #: classifier runs scored within task labels: the same models scored among all the stream's
+    #: labels (class-incremental), and their metrics; None otherwise
+    union_matrix: Optional[AccuracyMatrix] = None
+    union_metrics: Optional[dict[str, Any]] = None
 
 
 class _NoWrites:
@@ -121,6 +125,7 @@ class ContinualRunner:
         self.overwrite = overwrite
         self.stop_after = stop_after  # stop (resumably) once this many phases are complete
         self.stream = stream  # already read by the preflight checks (None: read it here)
+        self._union: Optional[AccuracyMatrix] = None  # see RunResult.union_matrix
         self.single_task: Optional[dict[str, float]] = None  # from eval.single_task_reference
         self.lock: Optional[RunLock] = None  # held by the main process for the life of the run
         self.created = False  # this run made (or emptied) the folder: a failed start removes it
@@ -298,6 +303,8 @@ class ContinualRunner:
                     f"{ctx.run_dir}: the checkpoint's tasks ({', '.join(matrix.task_names)}) are not the stream's "
                     f"({', '.join(names)}): did the data files change? The run cannot continue"
                 )
+            if state.get("matrix_union"):
+                self._union = AccuracyMatrix.from_dict(state["matrix_union"])
             if general is not None and state.get("general"):
                 general = GeneralScores.from_dict(state["general"])
             for method, method_state in zip(methods, self.checkpoint.method_states()):
@@ -333,8 +340,12 @@ class ContinualRunner:
         metrics = compute_cl_metrics(matrix, general=general, single_task_scores=single)
         folder.write_metrics(metrics)
         text = format_matrix_text(matrix) + "\n\n" + format_metrics_text(metrics)
+        union_metrics = None
+        if self._union is not None:
+            union_metrics = compute_cl_metrics(self._union)
+            folder.write_metrics(union_metrics, variant="union")
         self._write_report(ctx, methods)
-        return RunResult(ctx.run_dir, matrix, metrics, text, ctx.accelerator.is_main_process)
+        return RunResult(ctx.run_dir, matrix, metrics, text, ctx.accelerator.is_main_process, self._union, union_metrics)
 
     def _train_one_phase(self, ctx: RunContext, methods: list[Method], phase_index: int, resumed: bool) -> None:
         config, logger = self.config, ctx.logger
@@ -385,6 +396,17 @@ class ContinualRunner:
         if task_index is not None:
             matrix.phase_task_index.append(task_index)
         folder.write_matrix(matrix)
+        if row.union_scores is not None:
+            if self._union is None:
+                self._union = AccuracyMatrix(
+                    task_names=matrix.task_names, higher_is_better=matrix.higher_is_better,
+                    row_labels=[], rows=[], has_initial_row=matrix.has_initial_row, phase_task_index=[],
+                )
+            self._union.rows.append(row.union_scores)
+            self._union.row_labels.append(label)
+            if task_index is not None:
+                self._union.phase_task_index.append(task_index)
+            folder.write_matrix(self._union, variant="union")
         if self.config.eval.save_predictions:
             for name, records in row.predictions.items():
                 if records:
@@ -405,6 +427,7 @@ class ContinualRunner:
                 "completed_phases": completed,
                 "global_step": ctx.global_step,
                 "matrix": matrix.to_dict(),
+                "matrix_union": self._union.to_dict() if self._union is not None else None,
                 "general": general.to_dict() if general is not None else None,
             },
             [m.state_dict() for m in methods],

@@ -50,6 +50,9 @@ class TaskScore:
     predictions: list[dict[str, Any]]
     examples_per_second: float = 0.0
     count: int = 0
+    #: Classifier scored within each task's labels: the same model's score among the labels of the
+    #: whole stream (class-incremental), from the same logits; None otherwise.
+    union_score: Optional[float] = None
 
 
 def _batches(items: list[EncodedExample], size: int) -> list[list[EncodedExample]]:
@@ -114,15 +117,21 @@ def rank_answers(
 @torch.no_grad()
 def classify(
     model: Any, encoder: Encoder, items: list[EncodedExample], batch_size: int, device: torch.device
-) -> list[str]:
+) -> tuple[list[str], Optional[list[str]]]:
+    """Argmax labels within each example's allowed labels, and (when those are a subset) among all
+    labels of the stream: task- and class-incremental predictions of one forward pass."""
     answers: list[str] = []
+    union_answers: list[str] = []
+    masked = False
     for chunk in _batches(items, batch_size):
         batch = encoder.collate(chunk).to(device)
         logits = model(input_ids=batch.inputs["input_ids"], attention_mask=batch.inputs["attention_mask"]).logits
+        union_answers.extend(encoder.label_names[i] for i in logits.argmax(-1).tolist())
         if batch.label_mask is not None:
+            masked = True
             logits = logits.masked_fill(~batch.label_mask, torch.finfo(logits.dtype).min)
         answers.extend(encoder.label_names[i] for i in logits.argmax(-1).tolist())
-    return answers
+    return answers, (union_answers if masked else None)
 
 
 @torch.no_grad()
@@ -161,8 +170,9 @@ def score_task(
         value = perplexity(model, encoder, items, batch_size, device)
         elapsed = time.perf_counter() - start
         return TaskScore(value, [], len(items) / max(elapsed, 1e-9), len(items))
+    union_answers: Optional[list[str]] = None
     if encoder.kind == "classifier":
-        answers = classify(model, encoder, items, batch_size, device)
+        answers, union_answers = classify(model, encoder, items, batch_size, device)
     elif scoring == "rank" and task.labels:
         answers = rank_answers(model, encoder, items, task.labels, batch_size, device)
     else:
@@ -179,4 +189,12 @@ def score_task(
         total += value
         predictions.append({"key": example.key, "target": example.target, "prediction": answer, "score": value})
     score = 100.0 * total / max(1, len(items))
-    return TaskScore(score, predictions, len(items) / max(elapsed, 1e-9), len(items))
+    union_score = None
+    if union_answers is not None:
+        union_total = 0.0
+        for record, answer in zip(predictions, union_answers):
+            record["union_prediction"] = answer
+            record["union_score"] = float(exact_match(answer, record["target"]))
+            union_total += record["union_score"]
+        union_score = 100.0 * union_total / max(1, len(items))
+    return TaskScore(score, predictions, len(items) / max(elapsed, 1e-9), len(items), union_score)

@@ -25,7 +25,7 @@ from retain.data.tokenizer import build_word_tokenizer
 from retain.data.types import Stream
 from retain.errors import ConfigError
 from retain.models.builtin import BUILTIN_MODELS, builtin_config
-from retain.models.kinds import infer_kind
+from retain.models.kinds import ENCODER_ONLY_TYPES, infer_kind
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _AUTO_CLASSES = {
@@ -53,7 +53,7 @@ def stream_texts(stream: Stream) -> list[str]:
     return texts
 
 
-def load_tokenizer(config: ModelConfig, stream: Stream) -> Any:
+def load_tokenizer(config: ModelConfig, stream: Stream, kind: Optional[str] = None) -> Any:
     if config.name_or_path.startswith("builtin:") and config.tokenizer is None:
         return build_word_tokenizer(stream_texts(stream))
     source = config.tokenizer or config.name_or_path
@@ -61,9 +61,24 @@ def load_tokenizer(config: ModelConfig, stream: Stream) -> Any:
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"model.tokenizer: cannot load tokenizer {source!r} ({exc})") from None
+    if tokenizer.eos_token is None and kind == "causal" and tokenizer.sep_token is not None:
+        tokenizer.eos_token = tokenizer.sep_token  # BERT-style vocabularies end a sequence with [SEP]
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return tokenizer
+
+
+def decoder_kwargs(config: ModelConfig, kind: str, hf_config: Any) -> dict[str, Any]:
+    """``is_decoder=True`` for an encoder-only checkpoint loaded as a causal LM (or when asked).
+
+    Without it a BERT-style model attends in both directions, so training a causal LM on it would
+    let every position see the answer it is asked to predict.
+    """
+    if config.is_decoder is not None:
+        return {"is_decoder": config.is_decoder}
+    if kind == "causal" and getattr(hf_config, "model_type", "") in ENCODER_ONLY_TYPES:
+        return {"is_decoder": True}
+    return {}
 
 
 def _resolve_kind(config: ModelConfig) -> tuple[str, Optional[Any]]:
@@ -92,7 +107,7 @@ def _resolve_kind(config: ModelConfig) -> tuple[str, Optional[Any]]:
 def load_model(config: ModelConfig, stream: Stream, seed: int) -> LoadedModel:
     """Build the model for ``stream``: the classifier head covers the union of its labels."""
     kind, hf_config = _resolve_kind(config)
-    tokenizer = load_tokenizer(config, stream)
+    tokenizer = load_tokenizer(config, stream, kind)
     labels = stream.all_labels() if kind == "classifier" else []
     if kind == "classifier" and not labels:
         raise ConfigError("model.kind: a classifier needs label-set tasks; this stream has none")
@@ -117,7 +132,7 @@ def load_model(config: ModelConfig, stream: Stream, seed: int) -> LoadedModel:
         try:
             model = _AUTO_CLASSES[kind].from_pretrained(
                 config.name_or_path, dtype=dtype, ignore_mismatched_sizes=kind == "classifier",
-                **label_kwargs,
+                **label_kwargs, **decoder_kwargs(config, kind, hf_config),
             )
         except (OSError, ValueError) as exc:
             raise ConfigError(f"model.name_or_path: cannot load {config.name_or_path!r} as {kind}: {exc}") from None

@@ -59,6 +59,13 @@ def _summary_value(value: Any) -> str:
     return MISSING if value is None else str(value)
 
 
+_LABEL_SPACE_TEXT = {
+    "task": "task (each task predicted among its own labels: task identity given at test time; "
+    "class-incremental scores in their own section)",
+    "union": "union (every task predicted among all labels of the stream: class-incremental)",
+}
+
+
 def _scoring_text(kind: Optional[str], scoring: Optional[str]) -> Optional[str]:
     """How answers were scored, in words (the classifier ignores eval.scoring)."""
     if kind == "classifier":
@@ -89,13 +96,28 @@ def summarize_config(config: Optional[Mapping[str, Any]]) -> dict[str, Any]:
         "methods": methods,
         "stream": stream_text,
         "kind": model.get("kind"),
-        "label space": evaluation.get("label_space") if model.get("kind") == "classifier" else None,
+        "label space": _LABEL_SPACE_TEXT.get(evaluation.get("label_space", ""), evaluation.get("label_space"))
+        if model.get("kind") == "classifier" else None,
         "scoring": _scoring_text(model.get("kind"), evaluation.get("scoring")),
         "seed": config.get("seed"),
     }
     if model.get("lora", {}).get("enabled"):
         summary["model"] = f"{summary['model']} + LoRA r={model['lora'].get('r')}"
     return {k: v for k, v in summary.items() if v not in (None, [], "")}
+
+
+def union_report_section(union: AccuracyMatrix, metrics: Mapping[str, Any]) -> tuple[str, str]:
+    """The class-incremental view of a classifier run scored within task labels (same models)."""
+    header = ["row", *union.task_names]
+    lines = [
+        "The matrix above predicts each task among its own labels (task identity given at test time). "
+        "Here the same models predict among the labels of the whole stream (class-incremental); "
+        "files matrix_union.json and metrics_union.json.", "",
+        markdown_table(header, [[label, *(format_score(v) for v in row)] for label, row in zip(union.row_labels, union.rows)]),
+        "",
+        markdown_table(["metric", "value"], [[metric_label(k), format_score(e.get("value"))] for k, e in _metric_items(metrics)]),
+    ]
+    return "Class-incremental scores (label space: union)", "\n".join(lines)
 
 
 def render_markdown(
@@ -194,6 +216,12 @@ def render_report(
     except ValueError as err:
         raise RetainError(f"{folder.path}: inconsistent run files ({err})") from err
     folder.write_metrics(metrics)
+    union = folder.read_union_matrix()
+    union_section = []
+    if union is not None:
+        union_metrics = compute_cl_metrics(union)
+        folder.write_metrics(union_metrics, variant="union")
+        union_section = [union_report_section(union, union_metrics)]
     plot_heatmap(matrix, folder.path / HEATMAP_FILE)
     plot_ap_curve(matrix, metrics, folder.path / AP_CURVE_FILE)
     summary = summarize_config(config)
@@ -202,5 +230,7 @@ def render_report(
         extra_sections = folder.read_report_sections()
     else:
         folder.write_report_sections(extra_sections)
-    write_text_atomic(folder.report_path, render_markdown(matrix, metrics, summary, extra_sections))
+    write_text_atomic(
+        folder.report_path, render_markdown(matrix, metrics, summary, [*union_section, *extra_sections])
+    )
     return format_matrix_text(matrix) + "\n\n" + format_metrics_text(metrics)

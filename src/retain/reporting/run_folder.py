@@ -33,6 +33,7 @@ from retain.reporting.atomic import write_json_atomic, write_text_atomic
 CONFIG_FILE = "config.yaml"
 MATRIX_JSON = "matrix.json"
 MATRIX_CSV = "matrix.csv"
+UNION_MATRIX_JSON = "matrix_union.json"
 METRICS_FILE = "metrics.json"
 GENERAL_FILE = "general.json"
 SINGLE_TASK_FILE = "single_task.json"
@@ -99,18 +100,22 @@ class RunFolder:
         text = yaml.safe_dump(_plain(config), sort_keys=False, allow_unicode=True)
         return write_text_atomic(self.path / CONFIG_FILE, text)
 
-    def write_matrix(self, matrix: AccuracyMatrix) -> None:
-        """Write matrix.json and matrix.csv (row label, then one column per task; blank = None)."""
-        write_json_atomic(self.matrix_path, matrix.to_dict())
+    def write_matrix(self, matrix: AccuracyMatrix, variant: str = "") -> None:
+        """Write matrix.json and matrix.csv (row label, then one column per task; blank = None).
+
+        ``variant`` 'union' writes matrix_union.*: the class-incremental scores of the same models.
+        """
+        suffix = f"_{variant}" if variant else ""
+        write_json_atomic(self.path / f"matrix{suffix}.json", matrix.to_dict())
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["row", *matrix.task_names])
         for label, row in zip(matrix.row_labels, matrix.rows):
             writer.writerow([label, *(_format_cell(v) for v in row)])
-        write_text_atomic(self.path / MATRIX_CSV, buffer.getvalue())
+        write_text_atomic(self.path / f"matrix{suffix}.csv", buffer.getvalue())
 
-    def write_metrics(self, metrics: Mapping[str, Any]) -> Path:
-        return write_json_atomic(self.path / METRICS_FILE, dict(metrics))
+    def write_metrics(self, metrics: Mapping[str, Any], variant: str = "") -> Path:
+        return write_json_atomic(self.path / (f"metrics_{variant}.json" if variant else METRICS_FILE), dict(metrics))
 
     def write_general(self, general: GeneralScores) -> Path:
         return write_json_atomic(self.path / GENERAL_FILE, general.to_dict())
@@ -148,6 +153,16 @@ class RunFolder:
             return AccuracyMatrix.from_dict(data)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise RetainError(f"{self.matrix_path}: malformed accuracy matrix ({err!r})") from err
+
+    def read_union_matrix(self) -> Optional[AccuracyMatrix]:
+        """The class-incremental matrix of the same models (classifier runs within task labels)."""
+        data = self._read_json(UNION_MATRIX_JSON)
+        if data is None:
+            return None
+        try:
+            return AccuracyMatrix.from_dict(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise RetainError(f"{self.path / UNION_MATRIX_JSON}: malformed accuracy matrix ({err!r})") from err
 
     def read_metrics(self) -> Optional[dict[str, Any]]:
         data = self._read_json(METRICS_FILE)
