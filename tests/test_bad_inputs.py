@@ -623,3 +623,13 @@ def test_state_codec_round_trips_nested_values() -> None:
     assert back["__tensor__"] == state["__tensor__"] and back["empty"].numel() == 0
     with pytest.raises(TypeError, match=r"state\.obj: cannot save a object"):
         ckpt.encode_state({"obj": object()})
+
+
+def test_resume_reads_a_folder_named_before_the_name_rules(run_copy: Path) -> None:
+    """Only new folders are held to the name rules: an existing one is continued, never removed."""
+    from retain.engine.preflight import read_saved_config
+
+    config = yaml.safe_load((run_copy / "config.yaml").read_text())
+    config["name"] = "my old run!"
+    (run_copy / "config.yaml").write_text(yaml.safe_dump(config))
+    assert read_saved_config(run_copy).run_dir == run_copy

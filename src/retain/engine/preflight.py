@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from retain.config import RunConfig, make_config
+from retain.config import RunConfig, load_config_dict, make_config
 from retain.data.benchmarks import build_stream
 from retain.data.types import Stream
 from retain.errors import ConfigError, RetainError
@@ -78,7 +78,11 @@ def read_saved_config(run_dir: Path, overrides: Optional[list[str]] = None) -> R
         raise RetainError(f"{run_dir}: no such run folder")
     if not path.is_file():
         raise RetainError(f"{run_dir}: nothing to resume (no {CONFIG_FILE}; not a run folder, or its start-up never finished)")
-    config = make_config(path, overrides)
+    data = load_config_dict(path)
+    # The folder exists and is only continued, never created or removed: its name needs no check
+    # (an older retain accepted names that the rules for new runs now refuse).
+    data["name"] = "resumed"
+    config = make_config(data, overrides)
     config.output_dir = str(run_dir.parent)
     config.name = run_dir.name
     return config
