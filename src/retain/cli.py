@@ -166,7 +166,8 @@ def _interrupted_message(args: argparse.Namespace) -> str:
 def _os_error_message(exc: OSError, args: argparse.Namespace) -> str:
     where = exc.filename or getattr(args, "run_dir", None) or "a file"
     reason = _WRITE_REFUSED[exc.errno]
-    message = f"cannot write {where}: {reason} ({exc.strerror})"
+    verb = "cannot use" if exc.errno in (errno.EACCES, errno.EPERM) else "cannot write"
+    message = f"{verb} {where}: {reason} ({exc.strerror})"
     run_dir = getattr(args, "run_dir", None) or getattr(args, "resume", None)
     if run_dir is not None:
         from retain.reporting.run_folder import CONFIG_FILE
