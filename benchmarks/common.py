@@ -96,5 +96,5 @@ def small_decoder_run(folder: Path, args: argparse.Namespace, eval_size: int) ->
         "methods": ["seqft"],
     })
     ctx, methods, _ = ContinualRunner(config, quiet=True)._build()
-    ctx.phase_index = 0
+    ctx.state.phase_index = 0
     return config, ctx, methods

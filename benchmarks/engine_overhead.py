@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_decoder_size_args, median, small_decoder_run, timed, write_result  # noqa: E402
 
 from retain.engine.evaluate import evaluate_tasks  # noqa: E402
-from retain.engine.loop import count_new_batches, train_phase  # noqa: E402
+from retain.engine.hooks import HookDispatcher  # noqa: E402
+from retain.engine.loop import new_task_plan, train_phase  # noqa: E402
 from retain.engine.optim import build_optimizer  # noqa: E402
 
 
@@ -63,7 +64,7 @@ def main() -> None:
                 build_optimizer([p for _, p in ctx.trainable_parameters()], config.train)
             )
             ctx.scheduler = None
-            seconds, _ = timed(lambda: train_phase(ctx, methods, count_new_batches(ctx), show_progress=False))
+            seconds, _ = timed(lambda: train_phase(ctx, HookDispatcher(methods), new_task_plan(ctx), show_progress=False))
             engine_times.append(seconds)
             ctx.unwrapped_model().load_state_dict(initial)
             seconds, _ = timed(lambda: bare_epoch(ctx.unwrapped_model(), ctx.encoder.collate, chunks, 1e-4, 1.0))

@@ -33,13 +33,14 @@ from common import median, timed, write_result  # noqa: E402
 
 from retain.config import make_config  # noqa: E402
 from retain.engine.context import RunContext  # noqa: E402
-from retain.engine.loop import count_new_batches, train_phase  # noqa: E402
+from retain.engine.hooks import HookDispatcher  # noqa: E402
+from retain.engine.loop import new_task_plan, train_phase  # noqa: E402
 from retain.engine.optim import build_optimizer  # noqa: E402
 from retain.engine.runner import ContinualRunner  # noqa: E402
 from retain.methods.base import Method  # noqa: E402
-from retain.methods.kif import KIF, KIFParams  # noqa: E402
+from retain.methods.kif.method import KIF, KIFParams  # noqa: E402
 from retain.methods.registry import available_methods  # noqa: E402
-from retain.methods.unit_fusion import fuse_, snapshot  # noqa: E402
+from retain.methods.kif.unit_fusion import fuse_, snapshot  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,12 +62,12 @@ def build_context(args: argparse.Namespace, tmp: Path, lora: bool) -> RunContext
         "methods": ["seqlora" if lora else "seqft"],
     })
     ctx, _, _ = ContinualRunner(config, quiet=True, overwrite=True)._build()
-    ctx.phase_index = 0
+    ctx.state.phase_index = 0
     return ctx
 
 
 class StepClock(Method):
-    """Last in the method list: the time between two of its ``after_step`` calls is one full step
+    """Last in the method list: the time between two of its ``on_step_end`` calls is one full step
     (forward, backward, every method's hooks, clip, optimizer step), so a median over steps
     shrugs off bursts of load from other processes better than whole-epoch times."""
 
@@ -76,10 +77,10 @@ class StepClock(Method):
         super().__init__()
         self.stamps: list[float] = []
 
-    def on_task_start(self, ctx: RunContext) -> None:
+    def on_phase_start(self, ctx: RunContext) -> None:
         self.stamps = [time.perf_counter()]
 
-    def after_step(self, ctx: RunContext) -> None:
+    def on_step_end(self, ctx: RunContext) -> None:
         self.stamps.append(time.perf_counter())
 
     def durations(self) -> list[float]:
@@ -92,12 +93,12 @@ def epoch_step_seconds(ctx: RunContext, methods: list[Method], initial: dict[str
     clock = StepClock()
     methods = [*methods, clock]
     for method in methods:
-        method.on_task_start(ctx)
+        method.on_phase_start(ctx)
     ctx.optimizer = ctx.accelerator.prepare_optimizer(
         build_optimizer([p for _, p in ctx.trainable_parameters()], ctx.config.train)
     )
     ctx.scheduler = None
-    train_phase(ctx, methods, count_new_batches(ctx), show_progress=False)
+    train_phase(ctx, HookDispatcher(methods), new_task_plan(ctx), show_progress=False)
     ctx.unwrapped_model().zero_grad(set_to_none=True)
     return clock.durations()[1:]
 
@@ -107,7 +108,7 @@ def compare(ctx: RunContext, variants: dict[str, list[Method]], rounds: int) -> 
     initial = {k: v.detach().clone() for k, v in ctx.unwrapped_model().state_dict().items()}
     for methods in variants.values():
         for method in methods:
-            method.setup(ctx)
+            method.on_setup(ctx)
     epoch_step_seconds(ctx, next(iter(variants.values())), initial)  # warm-up: encoding, allocator
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
@@ -119,7 +120,7 @@ def compare(ctx: RunContext, variants: dict[str, list[Method]], rounds: int) -> 
 
 def tracker_update_seconds(ctx: RunContext, kif: KIF, calls: int) -> float:
     """Median wall time of one tracker update with real-sized gradients in place."""
-    kif.on_task_start(ctx)
+    kif.on_phase_start(ctx)
     assert kif.tracker is not None
     for p in kif.tracker.params:
         p.grad = torch.randn_like(p) * 1e-3
@@ -137,13 +138,13 @@ def end_of_task_seconds(ctx: RunContext, kif: KIF) -> dict[str, float]:
     units = kif.units
     assert units is not None
     kif.cumulative = torch.rand(len(units))  # pretend an earlier task exists, so fusion runs
-    snapshot_s, _ = timed(lambda: kif.on_task_start(ctx))
+    snapshot_s, _ = timed(lambda: kif.on_phase_start(ctx))
     assert kif.tracker is not None
     for p in kif.tracker.params:
         p.grad = torch.randn_like(p) * 1e-3
     kif.tracker.update()
     ctx.unwrapped_model().zero_grad(set_to_none=True)
-    task_end_s, _ = timed(lambda: kif.on_task_end(ctx))
+    task_end_s, _ = timed(lambda: kif.on_phase_end(ctx))
     previous = snapshot(units)
     fuse_s, _ = timed(lambda: fuse_(units, previous, torch.full((len(units),), 0.5)))
     return {"snapshot_s": snapshot_s, "on_task_end_s": task_end_s, "fuse_only_s": fuse_s}

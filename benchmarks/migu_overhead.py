@@ -26,10 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_decoder_size_args, median, small_decoder_run, timed, write_result  # noqa: E402
 
 from retain.engine.context import RunContext  # noqa: E402
-from retain.engine.loop import count_new_batches, train_phase  # noqa: E402
+from retain.engine.hooks import HookDispatcher  # noqa: E402
+from retain.engine.loop import new_task_plan, train_phase  # noqa: E402
 from retain.engine.optim import build_optimizer  # noqa: E402
 from retain.methods.base import Method  # noqa: E402
-from retain.methods.migu import Migu, MiguParams  # noqa: E402
+from retain.methods.migu.method import Migu, MiguParams  # noqa: E402
 
 TARGET = 1.10
 
@@ -42,12 +43,12 @@ def epoch(ctx: RunContext, methods: list[Method], initial: dict[str, torch.Tenso
     )
     ctx.scheduler = None
     for method in methods:
-        method.on_task_start(ctx)
+        method.on_phase_start(ctx)
     cpu_start = time.process_time()
-    seconds, stats = timed(lambda: train_phase(ctx, methods, count_new_batches(ctx), show_progress=False))
+    seconds, stats = timed(lambda: train_phase(ctx, HookDispatcher(methods), new_task_plan(ctx), show_progress=False))
     cpu = time.process_time() - cpu_start
     for method in methods:
-        method.on_task_end(ctx)
+        method.on_phase_end(ctx)
     ctx.unwrapped_model().zero_grad(set_to_none=True)
     return seconds, cpu, stats["steps"]
 
@@ -65,7 +66,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config, ctx, seqft = small_decoder_run(Path(tmp), args, eval_size=8)
         migu = Migu(MiguParams(skip_first_task=False, statistic=args.statistic))
-        migu.setup(ctx)
+        migu.on_setup(ctx)
         initial = {k: v.clone() for k, v in ctx.unwrapped_model().state_dict().items()}
         seqft_times: list[float] = []
         migu_times: list[float] = []
@@ -80,7 +81,7 @@ def main() -> None:
             seconds, cpu, _ = epoch(ctx, [migu], initial, config)
             migu_times.append(seconds)
             migu_cpu.append(cpu)
-        kept = migu.log_values().get("migu_rows_updated")
+        kept = migu.on_log().get("migu_rows_updated")
         layers = len(migu.fractions.get(ctx.phase.name, {}))
         tokens = sum(len(e.input_ids) for e in ctx.phase_train_examples())
         params = sum(p.numel() for p in ctx.unwrapped_model().parameters())

@@ -33,7 +33,7 @@ from retain.config import make_config  # noqa: E402
 from retain.data.demo import build_demo_stream  # noqa: E402
 from retain.data.tokenizer import build_word_tokenizer  # noqa: E402
 from retain.engine.runner import ContinualRunner  # noqa: E402
-from retain.methods.seekr import Seekr  # noqa: E402
+from retain.methods.seekr.method import Seekr  # noqa: E402
 from retain.models.loading import stream_texts  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,12 +75,12 @@ def measure(config: dict[str, Any], rounds: int) -> dict[str, Any]:
     seekr = methods[0]
     assert isinstance(seekr, Seekr) and seekr.capture is not None
     model = ctx.unwrapped_model()
-    ctx.phase_index = 0
+    ctx.state.phase_index = 0
     items = [ctx.encoded(0, "train")[i] for i in seekr.buffer_indices_for(ctx, 0)]
-    before_seconds, _ = timed(lambda: seekr.on_task_start(ctx))
+    before_seconds, _ = timed(lambda: seekr.on_phase_start(ctx))
     seekr.importance_pass(ctx, items)  # warm-up
-    seekr.on_task_end(ctx)  # the store the replay steps distil towards (ends with the same pass)
-    seekr.on_task_start(ctx)  # "before" maps again, for the timed importance passes below
+    seekr.on_phase_end(ctx)  # the store the replay steps distil towards (ends with the same pass)
+    seekr.on_phase_start(ctx)  # "before" maps again, for the timed importance passes below
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-8)
     batches = list(ctx.iterate_batches(items, source="replay"))
     batch = batches[0]
@@ -96,7 +96,7 @@ def measure(config: dict[str, Any], rounds: int) -> dict[str, Any]:
     def seekr_step() -> None:
         seekr.capture.arm(seekr.maps.sites_for(batch))  # what the schedule does for a replay batch
         outputs = ctx.forward(batch)
-        loss = seekr.adjust_loss(ctx, batch, outputs, ctx.base_loss(batch, outputs))
+        loss = seekr.on_loss(ctx, batch, outputs, ctx.base_loss(batch, outputs))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

@@ -28,7 +28,7 @@ from retain.methods.ewc import EWC, accumulate_fisher, empirical_fisher, ewc_pen
 from retain.methods.olora import activate_adapters, add_task_adapter, adapter_pairs, orthogonality_loss
 from retain.methods.registry import check_combination, instantiate
 from retain.methods.replay import Replay, interleave_count, sample_buffer
-from retain.methods.teacher_store import TeacherLogits, restrict_to_allowed, stored_answer_rows
+from retain.methods.common.teacher_store import TeacherLogits, restrict_to_allowed, stored_answer_rows
 from tests.conftest import tiny_config
 
 LN3 = math.log(3.0)
@@ -62,9 +62,9 @@ def _label_counts(task: Task, indices: list[int]) -> dict[str, int]:
 
 def test_replay_buffer_sizes_from_ratio_and_count() -> None:
     task = _labelled_task()
-    assert Replay(Replay.params_class(ratio=0.2)).buffer_size_for(task) == 6  # round(0.2 * 30)
-    assert Replay(Replay.params_class(ratio=0.01)).buffer_size_for(task) == 1  # round(0.3) = 0 -> at least 1
-    assert Replay(Replay.params_class(count=10)).buffer_size_for(task) == 10
+    assert Replay(Replay.params_class(ratio=0.2)).buffer.size_for(task) == 6  # round(0.2 * 30)
+    assert Replay(Replay.params_class(ratio=0.01)).buffer.size_for(task) == 1  # round(0.3) = 0 -> at least 1
+    assert Replay(Replay.params_class(count=10)).buffer.size_for(task) == 10
 
 
 def test_replay_sampling_is_seeded_and_label_balanced() -> None:
@@ -118,17 +118,17 @@ def test_der_kl_uses_the_shifted_answer_positions() -> None:
     der = DER(DER.params_class(alpha=0.5, beta=1.0))
     der.teacher = teacher
     ce = torch.tensor(2.0)
-    loss = der.adjust_loss(ctx, _causal_batch("replay"), SimpleNamespace(logits=logits), ce)
+    loss = der.on_loss(ctx, _causal_batch("replay"), SimpleNamespace(logits=logits), ce)
     # DER++: beta * CE + alpha * KL = 2.0 + 0.5 * 0.065406 = 2.032703
     expected_kl = KL_3_1_VS_UNIFORM / 2
     assert loss.item() == pytest.approx(2.0 + 0.5 * expected_kl, abs=1e-3)  # bf16 teacher: ln3 ~ 1.0986 -> 1.1016
     der_beta = DER(DER.params_class(alpha=0.5, beta=0.25))
     der_beta.teacher = teacher
-    loss = der_beta.adjust_loss(ctx, _causal_batch("replay"), SimpleNamespace(logits=logits), ce)
+    loss = der_beta.on_loss(ctx, _causal_batch("replay"), SimpleNamespace(logits=logits), ce)
     assert loss.item() == pytest.approx(0.25 * 2.0 + 0.5 * expected_kl, abs=1e-3)
     # an example without stored logits (a new-task batch) is left alone
     other = MicroBatch(inputs={"labels": torch.tensor([[-100, -100, 5, 6]])}, keys=["u/0"], task_indices=[1])
-    assert der.adjust_loss(ctx, other, SimpleNamespace(logits=logits), ce) is ce
+    assert der.on_loss(ctx, other, SimpleNamespace(logits=logits), ce) is ce
 
 
 def test_classifier_kl_is_restricted_to_allowed_labels() -> None:
@@ -142,7 +142,7 @@ def test_classifier_kl_is_restricted_to_allowed_labels() -> None:
     batch = MicroBatch(inputs={"labels": torch.tensor([0])}, keys=["t/0"], task_indices=[0], label_mask=allowed)
     rows = stored_answer_rows(ctx, batch, student, store)
     assert rows is not None
-    from retain.methods.teacher_store import kl_to_teacher
+    from retain.methods.common.teacher_store import kl_to_teacher
 
     assert kl_to_teacher(*rows).item() == pytest.approx(KL_3_1_VS_UNIFORM, abs=1e-6)
     assert torch.equal(restrict_to_allowed(student, None), student)
@@ -152,17 +152,17 @@ def test_der_stores_bf16_logits_of_answer_positions_only(tmp_path: Path) -> None
     config = make_config(_tiny(tmp_path, "der-store", [{"name": "der", "count": 3}]))
     ctx, methods, _ = ContinualRunner(config, quiet=True)._build()
     der = methods[0]
-    der.on_task_end(ctx)  # phase 0: sample 3 examples of task 0 and store their logits
+    der.on_phase_end(ctx)  # phase 0: sample 3 examples of task 0 and store their logits
     encoded = ctx.encoded(0, "train")
     vocab = ctx.unwrapped_model().config.vocab_size
     assert len(der.teacher) == 3
-    for index in der.buffer[0]:
+    for index in der.buffer.indices[0]:
         item = encoded[index]
         rows = der.teacher.logits[item.key]
         answer_tokens = sum(1 for t in item.labels if t != -100)  # target tokens + eos
         assert rows.dtype == torch.bfloat16 and rows.shape == (answer_tokens, vocab)
     assert der.teacher.nbytes() == sum(r.numel() * 2 for r in der.teacher.logits.values())
-    assert der.log_values()["der_teacher_bytes"] == der.teacher.nbytes()
+    assert der.on_log()["der_teacher_bytes"] == der.teacher.nbytes()
 
 
 # -- LwF -------------------------------------------------------------------------------------
@@ -198,7 +198,7 @@ def test_ewc_penalty_for_a_known_fisher_and_shift() -> None:
     ewc.fisher, ewc.anchor = fisher, anchor
     ctx = SimpleNamespace(trainable_parameters=lambda: list(theta.items()))
     # loss + lam * penalty = 1 + 2 * 3.25 = 7.5 (no 1/2 factor)
-    assert ewc.adjust_loss(ctx, None, None, torch.tensor(1.0)).item() == pytest.approx(7.5)
+    assert ewc.on_loss(ctx, None, None, torch.tensor(1.0)).item() == pytest.approx(7.5)
 
 
 def test_empirical_fisher_averages_batchwise_squared_grads_and_accumulates_online() -> None:
@@ -287,8 +287,8 @@ def test_single_resets_to_the_initial_weights(tmp_path: Path) -> None:
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
-    ctx.phase_index = 1
-    methods[0].on_task_start(ctx)
+    ctx.state.phase_index = 1
+    methods[0].on_phase_start(ctx)
     assert all(torch.equal(before[n], t) for n, t in model.state_dict().items())
 
 
@@ -318,6 +318,10 @@ def test_fwt_relative_to_a_single_run(tmp_path: Path) -> None:
         (["seqft", "olora"], True, "seqft trains all weights but olora trains LoRA adapters"),
         (["mtl", "single"], False, "single and mtl cannot be combined"),
         (["single", "ewc"], False, "single and ewc cannot be combined: ewc carries knowledge"),
+        # refused by capability, so methods that hold a replay buffer or fuse models are caught too
+        (["single", "seekr"], False, "single and seekr cannot be combined: seekr carries knowledge"),
+        (["kif", "single"], False, "single and kif cannot be combined: kif carries knowledge"),
+        (["kif", "olora"], True, "kif and olora cannot be combined: olora adds new parameters every task"),
         (["olora"], False, "olora trains LoRA adapters; set model.lora.enabled=true"),
         (["ewc", "ewc"], False, "lists a method twice"),
     ],

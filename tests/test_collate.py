@@ -78,3 +78,14 @@ def test_truncation_is_counted_and_keeps_the_prompt_end() -> None:
     assert item.prompt_length == 3
     assert tokenizer.convert_ids_to_tokens(item.input_ids[:3]) == ["c", "answer", ":"]
     assert encoder.truncation.sources == 1
+
+
+def test_training_label_space_is_its_own_switch() -> None:
+    """train.label_space decides the training batches' classes; scoring keeps eval.label_space."""
+    tokenizer, _, task, _ = _setup("classifier")
+    encoder = Encoder(tokenizer, "classifier", ["yes", "no", "x"], 16, 8, "task", train_label_space="union")
+    items = encoder.encode_task(task, 0, "train")
+    assert encoder.collate(items).label_mask is not None  # scored among the task's labels
+    assert encoder.collate(items, label_space=encoder.train_label_space).label_mask is None  # trained over all
+    follows = Encoder(tokenizer, "classifier", ["yes", "no", "x"], 16, 8, "union")
+    assert follows.train_label_space == "union"  # unset: eval.label_space, as before the key existed

@@ -101,3 +101,11 @@ def test_warmup_ratio_is_a_share_of_the_task_steps_unless_steps_are_given() -> N
     assert warmup_steps(TrainConfig(), 63) == 0
     with pytest.raises(ConfigError, match=r"train.warmup_ratio: must be in \[0, 1\)"):
         make_config({"train": {"warmup_ratio": 1.5}})
+
+
+def test_train_label_space_is_checked_and_defaults_to_eval() -> None:
+    from retain.config import make_config
+
+    assert make_config({"methods": ["seqft"]}).train.label_space is None
+    with pytest.raises(ConfigError, match=r"train\.label_space: 'some' is not one of task, union"):
+        make_config({"methods": ["seqft"], "train": {"label_space": "some"}})

@@ -15,10 +15,11 @@ import retain
 from retain.config import LoraConfig, make_config
 from retain.engine.runner import ContinualRunner
 from retain.errors import ConfigError, MethodError
-from retain.methods.kif import KIF, KIFParams, orthogonality_penalty
-from retain.methods.masked_replay import masked_replay
-from retain.methods.skill_units import build_skill_units
-from retain.methods.unit_fusion import (
+from retain.methods.kif.method import KIF, KIFParams, orthogonality_penalty
+from retain.engine.loop import run_extra_steps
+from retain.methods.kif.masked_replay import masked_replay_steps, split_frozen
+from retain.methods.kif.skill_units import build_skill_units
+from retain.methods.kif.unit_fusion import (
     adaptive_weights,
     categorical_weights,
     cumulative_importance,
@@ -29,7 +30,7 @@ from retain.methods.unit_fusion import (
     task_specific,
     uniform_weights,
 )
-from retain.methods.unit_importance import ImportanceTracker
+from retain.methods.kif.unit_importance import ImportanceTracker
 from retain.models.loading import apply_lora
 from tests.conftest import tiny_config
 
@@ -275,9 +276,11 @@ def test_masked_replay_keeps_frozen_units_bit_identical(tmp_path: Path) -> None:
     head = [i for i, n in enumerate(units.names) if n.startswith("classifier") and n.endswith("weight")]
     frozen[head] = True  # ... and one whole tensor (the head's weight, a matrix unit)
     before = snapshot(units)
-    stats = masked_replay(ctx, units, frozen, ctx.encoded(0, "train"), lr=5e-2, epochs=2, batch_size=8, seed=3,
-                          extra_loss=methods[0]._orthogonality)
-    assert stats.steps == 8 and stats.frozen_tensors == 1 and stats.partially_frozen_tensors > 0
+    split = split_frozen(units, frozen)
+    steps = masked_replay_steps(split, ctx.encoded(0, "train"), lr=5e-2, epochs=2, batch_size=8, seed=3,
+                                extra_loss=methods[0]._orthogonality)
+    stats = run_extra_steps(ctx, steps)  # the engine's loop runs KIF-M's steps
+    assert stats.steps == 8 and split.fully_frozen == 1 and len(split.masks) > 0
     changed = 0
     for tensor, old in zip(units.tensors, before):
         mask = tensor.broadcast(frozen).expand_as(tensor.param)
@@ -347,7 +350,13 @@ def test_kif_decides_whether_replay_mixes_its_buffer_into_the_tasks(during_task:
     replay = Replay()
     kif = KIF(KIFParams(replay_during_task=during_task))
     model = ToyLora()
-    ctx = SimpleNamespace(unwrapped_model=lambda: model, lora=True, methods=[kif, replay], logger=logging.getLogger("test"))
-    kif.setup(ctx)  # type: ignore[arg-type]
-    assert kif.replays == [replay] and kif.fusion == "adaptive"
-    assert replay.mix_into_tasks is during_task
+    # what the runner gives every method: the declared capabilities and the offered components
+    ctx = SimpleNamespace(
+        unwrapped_model=lambda: model, lora=True, logger=logging.getLogger("test"),
+        declares=lambda c: c in kif.capabilities | replay.capabilities,
+        components_of=lambda kind: [replay.buffer] if kind == "replay_buffer" else [],
+    )
+    kif.on_setup(ctx)  # type: ignore[arg-type]
+    replay.on_setup(ctx)  # type: ignore[arg-type]
+    assert kif.buffers == [replay.buffer] and kif.fusion == "adaptive"
+    assert replay.buffer.mixes_into_tasks is during_task  # KIF declares, the buffer decides; no flag flipped

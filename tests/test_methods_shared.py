@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 
 import retain
-from retain.methods.base import Method
-from retain.methods.registry import available_methods
+from retain.methods.base import OWNS_BATCH_SCHEDULE, Method
+from retain.config import MethodSpec
+from retain.errors import MethodError
+from retain.methods.registry import available_methods, check_combination, instantiate
 from tests.conftest import tiny_config
 
 METHODS = available_methods()
-REPLAY_FAMILY = {name for name, cls in METHODS.items() if cls.owns_batch_schedule}
+REPLAY_FAMILY = {name for name, cls in METHODS.items() if OWNS_BATCH_SCHEDULE in cls.capabilities}
 
 
 def _config(tmp_path: Path, name: str, methods: list[Any], cls: type[Method]) -> dict[str, Any]:
@@ -54,8 +56,35 @@ def test_resume_matches_uninterrupted(tmp_path: Path, name: str) -> None:
 @pytest.mark.parametrize("name", sorted(set(METHODS) - REPLAY_FAMILY - {"seqft", "seqlora"}))
 def test_composes_with_replay(tmp_path: Path, name: str) -> None:
     cls = METHODS[name]
-    if "replay" in cls.conflicts:
-        pytest.skip(f"{name} declares a conflict with replay: {cls.conflicts['replay']}")
     methods: list[Any] = [name, {"name": "replay", "ratio": 0.25}]
+    try:
+        check_combination(instantiate([MethodSpec(name), MethodSpec("replay")]), next(iter(cls.model_kinds)), bool(cls.needs_lora))
+    except MethodError as refused:
+        pytest.skip(f"{name} cannot be combined with replay: {refused}")
     result = retain.run(_config(tmp_path, "composed", methods, cls), quiet=True)
     assert "replay buffer" in (result.run_dir / "run.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("seekr", {"w_ld": 2}, r"seekr\.w_ld: must be in \[0, 1\], got 2"),
+        ("seekr", {"selection": "best"}, r"seekr\.selection: 'best' is not one of importance, sensitivity"),
+        ("der", {"alpha": -1}, r"der\.alpha: must be >= 0, got -1"),
+        ("der", {"ratio": 0}, r"der\.ratio: must be in \(0, 1\], got 0"),
+        ("replay", {"count": 0}, r"replay\.count: must be >= 1, got 0"),
+        ("ewc", {"gamma": 1.5}, r"ewc\.gamma: must be in \[0, 1\], got 1\.5"),
+        ("lwf", {"temperature": 0}, r"lwf\.temperature: must be > 0, got 0"),
+        ("olora", {"lambda1": -0.5}, r"olora\.lambda1: must be >= 0, got -0\.5"),
+        ("migu", {"threshold": 1.5}, r"migu\.threshold: must be in \[0, 1\], got 1\.5"),
+        ("migu", {"statistic": "median"}, r"migu\.statistic: 'median' is not one of l1_mean, raw_sum"),
+    ],
+)
+def test_declared_parameter_checks_name_the_key(name: str, params: dict[str, Any], message: str) -> None:
+    """Ranges and choices are declared with each option; the message names method and key."""
+    from retain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        instantiate([MethodSpec(name, params)])
+    with pytest.raises(ConfigError, match="^" + message):  # built in Python: the method's own name leads
+        METHODS[name](METHODS[name].params_class(**params))

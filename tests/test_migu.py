@@ -17,7 +17,7 @@ from retain.config import MethodSpec, make_config
 from retain.engine.runner import ContinualRunner
 from retain.errors import ConfigError, MethodError
 from retain.methods.base import Method
-from retain.methods.migu import Migu, MiguParams
+from retain.methods.migu.method import Migu, MiguParams
 from retain.methods.registry import available_methods, check_combination, instantiate
 from tests.conftest import BUILTIN_BY_KIND, tiny_config
 
@@ -46,7 +46,8 @@ MASK = torch.tensor([[1, 1, 0]])
 
 def fake_ctx(model: nn.Module, accelerator: Any = None, phase_index: int = 1) -> Any:
     return SimpleNamespace(
-        kind="causal", unwrapped_model=lambda: model, phase_index=phase_index, phase=SimpleNamespace(name="task"),
+        kind="causal", unwrapped_model=lambda: model,
+        state=SimpleNamespace(phase_index=phase_index, phase=SimpleNamespace(name="task")),
         accelerator=accelerator or SimpleNamespace(num_processes=1), logger=logging.getLogger("test-migu"),
     )
 
@@ -54,12 +55,12 @@ def fake_ctx(model: nn.Module, accelerator: Any = None, phase_index: int = 1) ->
 def one_step(migu: Migu, model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], ctx: Any = None) -> Any:
     """Forward + backward every micro-batch, then the mask (as the engine does at a step's end)."""
     ctx = ctx or fake_ctx(model)
-    migu.setup(ctx)
-    migu.on_task_start(ctx)
+    migu.on_setup(ctx)
+    migu.on_phase_start(ctx)
     model.train()
     for x, mask in batches:
         model(x, attention_mask=mask).sum().backward()
-    migu.after_backward(ctx)
+    migu.on_backward_end(ctx)
     return ctx
 
 
@@ -104,12 +105,12 @@ def test_raw_sum_statistic_with_and_without_padding() -> None:
 def test_masked_rows_get_exactly_zero_gradient_and_others_are_untouched() -> None:
     model, migu = Toy(), Migu(MiguParams(threshold=0.7))
     ctx = fake_ctx(model)
-    migu.setup(ctx)
-    migu.on_task_start(ctx)
+    migu.on_setup(ctx)
+    migu.on_phase_start(ctx)
     model.train()
     model(X, attention_mask=MASK).pow(2).sum().backward()
     before = {name: p.grad.clone() for name, p in model.named_parameters()}
-    migu.after_backward(ctx)
+    migu.on_backward_end(ctx)
     for layer, keep in migu.last_masks().items():
         grad, old = getattr(model, layer).weight.grad, before[f"{layer}.weight"]
         assert torch.equal(grad[~keep], torch.zeros_like(grad[~keep]))
@@ -135,20 +136,20 @@ def test_gradient_accumulation_statistic_covers_every_micro_batch() -> None:
 def test_nothing_is_measured_in_eval_mode_or_on_a_skipped_first_task() -> None:
     model, migu = Toy(), Migu(MiguParams())
     ctx = fake_ctx(model, phase_index=1)
-    migu.setup(ctx)
-    migu.on_task_start(ctx)
+    migu.on_setup(ctx)
+    migu.on_phase_start(ctx)
     model.eval()
     model(X, attention_mask=MASK)
     model.train()
     model(X, attention_mask=MASK).sum().backward()
-    migu.after_backward(ctx)
+    migu.on_backward_end(ctx)
     assert migu.last_token_counts()["fc1"] == 2.0  # only the training forward
     first = Migu(MiguParams(skip_first_task=True))
     ctx0 = fake_ctx(Toy(), phase_index=0)
-    first.setup(ctx0)
-    first.on_task_start(ctx0)
+    first.on_setup(ctx0)
+    first.on_phase_start(ctx0)
     ctx0.unwrapped_model()(X, attention_mask=MASK).sum().backward()
-    first.after_backward(ctx0)
+    first.on_backward_end(ctx0)
     assert first.last_masks() == {}
     assert ctx0.unwrapped_model().fc1.weight.grad.abs().sum() > 0
 
@@ -194,11 +195,11 @@ def build(tmp_path: Path, model: str, lora: bool = False, **train: Any) -> tuple
 
 
 def step_on_first_batch(ctx: Any, migu: Migu) -> Any:
-    migu.on_task_start(ctx)
+    migu.on_phase_start(ctx)
     ctx.model.train()
     batch = next(ctx.iterate_batches(ctx.phase_train_examples(), batch_size=4))
     ctx.base_loss(batch, ctx.forward(batch)).backward()
-    migu.after_backward(ctx)
+    migu.on_backward_end(ctx)
     return batch
 
 
@@ -233,8 +234,8 @@ def test_head_is_left_out_unless_asked(tmp_path: Path) -> None:
     step_on_first_batch(ctx, migu)
     assert "lm_head" not in migu.last_masks() and len(migu.last_masks()) == 14
     migu_head = Migu(MiguParams(skip_first_task=False, mask_head=True))
-    migu_head.setup(ctx)
-    migu.on_task_end(ctx)  # detaches its layer hooks
+    migu_head.on_setup(ctx)
+    migu.on_phase_end(ctx)  # detaches its layer hooks
     step_on_first_batch(ctx, migu_head)
     assert "lm_head" in migu_head.last_masks()
 
@@ -251,17 +252,17 @@ class FirstStepProbe(Method):
         self.checked = False
         self.dtypes: set[torch.dtype] = set()
 
-    def on_task_start(self, ctx: Any) -> None:
+    def on_phase_start(self, ctx: Any) -> None:
         layer = ctx.unwrapped_model().model.layers[0].mlp.up_proj
         layer.register_forward_hook(lambda m, a, out: self.dtypes.add(out.dtype))
 
-    def after_backward(self, ctx: Any) -> None:
+    def on_backward_end(self, ctx: Any) -> None:
         if not self.before:
             modules = dict(ctx.unwrapped_model().named_modules())
             for name, keep in self.migu.last_masks().items():
                 self.before[name] = (modules[name].weight.detach().clone(), keep.clone())
 
-    def after_step(self, ctx: Any) -> None:
+    def on_step_end(self, ctx: Any) -> None:
         if self.checked:
             return
         modules = dict(ctx.unwrapped_model().named_modules())
@@ -338,13 +339,13 @@ def test_composes_with_regularisation_and_lora_methods(tmp_path: Path, other: st
 def test_gpt2_conv1d_masks_weight_columns(tmp_path: Path) -> None:
     """GPT-2's Conv1D stores weights as [in, out]: a unit's gradient is a column, not a row."""
     ctx, (migu,) = build(tmp_path, "builtin:tiny-gpt2")
-    migu.on_task_start(ctx)
+    migu.on_phase_start(ctx)
     ctx.model.train()
     batch = next(ctx.iterate_batches(ctx.phase_train_examples(), batch_size=4))
     ctx.base_loss(batch, ctx.forward(batch)).backward()
     attn = ctx.unwrapped_model().transformer.h[0].attn.c_attn
     before = attn.weight.grad.clone()
-    migu.after_backward(ctx)
+    migu.on_backward_end(ctx)
     keep = migu.last_masks()["transformer.h.0.attn.c_attn"]
     assert keep.numel() == attn.weight.shape[1] and 0 < int(keep.sum()) < keep.numel()
     assert torch.equal(attn.weight.grad[:, ~keep], torch.zeros_like(before[:, ~keep]))
@@ -353,7 +354,7 @@ def test_gpt2_conv1d_masks_weight_columns(tmp_path: Path) -> None:
 
 def test_sliced_reduction_matches_the_formula_on_long_outputs() -> None:
     """CPU outputs are reduced in slices; the result must not depend on where the slices fall."""
-    from retain.methods.magnitude import accumulate_magnitudes
+    from retain.methods.migu.magnitude import accumulate_magnitudes
 
     torch.manual_seed(0)
     output = torch.randn(70_001, 4)  # more rows than one slice holds for 4 units

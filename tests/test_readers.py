@@ -8,13 +8,11 @@ from pathlib import Path
 import pytest
 
 from retain.config import DataSourceConfig
+from retain.data.labels import filter_unknown_labels, infer_labels, parse_option_list
 from retain.data.readers import (
     FORMATS,
     DataWarning,
-    filter_unknown_labels,
-    infer_labels,
     load_records,
-    parse_option_list,
     read_alpaca,
     read_hf,
     read_olora,

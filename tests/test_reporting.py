@@ -14,7 +14,7 @@ from retain.errors import RetainError
 from retain.evaluation.cl_metrics import AccuracyMatrix, GeneralScores
 from retain.reporting.atomic import atomic_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
 from retain.reporting.compare import compare_runs
-from retain.reporting.plots import plot_unit_heatmap
+from retain.methods.kif.report import plot_unit_heatmap
 from retain.reporting.report import format_matrix_text, render_report
 from retain.reporting.run_folder import RunFolder
 

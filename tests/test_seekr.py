@@ -26,8 +26,8 @@ from retain.data.collate import MicroBatch
 from retain.engine.checkpoint import load_method_states
 from retain.engine.runner import ContinualRunner
 from retain.errors import ConfigError, MethodError
-from retain.methods.attention_store import TeacherMaps, attention_kl, draw_query_rows, rows_of
-from retain.methods.head_importance import (
+from retain.methods.seekr.attention_store import TeacherMaps, attention_kl, draw_query_rows, rows_of
+from retain.methods.seekr.head_importance import (
     ImportanceTracker,
     budget_counts,
     head_forgettability,
@@ -36,8 +36,8 @@ from retain.methods.head_importance import (
     select_heads,
 )
 from retain.methods.registry import available_methods, check_combination, instantiate
-from retain.methods.seekr import ReplayTermMeans, Seekr
-from retain.models.attention import AttentionCapture, eager_attention
+from retain.methods.seekr.method import ReplayTermMeans, Seekr
+from retain.methods.seekr.attention_capture import AttentionCapture, eager_attention
 from tests.conftest import BUILTIN_BY_KIND, tiny_config
 
 # -- the attention KL ------------------------------------------------------------------------
@@ -285,7 +285,7 @@ def test_importance_pass_leaves_no_gradient_and_does_not_change_the_next_step(tm
     ctx, methods, _ = runner._build()
     seekr = methods[0]
     assert isinstance(seekr, Seekr)
-    ctx.phase_index = 0
+    ctx.state.phase_index = 0
     model = ctx.unwrapped_model()
     model.train()
     batch = next(ctx.iterate_batches(ctx.encoded(0, "train")[:4]))
@@ -302,7 +302,7 @@ def test_importance_pass_leaves_no_gradient_and_does_not_change_the_next_step(tm
 
     without = one_sgd_step()
     model.load_state_dict(start)
-    seekr.on_task_start(ctx)  # the "before" maps
+    seekr.on_phase_start(ctx)  # the "before" maps
     items = [ctx.encoded(0, "train")[i] for i in seekr.buffer_indices_for(ctx, 0)]
     _, _, sensitivity, forgettability = seekr.importance_pass(ctx, items)
     assert all(p.grad is None for p in model.parameters()), "the importance pass leaked parameter gradients"

@@ -204,6 +204,12 @@ class TrainConfig:
         "no | bf16 | fp16 (Accelerate mixed precision).", "no", choices=("no", "bf16", "fp16")
     )
     gradient_checkpointing: bool = option("Trade compute for memory.", False)
+    label_space: Optional[str] = option(
+        "Classifier training: the classes each example's loss (and a method's distillation) competes "
+        "over: task (its own task's labels) | union (every label of the stream, class-incremental); "
+        "null = eval.label_space.",
+        None, choices=(None, "task", "union"),
+    )
 
 
 @dataclass
@@ -219,7 +225,8 @@ class EvalConfig:
     )
     label_space: str = option(
         "Classifier kind: 'task' predicts among the evaluated task's labels, 'union' among all "
-        "labels of the stream (class-incremental).",
+        "labels of the stream (class-incremental). Also the training loss's classes unless "
+        "train.label_space is set.",
         "task",
         choices=("task", "union"),
     )

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from retain.config import DataSourceConfig, StreamConfig, build_dataclass
-from retain.data.readers import ReadResult, filter_unknown_labels, infer_labels, read_alpaca, read_source
+from retain.data.labels import filter_unknown_labels, infer_labels
+from retain.data.readers import ReadResult, read_alpaca, read_source
 from retain.data.types import METRIC_HIGHER_IS_BETTER, Example, Stream, Task
 from retain.errors import ConfigError, DataError
 

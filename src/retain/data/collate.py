@@ -12,14 +12,14 @@ Examples are encoded once per task and cached; truncation is counted so the log 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 
 from retain.data.types import Example, Task
 
-IGNORE_INDEX = -100
+from retain.models.kinds import IGNORE_INDEX  # noqa: E402  (re-exported: the collation's label padding)
 
 
 @dataclass
@@ -45,7 +45,6 @@ class MicroBatch:
     task_indices: list[int]
     source: str = "new"
     label_mask: Optional[torch.Tensor] = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -75,6 +74,7 @@ class Encoder:
         max_source_length: int,
         max_target_length: int,
         label_space: str = "task",
+        train_label_space: Optional[str] = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.kind = kind
@@ -82,7 +82,9 @@ class Encoder:
         self.label_ids = {name: i for i, name in enumerate(label_names)}
         self.max_source_length = max_source_length
         self.max_target_length = max_target_length
+        #: classes a classifier example competes over when scored / in the training loss (see collate)
         self.label_space = label_space
+        self.train_label_space = train_label_space or label_space
         self.truncation = TruncationCounter()
         self.pad_id = tokenizer.pad_token_id
         self.eos_id = tokenizer.eos_token_id
@@ -114,9 +116,7 @@ class Encoder:
         self.truncation.seen += 1
         key = f"{task.name}/{example.key}"
         if self.kind == "classifier":
-            allowed = None
-            if self.label_space == "task" and task.labels:
-                allowed = [self.label_ids[name] for name in task.labels]
+            allowed = [self.label_ids[name] for name in task.labels] if task.labels else None
             return EncodedExample(
                 self._source(example.prompt), self.label_ids[example.target], key, task_index,
                 allowed=allowed,
@@ -153,14 +153,20 @@ class Encoder:
     def _mask(self, rows: list[list[int]], left: bool = False) -> torch.Tensor:
         return self._pad([[1] * len(r) for r in rows], 0, left=left)
 
-    def collate(self, items: list[EncodedExample], source: str = "new") -> MicroBatch:
-        """Training collation (right padding)."""
+    def collate(self, items: list[EncodedExample], source: str = "new", label_space: Optional[str] = None) -> MicroBatch:
+        """Training collation (right padding).
+
+        Classifier batches carry a ``label_mask`` of each example's task labels when the label
+        space is ``task`` (default: the scoring one, ``label_space``; the engine passes
+        ``train_label_space`` for what it trains on), and none under ``union``.
+        """
+        restrict = (label_space or self.label_space) == "task"
         ids = [it.input_ids for it in items]
         inputs = {"input_ids": self._pad(ids, self.pad_id), "attention_mask": self._mask(ids)}
         label_mask = None
         if self.kind == "classifier":
             inputs["labels"] = torch.tensor([it.labels for it in items], dtype=torch.long)
-            if any(it.allowed is not None for it in items):
+            if restrict and any(it.allowed is not None for it in items):
                 label_mask = torch.zeros(len(items), len(self.label_names), dtype=torch.bool)
                 for row, it in enumerate(items):
                     if it.allowed is None:

@@ -1,4 +1,8 @@
-"""What methods see at each hook: the model, the stream, the current phase and helpers."""
+"""What methods see at each hook: the services of the run (model, accelerator, stream, encoder,
+helpers) and, in ``state``, where the run stands (:class:`~retain.engine.state.TrainingState`).
+
+This module imports no method: methods are handed a context, the context knows none of them.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ import torch
 from retain.config import RunConfig
 from retain.data.collate import EncodedExample, Encoder, MicroBatch
 from retain.data.types import Stream, Task
-from retain.methods.base import Phase
+from retain.engine.state import Phase, TrainingState
+from retain.models.kinds import ModelKind, model_kind
 
 
 @dataclass
@@ -27,32 +32,51 @@ class RunContext:
     stream: Stream
     encoder: Encoder
     run_dir: Path
-    phases: list[Phase]
+    state: TrainingState
     logger: logging.Logger
     lora: bool = False
-    phase_index: int = 0
     optimizer: Optional[torch.optim.Optimizer] = None
     scheduler: Any = None
-    global_step: int = 0
-    step_in_phase: int = 0
     initial_state: Optional[dict[str, torch.Tensor]] = None
-    shared: dict[str, Any] = field(default_factory=dict)  # scratch space methods may share
-    methods: list[Any] = field(default_factory=list)  # the run's methods, in hook order
+    #: the capabilities the run's methods declare (see retain.methods.base)
+    capabilities: frozenset[str] = frozenset()
+    #: components methods offer each other, by kind (e.g. "replay_buffer"), in method order
+    components: dict[str, list[Any]] = field(default_factory=dict)
 
-    # -- where we are ----------------------------------------------------------------------
+    # -- where we are (shorthands for ``state``) -------------------------------------------
+
+    @property
+    def phases(self) -> list[Phase]:
+        return self.state.phases
+
+    @property
+    def phase_index(self) -> int:
+        return self.state.phase_index
 
     @property
     def phase(self) -> Phase:
-        return self.phases[self.phase_index]
+        return self.state.phase
 
     @property
     def task_index(self) -> int:
         """The (last) task index of the current phase."""
-        return self.phase.task_indices[-1]
+        return self.state.task_index
 
     @property
     def task(self) -> Task:
         return self.stream.tasks[self.task_index]
+
+    @property
+    def model_kind(self) -> ModelKind:
+        return model_kind(self.kind)
+
+    def declares(self, capability: str) -> bool:
+        """Whether any method of the run declares ``capability``."""
+        return capability in self.capabilities
+
+    def components_of(self, kind: str) -> list[Any]:
+        """The components of ``kind`` the run's methods offer (e.g. replay buffers)."""
+        return list(self.components.get(kind, []))
 
     @property
     def device(self) -> torch.device:
@@ -100,38 +124,12 @@ class RunContext:
             starts = starts[: len(starts) - len(starts) % processes][self.accelerator.process_index :: processes]
         for start in starts:
             chunk = [items[i] for i in order[start : start + size]]
-            yield self.encoder.collate(chunk, source=source).to(self.device)
+            yield self.encoder.collate(chunk, source=source, label_space=self.encoder.train_label_space).to(self.device)
 
     def forward(self, batch: MicroBatch, model: Optional[torch.nn.Module] = None, **kwargs: Any) -> Any:
         """Run the model on a batch (labels included, so HF computes the token loss)."""
-        model = model or self.model
-        inputs = dict(batch.inputs)
-        if self.kind == "classifier":
-            inputs.pop("labels")
-        return model(**inputs, **kwargs)
+        return (model or self.model)(**self.model_kind.inputs(batch), **kwargs)
 
     def base_loss(self, batch: MicroBatch, outputs: Any) -> torch.Tensor:
         """The task loss: token cross-entropy, or classifier cross-entropy over allowed labels."""
-        if self.kind != "classifier":
-            return outputs.loss
-        logits = outputs.logits.float()
-        if batch.label_mask is not None:
-            logits = logits.masked_fill(~batch.label_mask, torch.finfo(logits.dtype).min)
-        return torch.nn.functional.cross_entropy(logits, batch.inputs["labels"])
-
-    def answer_logits(self, batch: MicroBatch, outputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits that predict answer tokens, aligned with their targets, and a row mask.
-
-        causal: logits at position t predict token t+1, so they are shifted against the labels;
-        seq2seq: decoder logits line up with the labels; classifier: one row per example.
-        Returns (logits [N, V] for the N answer positions in batch order, targets [N]).
-        """
-        logits = outputs.logits
-        labels = batch.inputs["labels"]
-        if self.kind == "classifier":
-            return logits, labels
-        if self.kind == "causal":
-            logits = logits[:, :-1, :]
-            labels = labels[:, 1:]
-        mask = labels != -100
-        return logits[mask], labels[mask]
+        return self.model_kind.loss(batch, outputs)

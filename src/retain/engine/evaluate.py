@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 from retain.engine.context import RunContext
 from retain.evaluation.scoring import TaskScore, score_task
+from retain.models.kinds import eval_mode
 
 
 @dataclass
@@ -21,8 +22,11 @@ class EvaluationRow:
 def evaluate_tasks(ctx: RunContext, tasks: list[Any], split_cache_offset: int = 0) -> EvaluationRow:
     """Score ``tasks`` with the current model in eval mode; restores train mode afterwards."""
     model = ctx.unwrapped_model()
-    was_training = model.training
-    model.eval()
+    with eval_mode(model):
+        return _evaluate(ctx, model, tasks, split_cache_offset)
+
+
+def _evaluate(ctx: RunContext, model: Any, tasks: list[Any], split_cache_offset: int) -> EvaluationRow:
     scores, predictions, union_scores = [], {}, []
     examples, seconds = 0, 0.0
     for offset, task in enumerate(tasks):
@@ -37,7 +41,5 @@ def evaluate_tasks(ctx: RunContext, tasks: list[Any], split_cache_offset: int = 
         predictions[task.name] = result.predictions
         examples += result.count
         seconds += result.count / max(result.examples_per_second, 1e-9)
-    if was_training:
-        model.train()
     union = union_scores if union_scores and all(s is not None for s in union_scores) else None
     return EvaluationRow(scores, predictions, examples / max(seconds, 1e-9), union)

@@ -21,21 +21,24 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 
-from retain.config import RunConfig, parse_method_list
+from retain.config import RunConfig
 from retain.data.benchmarks import build_stream
 from retain.data.types import Stream
 from retain.data.collate import Encoder
 from retain.engine import checkpoint as ckpt
 from retain.engine.context import RunContext
 from retain.engine.evaluate import evaluate_tasks
-from retain.engine.loop import count_new_batches, train_phase
+from retain.engine.hooks import HookDispatcher
+from retain.engine.loop import new_task_plan, run_extra_steps, train_phase
 from retain.engine.optim import build_optimizer, build_scheduler
 from retain.engine.preflight import Prepared, check_run_folder, prepare, read_saved_config, resume_changes
-from retain.errors import ConfigError, RetainError
+from retain.errors import RetainError
 from retain.evaluation.cl_metrics import AccuracyMatrix, GeneralScores, compute_cl_metrics
-from retain.methods.base import Method, Phase
+from retain.engine.state import Phase, TrainingState
+from retain.methods.base import Method
 from retain.methods.registry import check_combination, instantiate
 from retain.models.loading import load_model
+from retain.reporting.reference import read_single_task_reference
 from retain.reporting.report import format_matrix_text, format_metrics_text
 from retain.reporting.guard import RunLock, clear_run_folder, create_run_folder
 from retain.reporting.run_folder import RunFolder
@@ -82,31 +85,6 @@ def _default_phases(num_tasks: int, names: list[str]) -> list[Phase]:
     return [Phase(name=names[i], task_indices=[i]) for i in range(num_tasks)]
 
 
-def read_single_task_reference(path: Optional[str], task_names: list[str]) -> Optional[dict[str, float]]:
-    """Single-task scores s[i] = a[i][i] of a finished ``single`` run, by task name (None: no reference)."""
-    if path is None:
-        return None
-    key = "eval.single_task_reference"
-    folder = RunFolder(path)
-    config = folder.read_config()
-    if config is None or not folder.has_matrix():
-        raise ConfigError(f"{key}: {path} is not a run folder (no config.yaml or matrix.json)")
-    methods = [spec.name for spec in parse_method_list(config.get("methods") or [])]
-    if "single" not in methods:
-        raise ConfigError(f"{key}: {path} is a run of {'+'.join(methods)}, not of single")
-    reference = folder.read_matrix()
-    scores: dict[str, float] = {}
-    for name in task_names:
-        if name not in reference.task_names:
-            raise ConfigError(f"{key}: {path} has no task {name!r} (its tasks: {', '.join(reference.task_names)})")
-        index = reference.task_names.index(name)
-        row = reference.row_after_task(index)
-        if row is None or row[index] is None:
-            raise ConfigError(f"{key}: {path} has not finished task {name!r}; complete that run first")
-        scores[name] = float(row[index])
-    return scores
-
-
 class ContinualRunner:
     """Runs one experiment end to end (see the module docstring)."""
 
@@ -132,6 +110,8 @@ class ContinualRunner:
         self.checkpoint: Optional[ckpt.Checkpoint] = None  # the verified checkpoint resumed from
         self.notes: list[str] = []  # what the set-up found and did, logged once the log exists
         self.logger: Optional[logging.Logger] = None
+        self.hooks = HookDispatcher([])
+        self.folder: Any = _NoWrites()  # the run folder once built (only the main process writes)
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -231,21 +211,25 @@ class ContinualRunner:
         encoder = Encoder(
             loaded.tokenizer, loaded.kind, loaded.label_names,
             config.stream.max_source_length, config.stream.max_target_length, config.eval.label_space,
+            config.train.label_space,
         )
-        phases: Optional[list[Phase]] = None
-        for method in methods:
-            planned = method.plan_phases(stream)
-            if planned is not None:
-                phases = planned
+        hooks = HookDispatcher(methods)
+        phases: Optional[list[Phase]] = hooks.call("on_plan_phases", stream)
         if phases is None:
             phases = _default_phases(len(stream.tasks), stream.task_names)
+        components: dict[str, list[Any]] = {}
+        for method in methods:
+            for kind_name, component in method.shared_components().items():
+                components.setdefault(kind_name, []).append(component)
         ctx = RunContext(
             config=config, accelerator=accelerator, model=model, tokenizer=loaded.tokenizer,
-            kind=loaded.kind, stream=stream, encoder=encoder, run_dir=run_dir, phases=phases,
-            logger=logger, lora=lora, methods=methods,
+            kind=loaded.kind, stream=stream, encoder=encoder, run_dir=run_dir, state=TrainingState(phases),
+            logger=logger, lora=lora, capabilities=frozenset(c for m in methods for c in m.capabilities),
+            components=components,
         )
-        for method in methods:
-            method.setup(ctx)
+        hooks.run_steps = lambda steps: run_extra_steps(ctx, steps)
+        self.hooks, self.folder = hooks, folder
+        hooks.call("on_setup", ctx)
         return ctx, methods, folder
 
     # -- the run ---------------------------------------------------------------------------
@@ -296,7 +280,7 @@ class ContinualRunner:
         if self.resume and self.checkpoint is not None:
             state = self.checkpoint.state
             start_phase = state["completed_phases"]
-            ctx.global_step = state["global_step"]
+            ctx.state.global_step = state["global_step"]
             matrix = AccuracyMatrix.from_dict(state["matrix"])
             if matrix.task_names != names:
                 raise RetainError(
@@ -348,19 +332,17 @@ class ContinualRunner:
         return RunResult(ctx.run_dir, matrix, metrics, text, ctx.accelerator.is_main_process, self._union, union_metrics)
 
     def _train_one_phase(self, ctx: RunContext, methods: list[Method], phase_index: int, resumed: bool) -> None:
-        config, logger = self.config, ctx.logger
-        ctx.phase_index = phase_index
+        config, logger, hooks = self.config, ctx.logger, self._hooks_for(ctx, methods)
+        ctx.state.phase_index = phase_index
         set_seed(config.seed + 1000 * (phase_index + 1))
-        for method in methods:
-            method.on_task_start(ctx)
+        hooks.call("on_phase_start", ctx)
         fresh = (
             ctx.optimizer is None
             or config.train.reset_optimizer_per_task
             or any(m.needs_fresh_optimizer for m in methods)
         )
-        new_batches = count_new_batches(ctx)
-        total = new_batches + sum(m.extra_micro_batches(ctx, new_batches) for m in methods)
-        steps = max(1, total // config.train.grad_accum)
+        plan = hooks.call("on_plan_batches", ctx, new_task_plan(ctx))
+        steps = max(1, len(plan) // config.train.grad_accum)
         if fresh:
             parameters = [p for _, p in ctx.trainable_parameters()]
             if not parameters:
@@ -374,11 +356,11 @@ class ContinualRunner:
         ctx.accelerator.step = 0
         ctx.accelerator.gradient_state._set_sync_gradients(True)
         started = time.perf_counter()
-        stats = train_phase(ctx, methods, total, show_progress=not self.quiet)
+        stats = train_phase(ctx, hooks, plan, show_progress=not self.quiet)
         ctx.unwrapped_model().zero_grad(set_to_none=True)
-        for method in methods:
-            method.on_task_end(ctx)
-        logs = {k: v for m in methods for k, v in m.log_values().items()}
+        hooks.call("on_phase_end", ctx)
+        self.folder.write_method_files(hooks.call("on_run_files"))
+        logs = hooks.call("on_log")
         trunc = ctx.encoder.truncation
         logger.info(
             "phase %d/%d %s: %d micro-batches, %d steps, mean loss %.4f, %.1fs%s%s",
@@ -387,6 +369,12 @@ class ContinualRunner:
             f"; truncated so far: {trunc.sources} prompts, {trunc.targets} targets of {trunc.seen}" if trunc.sources or trunc.targets else "",
             "; " + ", ".join(f"{k}={v:.4g}" for k, v in logs.items()) if logs else "",
         )
+
+    def _hooks_for(self, ctx: RunContext, methods: list[Method]) -> HookDispatcher:
+        """The run's dispatcher, or a new one when called with another method list (tests, benchmarks)."""
+        if self.hooks.methods != methods:
+            self.hooks = HookDispatcher(methods, lambda steps: run_extra_steps(ctx, steps))
+        return self.hooks
 
     def _evaluate_row(self, ctx: RunContext, matrix: AccuracyMatrix, folder: RunFolder, label: str, task_index: Optional[int]) -> None:
         row = evaluate_tasks(ctx, ctx.stream.tasks)
@@ -425,7 +413,7 @@ class ContinualRunner:
             ctx.lora,
             {
                 "completed_phases": completed,
-                "global_step": ctx.global_step,
+                "global_step": ctx.state.global_step,
                 "matrix": matrix.to_dict(),
                 "matrix_union": self._union.to_dict() if self._union is not None else None,
                 "general": general.to_dict() if general is not None else None,
@@ -438,7 +426,7 @@ class ContinualRunner:
     def _write_report(self, ctx: RunContext, methods: list[Method]) -> None:
         from retain.reporting.report import render_report
 
-        sections = [s for m in methods for s in m.report_sections(ctx)]
+        sections = self.hooks.call("on_report", ctx)
         if ctx.accelerator.is_main_process:
             render_report(ctx.run_dir, extra_sections=sections)
 

@@ -15,6 +15,7 @@ import torch
 
 from retain.data.collate import IGNORE_INDEX, EncodedExample, Encoder
 from retain.data.types import Task
+from retain.models.kinds import mask_disallowed, model_kind
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -91,7 +92,7 @@ def rank_answers(
     label_tokens = [encoder._target(label) for label in labels]
     answers: list[str] = []
     for chunk in _batches(items, max(1, batch_size // max(1, len(labels)))):
-        rows, row_labels = [], []
+        rows: list[EncodedExample] = []
         for item in chunk:
             prompt = item.input_ids[: item.prompt_length] if encoder.kind == "causal" else item.input_ids
             for target in label_tokens:
@@ -103,14 +104,12 @@ def rank_answers(
         outputs = model(**{k: v for k, v in batch.inputs.items() if k != "labels"}, **({"labels": batch.inputs["labels"]} if encoder.kind == "seq2seq" else {}))
         logits = outputs.logits.float()
         target = batch.inputs["labels"]
-        if encoder.kind == "causal":
-            logits, target = logits[:, :-1], target[:, 1:]
+        logits, target = model_kind(encoder.kind).aligned(logits, target)
         logprobs = torch.log_softmax(logits, dim=-1)
         mask = target != IGNORE_INDEX
         picked = logprobs.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         totals = (picked * mask).sum(-1).view(len(chunk), len(labels))
         answers.extend(labels[i] for i in totals.argmax(-1).tolist())
-        del row_labels
     return answers
 
 
@@ -129,7 +128,7 @@ def classify(
         union_answers.extend(encoder.label_names[i] for i in logits.argmax(-1).tolist())
         if batch.label_mask is not None:
             masked = True
-            logits = logits.masked_fill(~batch.label_mask, torch.finfo(logits.dtype).min)
+            logits = mask_disallowed(logits, batch.label_mask)
         answers.extend(encoder.label_names[i] for i in logits.argmax(-1).tolist())
     return answers, (union_answers if masked else None)
 

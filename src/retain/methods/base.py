@@ -1,40 +1,67 @@
 """The method plugin interface: named hooks the engine calls, in the listed order.
 
-A method never owns the training loop. It reacts at hooks and owns its state:
+A method never owns the training loop. It reacts at hooks, holds its components (a replay
+buffer, a teacher store) and owns its state. Every hook is named ``on_<moment>``; the engine's
+dispatcher (:mod:`retain.engine.hooks`) calls it on each method of the run in list order and
+combines the answers by the rule given here:
 
-=====================  ==========================================================================
-hook                   typical use
-=====================  ==========================================================================
-``setup``              register forward hooks, add adapters, check the model
-``plan_phases``        take over what a training phase is (multi-task: one phase for all tasks)
-``on_task_start``      snapshots, new adapters, precomputed teacher outputs
-``batch_schedule``     reshape the stream of micro-batches of a task (replay interleaving)
-``adjust_loss``        add distillation or regularisation terms, reweight the loss
-``after_backward``     edit gradients (masks) before clipping and the optimizer step
-``after_step``         importance tracking on the clipped gradients of the step just taken
-``on_task_end``        fill buffers, store teacher signals, Fisher, fusion
-``state_dict``         everything needed to resume (saved at every task boundary)
-=====================  ==========================================================================
+=====================  ===========  ============================================================
+hook                   combination  typical use
+=====================  ===========  ============================================================
+``on_setup``           each         register forward hooks, add adapters, check the model
+``on_plan_phases``     last answer  take over what a training phase is (multi-task: one phase)
+``on_phase_start``     each         snapshots, new adapters, precomputed teacher outputs
+``on_plan_batches``    chain        extend the phase's batch plan (replay batches)
+``on_batch_start``     each         prepare for the forward of one micro-batch (arm a capture)
+``on_loss``            chain        add distillation or regularisation terms, reweight the loss
+``on_backward_end``    each         edit gradients (masks) before clipping and the optimizer step
+``on_step_end``        each         importance tracking on the clipped gradients of the step
+``on_phase_end``       each; steps  fill buffers, store teacher signals, Fisher, fusion; may ask
+                                    the engine for extra optimizer steps (:class:`ExtraSteps`)
+``on_log``             merge        scalars for the phase's log line
+``on_run_files``       merge        JSON payloads the run folder writes (name -> payload)
+``on_report``          concatenate  (title, markdown) sections of the run report
+=====================  ===========  ============================================================
 
-Methods declare what they need (LoRA or full weights, model kinds, ownership of the batch
-schedule or of the phases) and the engine rejects impossible combinations at start-up.
+``state_dict`` / ``load_state_dict`` save and restore everything needed to resume.
+
+Methods declare what they need (LoRA or full weights, model kinds, distributed modes) and what
+they do, as capabilities (:data:`OWNS_BATCH_SCHEDULE`, :data:`CARRIES_KNOWLEDGE`, ...); the
+engine refuses impossible combinations at start-up by capability, never by method name.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 import torch
 
 from retain.config import check_options
-from retain.data.collate import MicroBatch
+from retain.engine.state import Phase
+from retain.methods.common.batch_plan import BatchPlan
 
 if TYPE_CHECKING:
+    from retain.data.collate import MicroBatch
     from retain.data.types import Stream
     from retain.engine.context import RunContext
+
+__all__ = ["Method", "NoParams", "Phase", "ExtraSteps", "StepStats"]
+
+#: decides how a task's micro-batches are formed (at most one method of a run)
+OWNS_BATCH_SCHEDULE = "owns_batch_schedule"
+#: decides what a training phase is (at most one method of a run)
+OWNS_PHASES = "owns_phases"
+#: keeps something of earlier tasks (examples, logits, weights, penalties) for later ones
+CARRIES_KNOWLEDGE = "carries_knowledge"
+#: starts every task from the initial weights
+RESETS_MODEL = "resets_model"
+#: tracks a set of parameters fixed when the run starts
+FIXED_PARAMETERS = "fixed_parameters"
+#: adds parameters every task
+GROWS_PARAMETERS = "grows_parameters"
 
 
 @dataclass
@@ -43,11 +70,31 @@ class NoParams:
 
 
 @dataclass
-class Phase:
-    """A training phase: one matrix row. Normally one task; multi-task training has one phase."""
+class StepStats:
+    """What a run of :class:`ExtraSteps` did."""
+
+    steps: int
+    micro_batches: int
+    mean_loss: float
+
+
+@dataclass
+class ExtraSteps:
+    """Optimizer steps a method asks the engine to run at the end of a phase (KIF-M's replay).
+
+    The engine's loop runs them as it runs a phase (``accelerator.backward``, accumulation over
+    ``train.grad_accum``, clipping, the mixed-precision scaler) with a fresh AdamW over
+    ``parameters`` (no weight decay, constant ``lr``), calling ``edit_gradients`` before clipping,
+    adding ``extra_loss()`` to each micro-batch's loss, and ``done`` with the statistics.
+    """
 
     name: str
-    task_indices: list[int]
+    plan: BatchPlan
+    parameters: list[torch.nn.Parameter]
+    lr: float
+    edit_gradients: Callable[[], None] = lambda: None
+    extra_loss: Callable[[], Optional[torch.Tensor]] = lambda: None
+    done: Callable[[StepStats], None] = lambda stats: None
 
 
 class Method:
@@ -61,58 +108,65 @@ class Method:
     model_kinds: ClassVar[tuple[str, ...]] = ("causal", "seq2seq", "classifier")
     #: distributed modes this method supports (Accelerate's distributed types, lower case).
     distributed: ClassVar[tuple[str, ...]] = ("no", "multi_cpu", "multi_gpu", "fsdp", "deepspeed")
-    owns_batch_schedule: ClassVar[bool] = False
-    owns_phases: ClassVar[bool] = False
+    #: what the method does, for the start-up checks (the module constants above).
+    capabilities: frozenset[str] = frozenset()
     #: a new optimizer per task is required (e.g. parameters change between tasks).
     needs_fresh_optimizer: ClassVar[bool] = False
-    #: names of methods this one cannot be combined with, and why.
-    conflicts: ClassVar[dict[str, str]] = {}
 
     def __init__(self, params: Any = None) -> None:
         self.params = params if params is not None else self.params_class()
         if dataclasses.is_dataclass(self.params):
             check_options(self.params, self.name)  # ranges and choices declared with each option
 
+    def declares(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    def shared_components(self) -> dict[str, Any]:
+        """Components other methods of the run may use, by kind (e.g. ``{"replay_buffer": ...}``)."""
+        return {}
+
     # -- lifecycle hooks -------------------------------------------------------------------
 
-    def setup(self, ctx: "RunContext") -> None:
+    def on_setup(self, ctx: "RunContext") -> None:
         """Called once after the model is built (and before a resume restores state)."""
 
-    def plan_phases(self, stream: "Stream") -> Optional[list[Phase]]:
+    def on_plan_phases(self, stream: "Stream") -> Optional[list[Phase]]:
         """Return the training phases, or None to keep one phase per task."""
         return None
 
-    def on_task_start(self, ctx: "RunContext") -> None:
-        """Called before the optimizer of a phase is built."""
+    def on_phase_start(self, ctx: "RunContext") -> None:
+        """Called before the batch plan and the optimizer of a phase are built."""
 
-    def batch_schedule(self, ctx: "RunContext", batches: Iterator[MicroBatch]) -> Iterator[MicroBatch]:
-        """Reshape the micro-batches of the current phase (default: unchanged)."""
-        return batches
+    def on_plan_batches(self, ctx: "RunContext", plan: BatchPlan) -> BatchPlan:
+        """Return the phase's batch plan, extended if need be (default: unchanged)."""
+        return plan
 
-    def extra_micro_batches(self, ctx: "RunContext", new_batches: int) -> int:
-        """How many micro-batches :meth:`batch_schedule` adds (progress bar and LR schedule)."""
-        return 0
+    def on_batch_start(self, ctx: "RunContext", batch: "MicroBatch") -> None:
+        """A micro-batch is about to go through the model."""
 
-    def adjust_loss(
-        self, ctx: "RunContext", batch: MicroBatch, outputs: Any, loss: torch.Tensor
-    ) -> torch.Tensor:
+    def on_loss(self, ctx: "RunContext", batch: "MicroBatch", outputs: Any, loss: torch.Tensor) -> torch.Tensor:
         """Return the loss to back-propagate (default: unchanged)."""
         return loss
 
-    def after_backward(self, ctx: "RunContext") -> None:
+    def on_backward_end(self, ctx: "RunContext") -> None:
         """Gradients of a whole accumulation window are ready; clipping has not happened."""
 
-    def after_step(self, ctx: "RunContext") -> None:
+    def on_step_end(self, ctx: "RunContext") -> None:
         """The optimizer stepped; gradients (clipped) are still in ``.grad``."""
 
-    def on_task_end(self, ctx: "RunContext") -> None:
-        """Training of the phase is over; evaluation comes next."""
+    def on_phase_end(self, ctx: "RunContext") -> Optional[ExtraSteps]:
+        """Training of the phase is over; evaluation comes next. May return extra steps to run now."""
+        return None
 
-    def log_values(self) -> dict[str, float]:
+    def on_log(self) -> dict[str, float]:
         """Scalars to log after each phase (e.g. fraction of rows a mask kept)."""
         return {}
 
-    def report_sections(self, ctx: "RunContext") -> list[tuple[str, str]]:
+    def on_run_files(self) -> dict[str, Any]:
+        """JSON payloads for the run folder, by file name (rewritten after every phase)."""
+        return {}
+
+    def on_report(self, ctx: "RunContext") -> list[tuple[str, str]]:
         """Extra (title, markdown) sections for the run report."""
         return []
 
@@ -123,7 +177,3 @@ class Method:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved; may restructure the model (new adapters)."""
-
-
-def params_to_dict(params: Any) -> dict[str, Any]:
-    return dataclasses.asdict(params) if dataclasses.is_dataclass(params) else {}

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Optional
 import torch
 
 from retain.config import option
-from retain.errors import ConfigError
-from retain.methods.base import Method
+from retain.methods.base import CARRIES_KNOWLEDGE, Method
 from retain.methods.registry import register_method
+from retain.models.kinds import eval_mode
 
 if TYPE_CHECKING:
     from retain.data.collate import MicroBatch
@@ -38,11 +38,18 @@ if TYPE_CHECKING:
 @dataclass
 class EwcParams:
     lam: float = option(
-        "Penalty weight lambda in lam * sum F (theta - theta*)^2 (no 1/2; calibrated on MiniLM, batch 16).", 6.0e5
+        "Penalty weight lambda in lam * sum F (theta - theta*)^2 (no 1/2; calibrated on MiniLM, batch 16).", 6.0e5,
+        low=0.0,
     )
-    gamma: float = option("Online decay of the accumulated Fisher: F <- gamma F + F_task (1 = sum).", 1.0)
-    fisher_samples: Optional[int] = option("Training examples (seeded sample) used for the Fisher; null = all.", None)
-    fisher_batch_size: Optional[int] = option("Micro-batch size of the Fisher pass; null = train.batch_size.", None)
+    gamma: float = option(
+        "Online decay of the accumulated Fisher: F <- gamma F + F_task (1 = sum).", 1.0, low=0.0, high=1.0
+    )
+    fisher_samples: Optional[int] = option(
+        "Training examples (seeded sample) used for the Fisher; null = all.", None, low=1
+    )
+    fisher_batch_size: Optional[int] = option(
+        "Micro-batch size of the Fisher pass; null = train.batch_size.", None, low=1
+    )
 
 
 Tensors = dict[str, torch.Tensor]
@@ -96,30 +103,23 @@ class EWC(Method):
     summary = "Elastic Weight Consolidation: lam * sum F (theta - theta*)^2, online diagonal Fisher."
     params_class = EwcParams
     distributed = ("no", "multi_gpu")  # the Fisher and anchor are keyed by unsharded parameter names
+    capabilities = frozenset({CARRIES_KNOWLEDGE})
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
-        if self.params.lam < 0:
-            raise ConfigError(f"ewc.lam: must be non-negative, got {self.params.lam}")
-        if not 0 <= self.params.gamma <= 1:
-            raise ConfigError(f"ewc.gamma: must be in [0, 1], got {self.params.gamma}")
-        for key in ("fisher_samples", "fisher_batch_size"):
-            value = getattr(self.params, key)
-            if value is not None and value <= 0:
-                raise ConfigError(f"ewc.{key}: must be positive or null, got {value}")
         self.fisher: Tensors = {}
         self.anchor: Tensors = {}
         self._on_device: Optional[torch.device] = None
 
     # -- the penalty -----------------------------------------------------------------------
 
-    def on_task_start(self, ctx: "RunContext") -> None:
+    def on_phase_start(self, ctx: "RunContext") -> None:
         if self.fisher and self._on_device != ctx.device:
             self.fisher = {n: t.to(ctx.device) for n, t in self.fisher.items()}
             self.anchor = {n: t.to(ctx.device) for n, t in self.anchor.items()}
             self._on_device = ctx.device
 
-    def adjust_loss(self, ctx: "RunContext", batch: "MicroBatch", outputs: Any, loss: torch.Tensor) -> torch.Tensor:
+    def on_loss(self, ctx: "RunContext", batch: "MicroBatch", outputs: Any, loss: torch.Tensor) -> torch.Tensor:
         if not self.fisher or self.params.lam == 0:
             return loss
         return loss + self.params.lam * ewc_penalty(ctx.trainable_parameters(), self.fisher, self.anchor)
@@ -131,26 +131,22 @@ class EWC(Method):
         cap = self.params.fisher_samples
         if cap is None or cap >= len(items):
             return items
-        chosen = random.Random(f"{ctx.config.seed}-ewc-{ctx.phase_index}").sample(range(len(items)), cap)
+        chosen = random.Random(f"{ctx.config.seed}-ewc-{ctx.state.phase_index}").sample(range(len(items)), cap)
         return [items[i] for i in sorted(chosen)]
 
-    def on_task_end(self, ctx: "RunContext") -> None:
+    def on_phase_end(self, ctx: "RunContext") -> None:
         parameters = ctx.trainable_parameters()
-        model = ctx.model
-        was_training = model.training
-        model.eval()  # no dropout: the Fisher of the model that will be evaluated
         size = self.params.fisher_batch_size or ctx.config.train.batch_size
         batches = ctx.iterate_batches(self._fisher_items(ctx), batch_size=size)
-        with torch.enable_grad():
+        # eval mode, no dropout: the Fisher of the model that will be evaluated
+        with eval_mode(ctx.model), torch.enable_grad():
             losses = (ctx.base_loss(batch, ctx.forward(batch)) for batch in batches)
             task_fisher = empirical_fisher(parameters, losses)
-        if was_training:
-            model.train()
         self.fisher = accumulate_fisher(self.fisher, task_fisher, self.params.gamma)
         self.anchor = {name: p.detach().float().clone() for name, p in parameters}
         self._on_device = ctx.device
         total = sum(float(f.sum()) for f in task_fisher.values())
-        ctx.logger.info("ewc: Fisher of %d tensors from task %s (sum %.4g)", len(task_fisher), ctx.phase.name, total)
+        ctx.logger.info("ewc: Fisher of %d tensors from task %s (sum %.4g)", len(task_fisher), ctx.state.phase.name, total)
 
     # -- state -----------------------------------------------------------------------------
 
@@ -165,5 +161,5 @@ class EWC(Method):
         self.anchor = dict(state.get("anchor", {}))
         self._on_device = None
 
-    def log_values(self) -> dict[str, float]:
+    def on_log(self) -> dict[str, float]:
         return {"ewc_fisher_sum": float(sum(float(f.sum()) for f in self.fisher.values()))}

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Optional
 import torch
 
 from retain.config import option
-from retain.errors import ConfigError
-from retain.methods.base import Method
+from retain.methods.base import CARRIES_KNOWLEDGE, Method
 from retain.methods.registry import register_method
-from retain.methods.teacher_store import TeacherLogits, kl_to_teacher, stored_answer_rows
+from retain.models.kinds import model_kind
+from retain.methods.common.teacher_store import TeacherLogits, kl_to_teacher, stored_answer_rows
 
 if TYPE_CHECKING:
     from retain.data.collate import MicroBatch
@@ -31,13 +31,15 @@ if TYPE_CHECKING:
 
 @dataclass
 class LwfParams:
-    lam: float = option("Weight lambda of the KL towards the previous model's outputs.", 1.0)
-    temperature: float = option("Softmax temperature T of the KL (scaled by T^2, as in knowledge distillation).", 2.0)
+    lam: float = option("Weight lambda of the KL towards the previous model's outputs.", 1.0, low=0.0)
+    temperature: float = option(
+        "Softmax temperature T of the KL (scaled by T^2, as in knowledge distillation).", 2.0, low=0.0, low_open=True
+    )
 
 
 def earlier_task_classes(ctx: "RunContext") -> torch.Tensor:
     """Bool vector over the classifier head: the labels of the tasks trained before this phase."""
-    first = min(ctx.phase.task_indices)
+    first = min(ctx.state.phase.task_indices)
     label_ids = ctx.encoder.label_ids
     mask = torch.zeros(len(label_ids), dtype=torch.bool)
     for task in ctx.stream.tasks[:first]:
@@ -51,26 +53,23 @@ class LwF(Method):
     name = "lwf"
     summary = "Learning without Forgetting: KL to the previous model's outputs on the new task's data."
     params_class = LwfParams
+    capabilities = frozenset({CARRIES_KNOWLEDGE})
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
-        if self.params.lam < 0:
-            raise ConfigError(f"lwf.lam: must be non-negative, got {self.params.lam}")
-        if self.params.temperature <= 0:
-            raise ConfigError(f"lwf.temperature: must be positive, got {self.params.temperature}")
         self.previous = TeacherLogits()
         self.old_classes: Optional[torch.Tensor] = None
 
-    def on_task_start(self, ctx: "RunContext") -> None:
+    def on_phase_start(self, ctx: "RunContext") -> None:
         # Only this task's outputs are needed: drop the previous task's before storing new ones.
         self.previous = TeacherLogits()
-        if ctx.phase_index == 0:
+        if ctx.state.phase_index == 0:
             return
         self.previous.record(ctx, ctx.phase_train_examples())
-        self.old_classes = earlier_task_classes(ctx) if ctx.kind == "classifier" else None
+        self.old_classes = earlier_task_classes(ctx) if model_kind(ctx.kind).classes else None
         ctx.logger.info("lwf: previous model's logits on %d examples, %d bytes (bf16)", len(self.previous), self.previous.nbytes())
 
-    def adjust_loss(self, ctx: "RunContext", batch: "MicroBatch", outputs: Any, loss: torch.Tensor) -> torch.Tensor:
+    def on_loss(self, ctx: "RunContext", batch: "MicroBatch", outputs: Any, loss: torch.Tensor) -> torch.Tensor:
         if not len(self.previous):
             return loss
         rows = stored_answer_rows(ctx, batch, outputs.logits, self.previous, classes=self.old_classes)
@@ -78,5 +77,5 @@ class LwF(Method):
             return loss
         return loss + self.params.lam * kl_to_teacher(*rows, temperature=self.params.temperature)
 
-    def on_task_end(self, ctx: "RunContext") -> None:
+    def on_phase_end(self, ctx: "RunContext") -> None:
         self.previous = TeacherLogits()  # recomputed at the next task start; nothing to checkpoint

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Optional
 import torch
 
 from retain.config import option
-from retain.errors import ConfigError, MethodError
-from retain.methods.base import Method
+from retain.errors import MethodError
+from retain.methods.base import CARRIES_KNOWLEDGE, GROWS_PARAMETERS, Method
 from retain.methods.registry import register_method
 
 if TYPE_CHECKING:
@@ -36,8 +36,10 @@ FIRST_ADAPTER = "default"
 
 @dataclass
 class OLoraParams:
-    lambda1: float = option("Weight of the orthogonality loss between the new and earlier LoRA A matrices.", 0.5)
-    lambda2: float = option("Weight of the L2 norm of the new LoRA's weights.", 0.0)
+    lambda1: float = option(
+        "Weight of the orthogonality loss between the new and earlier LoRA A matrices.", 0.5, low=0.0
+    )
+    lambda2: float = option("Weight of the L2 norm of the new LoRA's weights.", 0.0, low=0.0)
 
 
 def lora_layers(model: torch.nn.Module) -> list[Any]:
@@ -110,16 +112,14 @@ class OLoRA(Method):
     needs_lora = True
     needs_fresh_optimizer = True
     distributed = ("no", "multi_gpu")
+    capabilities = frozenset({CARRIES_KNOWLEDGE, GROWS_PARAMETERS})
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
-        for key in ("lambda1", "lambda2"):
-            if getattr(self.params, key) < 0:
-                raise ConfigError(f"olora.{key}: must be non-negative, got {getattr(self.params, key)}")
         self.adapters: list[str] = [FIRST_ADAPTER]
         self._model: Any = None
 
-    def setup(self, ctx: "RunContext") -> None:
+    def on_setup(self, ctx: "RunContext") -> None:
         from retain.models.loading import is_lora_model
 
         model = ctx.unwrapped_model()
@@ -136,14 +136,14 @@ class OLoRA(Method):
             if name not in self._model.peft_config:
                 add_task_adapter(self._model, name)
 
-    def on_task_start(self, ctx: "RunContext") -> None:
-        name = FIRST_ADAPTER if ctx.phase_index == 0 else f"task{ctx.phase_index}"
+    def on_phase_start(self, ctx: "RunContext") -> None:
+        name = FIRST_ADAPTER if ctx.state.phase_index == 0 else f"task{ctx.state.phase_index}"
         if name not in self.adapters:
             self.adapters.append(name)
         self._ensure(self.adapters)
         activate_adapters(self._model, self.adapters, trainable=name)
 
-    def adjust_loss(self, ctx: "RunContext", batch: "MicroBatch", outputs: Any, loss: torch.Tensor) -> torch.Tensor:
+    def on_loss(self, ctx: "RunContext", batch: "MicroBatch", outputs: Any, loss: torch.Tensor) -> torch.Tensor:
         extra = loss.new_zeros(())
         if self.params.lambda1 and len(self.adapters) > 1:
             pairs = adapter_pairs(self._model, self.current, self.adapters[:-1])
@@ -161,5 +161,5 @@ class OLoRA(Method):
         self._ensure(self.adapters)
         activate_adapters(self._model, self.adapters, trainable=None)
 
-    def log_values(self) -> dict[str, float]:
+    def on_log(self) -> dict[str, float]:
         return {"olora_adapters": float(len(self.adapters))}

@@ -6,9 +6,30 @@ from typing import Any
 
 from retain.config import MethodSpec, build_dataclass
 from retain.errors import MethodError
-from retain.methods.base import Method
+from retain.methods.base import (
+    CARRIES_KNOWLEDGE,
+    FIXED_PARAMETERS,
+    GROWS_PARAMETERS,
+    OWNS_BATCH_SCHEDULE,
+    OWNS_PHASES,
+    RESETS_MODEL,
+    Method,
+)
 
 METHODS: dict[str, type[Method]] = {}
+
+#: capabilities at most one method of a run may declare, and what they decide
+EXCLUSIVE: dict[str, str] = {
+    OWNS_BATCH_SCHEDULE: "how a task's batches are formed",
+    OWNS_PHASES: "what a training phase is",
+}
+
+#: (capability of a, capability of b, why a and b cannot be combined)
+INCOMPATIBLE: list[tuple[str, str, str]] = [
+    (RESETS_MODEL, OWNS_PHASES, "{b} trains one model on all tasks at once, {a} one model per task; run them separately"),
+    (RESETS_MODEL, CARRIES_KNOWLEDGE, "{b} carries knowledge from earlier tasks, while {a} starts every task from the initial weights"),
+    (FIXED_PARAMETERS, GROWS_PARAMETERS, "{b} adds new parameters every task, while {a} tracks parameters fixed when the run starts"),
+]
 
 
 def register_method(cls: type[Method]) -> type[Method]:
@@ -47,7 +68,7 @@ def instantiate(specs: list[MethodSpec]) -> list[Method]:
 
 
 def check_combination(methods: list[Method], kind: str, lora: bool, distributed: str = "no") -> None:
-    """Reject impossible method lists with a message that says why."""
+    """Reject impossible method lists with a message that says why (by capability, never by name)."""
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise MethodError(f"methods: {names} lists a method twice")
@@ -71,11 +92,12 @@ def check_combination(methods: list[Method], kind: str, lora: bool, distributed:
             )
         if distributed not in method.distributed:
             raise MethodError(f"methods: {method.name} does not support distributed mode {distributed}")
-        for other in methods:
-            if other.name in method.conflicts:
-                raise MethodError(f"methods: {method.name} and {other.name} cannot be combined: {method.conflicts[other.name]}")
-    for flag, what in (("owns_batch_schedule", "how a task's batches are formed"), ("owns_phases", "what a training phase is")):
-        owners = [m.name for m in methods if getattr(m, flag)]
+    for first, second, why in INCOMPATIBLE:
+        for a in (m for m in methods if m.declares(first)):
+            for b in (m for m in methods if m.declares(second) and m is not a):
+                raise MethodError(f"methods: {a.name} and {b.name} cannot be combined: {why.format(a=a.name, b=b.name)}")
+    for capability, what in EXCLUSIVE.items():
+        owners = [m.name for m in methods if m.declares(capability)]
         if len(owners) > 1:
             raise MethodError(f"methods: {' and '.join(owners)} both decide {what}; keep one")
 

@@ -13,13 +13,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from retain.methods.base import Method
+from retain.methods.base import RESETS_MODEL, Method
 from retain.methods.registry import register_method
 
 if TYPE_CHECKING:
     from retain.engine.context import RunContext
-
-_CARRIES_KNOWLEDGE = "carries knowledge from earlier tasks, while single starts every task from the initial weights"
 
 
 @register_method
@@ -27,16 +25,10 @@ class Single(Method):
     name = "single"
     summary = "A fresh model per task (reset to the initial weights): single-task reference rows for FWT."
     needs_fresh_optimizer = True  # Adam moments of the previous task would leak into the fresh model
-    conflicts = {
-        "mtl": "mtl trains one model on all tasks at once, single one model per task; run them separately",
-        "replay": f"replay {_CARRIES_KNOWLEDGE}",
-        "der": f"der {_CARRIES_KNOWLEDGE}",
-        "lwf": f"lwf {_CARRIES_KNOWLEDGE}",
-        "ewc": f"ewc {_CARRIES_KNOWLEDGE}",
-        "olora": f"olora {_CARRIES_KNOWLEDGE}",
-    }
+    #: refused with every method that carries knowledge or owns the phases (see the registry)
+    capabilities = frozenset({RESETS_MODEL})
 
-    def setup(self, ctx: "RunContext") -> None:
+    def on_setup(self, ctx: "RunContext") -> None:
         # setup runs before a resume loads the checkpoint, so these are the initial weights.
         if ctx.initial_state is None:
             ctx.initial_state = {
@@ -45,7 +37,7 @@ class Single(Method):
             }
 
     @torch.no_grad()
-    def on_task_start(self, ctx: "RunContext") -> None:
+    def on_phase_start(self, ctx: "RunContext") -> None:
         assert ctx.initial_state is not None
         ctx.unwrapped_model().load_state_dict(ctx.initial_state)
-        ctx.logger.info("single: weights reset to the initial model for %s", ctx.phase.name)
+        ctx.logger.info("single: weights reset to the initial model for %s", ctx.state.phase.name)

@@ -1,4 +1,4 @@
-"""PNG plots of a run: the accuracy-matrix heatmap, the AP_t curve, and a generic heatmap.
+"""PNG plots of a run: the accuracy-matrix heatmap and the AP_t curve (methods draw their own with these helpers).
 
 Figures are drawn on matplotlib's Agg canvas directly, without pyplot: that works on headless
 machines, never switches the backend of a notebook that imported retain, and leaves no global
@@ -137,22 +137,4 @@ def plot_ap_curve(matrix: AccuracyMatrix, metrics: Optional[dict[str, Any]], pat
     ax.set_title("Average performance over the tasks seen so far")
     ax.grid(True, alpha=0.3)
     ax.margins(x=0.1, y=0.15)  # room for the value labels above the points
-    return _save_png(fig, path)
-
-
-def plot_unit_heatmap(
-    array2d: Any,
-    row_labels: Sequence[str],
-    col_labels: Sequence[str],
-    path: PathLike,
-    title: str,
-) -> Path:
-    """A generic annotated heatmap (e.g. units x tasks importance); None/NaN cells are blank."""
-    values = _to_masked(array2d)
-    if values.shape != (len(row_labels), len(col_labels)):
-        raise ValueError(
-            f"array of shape {values.shape} for {len(row_labels)} row and {len(col_labels)} column labels"
-        )
-    fig = _new_figure(*_figure_size(len(row_labels), len(col_labels)))
-    _draw_heatmap(fig, values, values, row_labels, col_labels, title, "value", fmt=_format_general)
     return _save_png(fig, path)

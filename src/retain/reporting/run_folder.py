@@ -124,6 +124,11 @@ class RunFolder:
         """Single-task fine-tuning scores by task name (used for FWT vs single-task)."""
         return write_json_atomic(self.path / SINGLE_TASK_FILE, dict(scores))
 
+    def write_method_files(self, payloads: Mapping[str, Any]) -> None:
+        """JSON files a method's results fill (e.g. KIF's unit importances), rewritten atomically."""
+        for name, payload in payloads.items():
+            write_json_atomic(self.path / safe_file_part(name), payload)
+
     def write_report_sections(self, sections: Sequence[tuple[str, str]]) -> Path:
         return write_json_atomic(self.path / REPORT_SECTIONS_FILE, [[t, b] for t, b in sections])
 

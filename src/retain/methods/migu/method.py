@@ -8,14 +8,14 @@ different tasks drive different units, so later tasks overwrite less of what ear
 No replay, no task labels, nothing carried across steps: the mask is rebuilt every step.
 
 Where the pieces are: layer discovery, padding handling, the statistic and the mask live in
-:mod:`retain.methods.magnitude`; this module wires them to the engine's hooks:
+:mod:`retain.methods.migu.magnitude`; this module wires them to the engine's hooks:
 
 - a forward pre-hook on the top-level model reads the micro-batch's ``attention_mask`` (and the
   seq2seq labels) and opens a "measuring" window; a forward hook closes it. Layer hooks only
   measure inside that window and in training mode, so evaluation, teacher passes in eval mode and
   gradient-checkpoint recomputation (which runs during backward, after the window closed) are
   never counted;
-- ``after_backward`` builds the masks (averaging the statistic over processes under data
+- ``on_backward_end`` builds the masks (averaging the statistic over processes under data
   parallelism, so every process masks the same rows) and multiplies the gradients the optimizer
   reads: ``param.grad``, which is fp32 under Accelerate's autocast mixed precision.
 
@@ -34,9 +34,9 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from retain.config import option
-from retain.errors import ConfigError, MethodError
+from retain.errors import MethodError
 from retain.methods.base import Method
-from retain.methods.magnitude import (
+from retain.methods.migu.magnitude import (
     STATISTICS,
     MaskTarget,
     TokenRows,
@@ -48,6 +48,7 @@ from retain.methods.magnitude import (
     unwrap_peft,
 )
 from retain.methods.registry import register_method
+from retain.models.kinds import model_kind
 
 if TYPE_CHECKING:
     from retain.engine.context import RunContext
@@ -58,12 +59,12 @@ class MiguParams:
     threshold: float = option(
         "Quantile of each layer's output-magnitude statistic below which a unit's gradient row is "
         "zeroed: 0.7 lets the top 30% of units update; 0 updates every unit (plain fine-tuning).",
-        0.7,
+        0.7, low=0.0, high=1.0,
     )
     statistic: str = option(
         "l1_mean (paper: per token |h| / ||h||_1, averaged over real tokens) | raw_sum (the sum "
         "of |h| over tokens).",
-        "l1_mean",
+        "l1_mean", choices=STATISTICS,
     )
     include_padding: bool = option(
         "Count padded positions in the statistic (with statistic=raw_sum: the released code's statistic).",
@@ -96,11 +97,6 @@ class Migu(Method):
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
-        threshold = self.params.threshold
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
-            raise ConfigError(f"migu.threshold: must be a number in [0, 1], got {threshold!r}")
-        if self.params.statistic not in STATISTICS:
-            raise ConfigError(f"migu.statistic: {self.params.statistic!r} is not one of {', '.join(STATISTICS)}")
         self._rows = TokenRows(self.params.include_padding)
         self._seq2seq = False
         self._model: Optional[nn.Module] = None
@@ -120,18 +116,18 @@ class Migu(Method):
 
     # -- hooks on the engine ---------------------------------------------------------------
 
-    def setup(self, ctx: "RunContext") -> None:
-        self._seq2seq = ctx.kind == "seq2seq"
+    def on_setup(self, ctx: "RunContext") -> None:
+        self._seq2seq = model_kind(ctx.kind).encoder_decoder
 
-    def on_task_start(self, ctx: "RunContext") -> None:
-        self._active = not (self.params.skip_first_task and ctx.phase_index == 0)
+    def on_phase_start(self, ctx: "RunContext") -> None:
+        self._active = not (self.params.skip_first_task and ctx.state.phase_index == 0)
         self._phase_values = {}
         self._steps = 0
         self._detach_layers()
         self._attach_model(ctx.unwrapped_model())
         self._stale = True
 
-    def after_backward(self, ctx: "RunContext") -> None:
+    def on_backward_end(self, ctx: "RunContext") -> None:
         if not self._active or not self._groups:
             return
         keeps = self._build_masks(ctx.accelerator)
@@ -143,11 +139,11 @@ class Migu(Method):
             group.tokens.zero_()
         self._steps += 1
 
-    def on_task_end(self, ctx: "RunContext") -> None:
+    def on_phase_end(self, ctx: "RunContext") -> None:
         if self._active and self._kept is not None and self._steps:
             per_layer = (self._kept / self._steps).tolist()
             trainable = [(t.name, f) for t, f in zip(self._targets, per_layer) if t.grads]
-            self.fractions[ctx.phase.name] = dict(trainable)
+            self.fractions[ctx.state.phase.name] = dict(trainable)
             values = [f for _, f in trainable]
             mean = sum(values) / len(values)
             self._phase_values = {"migu_rows_updated": mean}
@@ -158,14 +154,14 @@ class Migu(Method):
                 len(trainable), self._steps, mean, low[1], low[0], high[1], high[0],
             )
         elif not self._active:
-            ctx.logger.info("migu: %s trained without masks (skip_first_task)", ctx.phase.name)
+            ctx.logger.info("migu: %s trained without masks (skip_first_task)", ctx.state.phase.name)
         self._active = False
         self._detach_layers()
 
-    def log_values(self) -> dict[str, float]:
+    def on_log(self) -> dict[str, float]:
         return dict(self._phase_values)
 
-    def report_sections(self, ctx: "RunContext") -> list[tuple[str, str]]:
+    def on_report(self, ctx: "RunContext") -> list[tuple[str, str]]:
         if not self.fractions:
             return [("MIGU", "No phase was trained with masks (skip_first_task on a one-phase run).")]
         phases = list(self.fractions)

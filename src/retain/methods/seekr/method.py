@@ -1,36 +1,36 @@
 """SEEKR (He et al., EMNLP 2024): replay with logit and attention distillation on selected heads.
 
-Replay micro-batches (the interleaved schedule of :class:`~retain.methods.replay.Replay`) are
+Replay micro-batches (the interleaved schedule of the replay buffer it holds,
+:class:`~retain.methods.common.replay_buffer.ReplayBuffer`) are
 trained on ``(1 - w_ld) * CE + w_ld * KL(logits) + w_ad * KL(attention)``; new-task micro-batches
 keep their plain CE. The teachers are signals stored when each replayed example's task ended (no
-copy of an old model is kept): the answer-position logits (:mod:`~retain.methods.teacher_store`)
-and the selected heads' attention rows (:mod:`~retain.methods.attention_store`).
+copy of an old model is kept): the answer-position logits (:mod:`~retain.methods.common.teacher_store`)
+and the selected heads' attention rows (:mod:`~retain.methods.seekr.attention_store`).
 
 The life of task k:
 
-1. ``on_task_start``: task k's buffer indices are drawn now (the draw depends only on the task and
-   the seed, so it is the one :class:`Replay` makes at task end) and the maps of every head on
+1. ``on_phase_start``: task k's buffer indices are drawn now (the draw depends only on the task and
+   the seed, so it is the one the buffer keeps at task end) and the maps of every head on
    those examples are recorded at their query rows: the "before" side of forgettability;
 2. training: replay batches of tasks < k arm the capture on the layers their examples distil;
-3. ``on_task_end``: one pass over task k's buffer in eval mode gives, per head, the sensitivity
+3. ``on_phase_end``: one pass over task k's buffer in eval mode gives, per head, the sensitivity
    (gradient of the summed per-example loss with respect to the maps, by ``torch.autograd.grad``),
    the forgettability (against step 1), the teacher logits and the teacher maps; importance is
    accumulated over tasks, the budget picks the heads, and only those heads' rows are stored.
 
-Attention maps come from :mod:`retain.models.attention` (eager only where armed, sdpa elsewhere).
+Attention maps come from :mod:`retain.methods.seekr.attention_capture` (eager only where armed, sdpa elsewhere).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
 from retain.config import option
-from retain.errors import ConfigError, MethodError
-from retain.methods.attention_store import (
+from retain.errors import MethodError
+from retain.methods.seekr.attention_store import (
     ATTENTION_NORMALISATIONS,
     ROLE_SIDES,
     TeacherMaps,
@@ -38,7 +38,7 @@ from retain.methods.attention_store import (
     real_positions,
     rows_of,
 )
-from retain.methods.head_importance import (
+from retain.methods.seekr.head_importance import (
     COMBINATIONS,
     SELECTIONS,
     ImportanceTracker,
@@ -50,10 +50,13 @@ from retain.methods.head_importance import (
     random_scores,
     select_heads,
 )
+from retain.methods.base import CARRIES_KNOWLEDGE, OWNS_BATCH_SCHEDULE, Method
+from retain.methods.common.batch_plan import BatchPlan
+from retain.methods.common.replay_buffer import ReplayBuffer, ReplayParams
 from retain.methods.registry import register_method
-from retain.methods.replay import Replay, ReplayParams, sample_buffer
-from retain.methods.teacher_store import TeacherLogits, kl_to_teacher, split_answer_rows, stored_answer_rows
-from retain.models.attention import AttentionCapture
+from retain.models.kinds import eval_mode
+from retain.methods.common.teacher_store import TeacherLogits, kl_to_teacher, split_answer_rows, stored_answer_rows
+from retain.methods.seekr.attention_capture import AttentionCapture
 
 if TYPE_CHECKING:
     from retain.data.collate import EncodedExample, MicroBatch
@@ -91,81 +94,60 @@ class ReplayTermMeans:
 
 @dataclass
 class SeekrParams(ReplayParams):
-    ratio: float = option("Fraction of each finished task's training set kept for replay (paper: 0.01).", 0.01)
+    ratio: float = option(
+        "Fraction of each finished task's training set kept for replay (paper: 0.01).", 0.01,
+        low=0.0, high=1.0, low_open=True,
+    )
     schedule: str = option(
         "interleaved: separate replay micro-batches, where the distillation applies (the only schedule).",
-        "interleaved",
+        "interleaved", choices=("interleaved",),
     )
-    w_ld: float = option("Weight of the logit KL on replay batches; CE gets 1 - w_ld.", 0.5)
+    w_ld: float = option("Weight of the logit KL on replay batches; CE gets 1 - w_ld.", 0.5, low=0.0, high=1.0)
     w_ad: float = option(
         "Weight of the attention KL on replay batches (paper: 1e3 at 1% replay, 1e2 at 10%); 0 turns "
         "attention distillation and the importance pass off.",
-        1000.0,
+        1000.0, low=0.0,
     )
-    layer_budget: float = option("Fraction of the attention layers kept (top by total importance).", 0.75)
-    head_budget: float = option("Fraction of all heads of the model distilled, chosen within the kept layers.", 0.125)
-    layers: Optional[int] = option("Absolute number of layers kept; overrides layer_budget.", None)
-    heads: Optional[int] = option("Absolute number of heads distilled; overrides head_budget.", None)
-    query_budget: int = option("Query rows distilled (and stored) per example and layer; 0 = all rows.", 100)
+    layer_budget: float = option(
+        "Fraction of the attention layers kept (top by total importance).", 0.75, low=0.0, high=1.0, low_open=True
+    )
+    head_budget: float = option(
+        "Fraction of all heads of the model distilled, chosen within the kept layers.", 0.125,
+        low=0.0, high=1.0, low_open=True,
+    )
+    layers: Optional[int] = option("Absolute number of layers kept; overrides layer_budget.", None, low=1)
+    heads: Optional[int] = option("Absolute number of heads distilled; overrides head_budget.", None, low=1)
+    query_budget: int = option("Query rows distilled (and stored) per example and layer; 0 = all rows.", 100, low=0)
     selection: str = option(
         "importance (sensitivity x forgettability) | sensitivity | forgettability | random (ablations).",
-        "importance",
+        "importance", choices=SELECTIONS,
     )
     combine: str = option(
-        "sum_of_products (sum over tasks of S*F) | product_of_sums ((sum S) * (sum F)).", "sum_of_products"
+        "sum_of_products (sum over tasks of S*F) | product_of_sums ((sum S) * (sum F)).", "sum_of_products",
+        choices=COMBINATIONS,
     )
     attention_normalisation: str = option(
         "batch: each layer's attention KL is summed over the examples that distil it and divided by "
         "the replay batch's stored examples (the reference code) | distilling: averaged over only the "
         "examples that distil the layer.",
-        "batch",
+        "batch", choices=ATTENTION_NORMALISATIONS,
     )
     cross_attention: bool = option("Encoder-decoder models: count decoder cross-attention as layers too.", False)
     importance_batch_size: Optional[int] = option(
-        "Batch size of the recording and importance passes; null = eval.batch_size.", None
+        "Batch size of the recording and importance passes; null = eval.batch_size.", None, low=1
     )
 
 
-def _check_params(params: SeekrParams) -> None:
-    if params.schedule != "interleaved":
-        raise ConfigError(
-            f"seekr.schedule: {params.schedule!r} is not supported; the distillation applies to separate "
-            "replay micro-batches, use interleaved"
-        )
-    if not 0.0 <= params.w_ld <= 1.0:
-        raise ConfigError(f"seekr.w_ld: must be in [0, 1], got {params.w_ld}")
-    if params.w_ad < 0:
-        raise ConfigError(f"seekr.w_ad: must be non-negative, got {params.w_ad}")
-    for key in ("layer_budget", "head_budget"):
-        value = getattr(params, key)
-        if not 0.0 < value <= 1.0:
-            raise ConfigError(f"seekr.{key}: must be a fraction in (0, 1], got {value}")
-    for key in ("layers", "heads", "importance_batch_size"):
-        value = getattr(params, key)
-        if value is not None and value <= 0:
-            raise ConfigError(f"seekr.{key}: must be positive or null, got {value}")
-    if params.query_budget < 0:
-        raise ConfigError(f"seekr.query_budget: must be >= 0 (0 = all rows), got {params.query_budget}")
-    if params.selection not in SELECTIONS:
-        raise ConfigError(f"seekr.selection: {params.selection!r} is not one of {', '.join(SELECTIONS)}")
-    if params.attention_normalisation not in ATTENTION_NORMALISATIONS:
-        raise ConfigError(
-            f"seekr.attention_normalisation: {params.attention_normalisation!r} is not one of "
-            f"{', '.join(ATTENTION_NORMALISATIONS)}"
-        )
-    if params.combine not in COMBINATIONS:
-        raise ConfigError(f"seekr.combine: {params.combine!r} is not one of {', '.join(COMBINATIONS)}")
-
-
 @register_method
-class Seekr(Replay):
+class Seekr(Method):
     name = "seekr"
     summary = "SEEKR: replay + logit KL + attention KL on heads chosen by sensitivity x forgettability."
     params_class = SeekrParams
+    capabilities = frozenset({OWNS_BATCH_SCHEDULE, CARRIES_KNOWLEDGE})
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
-        _check_params(self.params)
+        self.buffer = ReplayBuffer(self.params)
         self.teacher = TeacherLogits()
         self.maps = TeacherMaps()
         self.importance = ImportanceTracker()
@@ -187,7 +169,11 @@ class Seekr(Replay):
 
     # -- set-up ----------------------------------------------------------------------------
 
-    def setup(self, ctx: "RunContext") -> None:
+    def shared_components(self) -> dict[str, Any]:
+        return {"replay_buffer": self.buffer}
+
+    def on_setup(self, ctx: "RunContext") -> None:
+        self.buffer.setup(ctx)
         if not self.distils_attention:
             return
         if ctx.config.train.gradient_checkpointing:
@@ -217,9 +203,8 @@ class Seekr(Replay):
     # -- task boundaries -------------------------------------------------------------------
 
     def buffer_indices_for(self, ctx: "RunContext", task_index: int) -> list[int]:
-        """The indices :meth:`Replay.on_task_end` will draw (they depend on the task and seed only)."""
-        task = ctx.stream.tasks[task_index]
-        return sample_buffer(task, self.buffer_size_for(task), self.params.balanced, f"{ctx.config.seed}-replay-{task_index}")
+        """The indices the buffer will keep when the task ends (they depend on the task and seed only)."""
+        return self.buffer.draw(ctx, task_index)
 
     def _pass_batch_size(self, ctx: "RunContext") -> int:
         return self.params.importance_batch_size or ctx.config.eval.batch_size
@@ -252,35 +237,31 @@ class Seekr(Replay):
                 samples[key][site] = rows.float().cpu()
         return samples, query_rows
 
-    def on_task_start(self, ctx: "RunContext") -> None:
+    def on_phase_start(self, ctx: "RunContext") -> None:
         self.replay_terms = ReplayTermMeans()
         if self.capture is None:
             return
         self._before = {}
         items: list["EncodedExample"] = []
-        for task_index in ctx.phase.task_indices:
+        for task_index in ctx.state.phase.task_indices:
             encoded = ctx.encoded(task_index, "train")
             items.extend(encoded[i] for i in self.buffer_indices_for(ctx, task_index))
-        model = ctx.model
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(ctx.model):
             for batch in ctx.iterate_batches(items, batch_size=self._pass_batch_size(ctx)):
                 with torch.no_grad(), self.capture.recording(self._layers) as maps:
                     ctx.forward(batch)
                 self._before.update(self._sample_rows(ctx, batch, maps)[0])
-        finally:
-            model.train(was_training)
 
-    def on_task_end(self, ctx: "RunContext") -> None:
-        super().on_task_end(ctx)
-        for task_index in ctx.phase.task_indices:
-            encoded = ctx.encoded(task_index, "train")
-            items = [encoded[i] for i in self.buffer[task_index]]
+    def on_phase_end(self, ctx: "RunContext") -> None:
+        if self.capture is not None:
+            self.capture.disarm()
+        self.buffer.fill(ctx)
+        for task_index in ctx.state.phase.task_indices:
+            items = self.buffer.task_items(ctx, task_index)
             if self.capture is None:
                 self.teacher.record(ctx, items, self._pass_batch_size(ctx))
                 continue
-            if self.buffer[task_index] != self.buffer_indices_for(ctx, task_index):
+            if self.buffer.indices[task_index] != self.buffer_indices_for(ctx, task_index):
                 raise RuntimeError(f"seekr: the replay buffer of task {task_index} differs from the one drawn at its start")
             self._finish_task(ctx, task_index, items)
         self._before = {}
@@ -326,10 +307,7 @@ class Seekr(Replay):
         forgettability = torch.zeros(num_layers, num_heads)
         after: SampleMaps = {}
         rows: dict[str, dict[str, torch.Tensor]] = {}
-        model = ctx.model
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(ctx.model):
             for batch in ctx.iterate_batches(items, batch_size=self._pass_batch_size(ctx)):
                 with torch.enable_grad(), self.capture.recording(self._layers, force_grad=True) as maps:
                     outputs = ctx.forward(batch)
@@ -345,8 +323,6 @@ class Seekr(Replay):
                 logits = outputs.logits.detach()
                 for key, answer in zip(batch.keys, split_answer_rows(ctx, batch, logits)):
                     self.teacher.logits[key] = answer.to("cpu", self.teacher.dtype).clone()
-        finally:
-            model.train(was_training)
         count = max(1, len(items))
         return after, rows, sensitivity / count, forgettability / count
 
@@ -367,23 +343,15 @@ class Seekr(Replay):
 
     # -- training --------------------------------------------------------------------------
 
-    def batch_schedule(self, ctx: "RunContext", batches: Iterator["MicroBatch"]) -> Iterator["MicroBatch"]:
-        scheduled = super().batch_schedule(ctx, batches)
-        if self.capture is None:
-            return scheduled
-        return self._arm_replay_batches(scheduled)
+    def on_plan_batches(self, ctx: "RunContext", plan: BatchPlan) -> BatchPlan:
+        return self.buffer.extend_plan(ctx, plan)
 
-    def _arm_replay_batches(self, batches: Iterator["MicroBatch"]) -> Iterator["MicroBatch"]:
+    def on_batch_start(self, ctx: "RunContext", batch: "MicroBatch") -> None:
         """Arm the capture on the layers a replay batch distils, for the engine's next forward."""
-        assert self.capture is not None
-        try:
-            for batch in batches:
-                self.capture.arm(self.maps.sites_for(batch) if batch.source == "replay" else ())
-                yield batch
-        finally:
-            self.capture.disarm()
+        if self.capture is not None:
+            self.capture.arm(self.maps.sites_for(batch) if batch.source == "replay" else ())
 
-    def adjust_loss(self, ctx: "RunContext", batch: "MicroBatch", outputs: Any, loss: torch.Tensor) -> torch.Tensor:
+    def on_loss(self, ctx: "RunContext", batch: "MicroBatch", outputs: Any, loss: torch.Tensor) -> torch.Tensor:
         student_maps = self.capture.disarm() if self.capture is not None else {}
         if batch.source != "replay":
             return loss
@@ -407,9 +375,9 @@ class Seekr(Replay):
     def _bytes_per_example(self) -> float:
         return (self.teacher.nbytes() + self.maps.nbytes()) / max(1, len(self.teacher))
 
-    def log_values(self) -> dict[str, float]:
+    def on_log(self) -> dict[str, float]:
         return {
-            **super().log_values(),
+            "replay_buffer": float(len(self.buffer)),
             "seekr_store_bytes": float(self.teacher.nbytes() + self.maps.nbytes()),
             "seekr_logit_bytes": float(self.teacher.nbytes()),
             "seekr_map_bytes": float(self.maps.nbytes()),
@@ -417,7 +385,7 @@ class Seekr(Replay):
             **self.replay_terms.means(),
         }
 
-    def report_sections(self, ctx: "RunContext") -> list[tuple[str, str]]:
+    def on_report(self, ctx: "RunContext") -> list[tuple[str, str]]:
         if not self.maps.heads:
             return []
         names = {site.index: site.name for site in self.capture.sites} if self.capture is not None else {}
@@ -433,14 +401,14 @@ class Seekr(Replay):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            **super().state_dict(),
+            **self.buffer.state_dict(),
             "teacher": self.teacher.state_dict(),
             "maps": self.maps.state_dict(),
             "importance": self.importance.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
+        self.buffer.load_state_dict(state)
         self.teacher.load_state_dict(state.get("teacher", {}))
         self.maps.load_state_dict(state.get("maps", {}))
         self.importance.load_state_dict(state.get("importance", {}))

@@ -22,7 +22,8 @@ from typing import Any, Optional
 
 import torch
 
-from retain.data.collate import IGNORE_INDEX, MicroBatch
+from retain.data.collate import MicroBatch
+from retain.models.kinds import model_kind
 
 COMBINATIONS = ("sum_of_products", "product_of_sums")
 SELECTIONS = ("importance", "sensitivity", "forgettability", "random")
@@ -56,19 +57,7 @@ def per_example_loss(kind: str, batch: MicroBatch, logits: torch.Tensor) -> torc
     Summed over the batch, it gives every example's map exactly the gradient of its own loss,
     whatever the batch size, which a batch-mean loss would scale by 1/B.
     """
-    labels = batch.inputs["labels"]
-    if kind == "classifier":
-        logits = logits.float()
-        if batch.label_mask is not None:
-            logits = logits.masked_fill(~batch.label_mask, torch.finfo(logits.dtype).min)
-        return torch.nn.functional.cross_entropy(logits, labels, reduction="none")
-    if kind == "causal":
-        logits, labels = logits[:, :-1], labels[:, 1:]
-    token_loss = torch.nn.functional.cross_entropy(
-        logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
-    )
-    counts = (labels != IGNORE_INDEX).sum(dim=1).clamp_min(1)
-    return token_loss.sum(dim=1) / counts
+    return model_kind(kind).per_example_loss(batch, logits)
 
 
 # -- accumulation across tasks -------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import torch
 
 from retain.data.collate import EncodedExample, MicroBatch
+from retain.models.kinds import eval_mode, mask_disallowed, model_kind
 
 if TYPE_CHECKING:
     from retain.engine.context import RunContext
@@ -36,15 +37,11 @@ class TeacherLogits:
     @torch.no_grad()
     def record(self, ctx: "RunContext", items: list[EncodedExample], batch_size: Optional[int] = None) -> None:
         """Run the current model (eval mode) over ``items`` and store their answer logits."""
-        model = ctx.model
-        was_training = model.training
-        model.eval()
-        for batch in ctx.iterate_batches(items, batch_size=batch_size or ctx.config.eval.batch_size):
-            outputs = ctx.forward(batch)
-            for key, rows in zip(batch.keys, split_answer_rows(ctx, batch, outputs.logits)):
-                self.logits[key] = rows.detach().to("cpu", self.dtype).clone()
-        if was_training:
-            model.train()
+        with eval_mode(ctx.model):
+            for batch in ctx.iterate_batches(items, batch_size=batch_size or ctx.config.eval.batch_size):
+                outputs = ctx.forward(batch)
+                for key, rows in zip(batch.keys, split_answer_rows(ctx, batch, outputs.logits)):
+                    self.logits[key] = rows.detach().to("cpu", self.dtype).clone()
 
     def gather(self, batch: MicroBatch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher rows for the batch's stored examples, in batch order, and a per-example mask.
@@ -66,12 +63,7 @@ class TeacherLogits:
 
 def split_answer_rows(ctx: "RunContext", batch: MicroBatch, logits: torch.Tensor) -> list[torch.Tensor]:
     """Per example, the logit rows that predict its answer tokens (shifted for causal LMs)."""
-    if ctx.kind == "classifier":
-        return [logits[i : i + 1] for i in range(logits.shape[0])]
-    labels = batch.inputs["labels"]
-    if ctx.kind == "causal":
-        logits, labels = logits[:, :-1], labels[:, 1:]
-    return [logits[i][labels[i] != -100] for i in range(logits.shape[0])]
+    return model_kind(ctx.kind).answer_rows(batch, logits)
 
 
 def answer_rows_for(ctx: "RunContext", batch: MicroBatch, logits: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
@@ -105,9 +97,7 @@ def restrict_to_allowed(logits: torch.Tensor, allowed: Optional[torch.Tensor]) -
     Distilling over classes a task never scores would spend the distillation on logits the
     evaluation ignores, so student and teacher rows are both restricted before the KL.
     """
-    if allowed is None:
-        return logits
-    return logits.float().masked_fill(~allowed, DISALLOWED_LOGIT)
+    return logits if allowed is None else mask_disallowed(logits.float(), allowed, DISALLOWED_LOGIT)
 
 
 def stored_answer_rows(
@@ -128,9 +118,9 @@ def stored_answer_rows(
         return None
     student = answer_rows_for(ctx, batch, logits, present)
     allowed: Optional[torch.Tensor] = None
-    if ctx.kind == "classifier" and classes is not None:
+    if model_kind(ctx.kind).classes and classes is not None:
         allowed = classes.to(logits.device).expand(student.shape[0], -1)
-    elif ctx.kind == "classifier" and batch.label_mask is not None:
+    elif model_kind(ctx.kind).classes and batch.label_mask is not None:
         allowed = batch.label_mask[present]
     if allowed is not None:
         student, teacher = restrict_to_allowed(student, allowed), restrict_to_allowed(teacher, allowed)

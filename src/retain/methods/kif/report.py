@@ -7,13 +7,15 @@ importances of its finished tasks; the report section adds a units x tasks heatm
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 import torch
 
-from retain.methods.skill_units import SkillUnits
+from retain.methods.kif.skill_units import SkillUnits
 from retain.reporting.report import markdown_table
 
+PathLike = Union[str, Path]
 IMPORTANCE_PLOT = "kif_importance.png"
 MAX_PLOTTED_UNITS = 60  # more rows are unreadable; the JSON has all of them
 
@@ -56,8 +58,6 @@ def _plotted_units(history: list[dict[str, Any]]) -> list[int]:
 
 def report_section(run_dir: Path, units: SkillUnits, history: list[dict[str, Any]], fusion: str, top_fraction: float) -> tuple[str, str]:
     """('KIF skill units', markdown) with a per-task table and the importance heatmap."""
-    from retain.reporting.plots import plot_unit_heatmap  # matplotlib only when a report is drawn
-
     rows = []
     for r in history:
         cats = r.get("categories") or {}
@@ -91,3 +91,27 @@ def report_section(run_dir: Path, units: SkillUnits, history: list[dict[str, Any
         f"![skill-unit importance per task]({IMPORTANCE_PLOT})",
     ])
     return "KIF skill units", body
+
+
+def plot_unit_heatmap(
+    array2d: Any,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    path: PathLike,
+    title: str,
+) -> Path:
+    """An annotated units x tasks heatmap; None/NaN cells are blank.
+
+    Drawn with the run report's heatmap helpers (imported here, so matplotlib loads only when a
+    report is drawn).
+    """
+    from retain.reporting.plots import _draw_heatmap, _figure_size, _format_general, _new_figure, _save_png, _to_masked
+
+    values = _to_masked(array2d)
+    if values.shape != (len(row_labels), len(col_labels)):
+        raise ValueError(
+            f"array of shape {values.shape} for {len(row_labels)} row and {len(col_labels)} column labels"
+        )
+    fig = _new_figure(*_figure_size(len(row_labels), len(col_labels)))
+    _draw_heatmap(fig, values, values, row_labels, col_labels, title, "value", fmt=_format_general)
+    return _save_png(fig, path)

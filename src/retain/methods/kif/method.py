@@ -1,14 +1,14 @@
 """KIF: knowledge identification and fusion of skill units (Feng et al., arXiv 2408.05200).
 
 Rehearsal-free. While a task trains, the importance of every skill unit for that task is tracked
-after each optimizer step (:mod:`retain.methods.unit_importance`); when it ends, the fine-tuned
+after each optimizer step (:mod:`retain.methods.kif.unit_importance`); when it ends, the fine-tuned
 model and the model that accumulated the earlier tasks (snapshotted when the task started) are
-fused unit by unit (:mod:`retain.methods.unit_fusion`): units that matter for the earlier tasks
+fused unit by unit (:mod:`retain.methods.kif.unit_fusion`): units that matter for the earlier tasks
 keep their weights, units that matter for the new one take the new weights, the rest are mixed.
 The fused model is what is evaluated and what the next task starts from.
 
 With ``replay`` in the run this is KIF-M: after fusion, one epoch on the earlier tasks' buffer
-with the new task's task-specific units frozen (:mod:`retain.methods.masked_replay`).
+with the new task's task-specific units frozen (:mod:`retain.methods.kif.masked_replay`).
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ import torch
 from retain.config import option
 from retain.data.collate import MicroBatch
 from retain.errors import MethodError
-from retain.methods.base import Method
-from retain.methods.kif_report import importance_payload, report_section
-from retain.methods.masked_replay import masked_replay
+from retain.methods.base import CARRIES_KNOWLEDGE, FIXED_PARAMETERS, ExtraSteps, Method, StepStats
+from retain.methods.common.batch_plan import phase_seed
+from retain.methods.common.replay_buffer import REPLAYS_AFTER_TASK, ReplayBuffer
+from retain.methods.kif.masked_replay import masked_replay_steps, split_frozen
+from retain.methods.kif.report import importance_payload, report_section
 from retain.methods.registry import register_method
-from retain.methods.replay import Replay
-from retain.methods.skill_units import SkillUnits, build_skill_units
-from retain.methods.unit_fusion import (
+from retain.methods.kif.skill_units import SkillUnits, build_skill_units
+from retain.methods.kif.unit_fusion import (
     adaptive_weights,
     categorical_weights,
     cumulative_importance,
@@ -39,8 +40,7 @@ from retain.methods.unit_fusion import (
     task_specific,
     uniform_weights,
 )
-from retain.methods.unit_importance import ORDERS, ImportanceTracker
-from retain.reporting.atomic import write_json_atomic
+from retain.methods.kif.unit_importance import ORDERS, ImportanceTracker
 
 if TYPE_CHECKING:
     from retain.engine.context import RunContext
@@ -125,22 +125,24 @@ class KIF(Method):
     )
     params_class = KIFParams
     distributed = ("no", "multi_gpu")  # units are whole local tensors: no sharded parameters
-    conflicts = {"olora": "O-LoRA adds a new adapter every task, while KIF's skill units are fixed when the run starts"}
+    capabilities = frozenset({CARRIES_KNOWLEDGE, FIXED_PARAMETERS})
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
+        if not self.params.replay_during_task:  # the run's replay buffers wait for KIF-M's step
+            self.capabilities = KIF.capabilities | {REPLAYS_AFTER_TASK}
         self.units: Optional[SkillUnits] = None
         self.families: Optional[torch.Tensor] = None  # rank / matrix units, normalised apart
         self.fusion = "adaptive"
         self.tracker: Optional[ImportanceTracker] = None
         self.previous: Optional[list[torch.Tensor]] = None
-        self.replays: list[Replay] = []
+        self.buffers: list[ReplayBuffer] = []  # held by the run's replay methods
         self.cumulative: Optional[torch.Tensor] = None  # I_cum after the last finished task
         self.history: list[dict[str, Any]] = []  # one record per finished task
 
     # -- set-up ----------------------------------------------------------------------------
 
-    def setup(self, ctx: "RunContext") -> None:
+    def on_setup(self, ctx: "RunContext") -> None:
         granularity = self.params.units
         if granularity == "auto":
             granularity = "rank" if ctx.lora else "matrix"
@@ -149,14 +151,11 @@ class KIF(Method):
         self.fusion = self.params.fusion
         if self.fusion == "auto":
             self.fusion = "adaptive" if granularity == "rank" else "categorical"
-        self.replays = [m for m in getattr(ctx, "methods", []) if isinstance(m, Replay)]
-        if not self.params.replay_during_task:
-            for replay in self.replays:
-                replay.mix_into_tasks = False
+        self.buffers = ctx.components_of("replay_buffer")
         ctx.logger.info(
             "kif: %d %s units over %d tensors, %s fusion%s", len(self.units), granularity,
             len(self.units.tensors), self.fusion,
-            f"; KIF-M: post-fusion replay via {', '.join(r.name for r in self.replays)}" if self.replays else "",
+            f"; KIF-M: post-fusion replay of {len(self.buffers)} replay buffer(s)" if self.buffers else "",
         )
 
     def _units(self) -> SkillUnits:
@@ -166,13 +165,13 @@ class KIF(Method):
 
     # -- training --------------------------------------------------------------------------
 
-    def on_task_start(self, ctx: "RunContext") -> None:
+    def on_phase_start(self, ctx: "RunContext") -> None:
         units = self._units()
         self.tracker = ImportanceTracker(units.parameters, self.params.importance, self.params.beta1, self.params.beta2)
         # The fused model of the earlier tasks; nothing to fuse with before the first task ends.
         self.previous = snapshot(units) if self.cumulative is not None else None
 
-    def adjust_loss(self, ctx: "RunContext", batch: MicroBatch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
+    def on_loss(self, ctx: "RunContext", batch: MicroBatch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
         penalty = self._orthogonality()
         return loss if penalty is None else loss + penalty
 
@@ -182,23 +181,24 @@ class KIF(Method):
             return None
         return self.params.orthogonality * orthogonality_penalty(units.lora_pairs)
 
-    def after_step(self, ctx: "RunContext") -> None:
+    def on_step_end(self, ctx: "RunContext") -> None:
         if self.tracker is not None:
             self.tracker.update()
 
     # -- the end of a task: importance, fusion, KIF-M --------------------------------------
 
-    def on_task_end(self, ctx: "RunContext") -> None:
+    def on_phase_end(self, ctx: "RunContext") -> Optional[ExtraSteps]:
         units = self._units()
         assert self.tracker is not None
         started = time.perf_counter()
         scores = units.unit_scores(self.tracker.element_scores())
         scores = ctx.accelerator.reduce(scores, "mean").detach().cpu()  # identical under plain DDP
         record: dict[str, Any] = {
-            "task": ctx.phase.name, "steps": self.tracker.steps, "importance": scores,
+            "task": ctx.state.phase.name, "steps": self.tracker.steps, "importance": scores,
             "normalised": min_max(scores, self.families), "lambda_new": None, "frozen": None,
         }
         self.tracker = None
+        frozen: Optional[torch.Tensor] = None
         if self.cumulative is None or self.previous is None:
             self.cumulative = scores.clone()  # I_cum(0) = I_0; the fine-tuned model is the fused one
         else:
@@ -211,11 +211,15 @@ class KIF(Method):
                 self.cumulative, scores, self.params.cumulative_old_weight, self.families
             )
             record["fusion_seconds"] = time.perf_counter() - started
-            record.update(self._replay_phase(ctx, frozen))
         self.previous = None
         record["cumulative"] = self.cumulative.clone()
         self.history.append(record)
-        write_json_atomic(ctx.run_dir / IMPORTANCE_FILE, importance_payload(units, self.history, self.fusion))
+        return None if frozen is None else self._replay_steps(ctx, frozen, record)
+
+    def on_run_files(self) -> dict[str, Any]:
+        if not self.history:
+            return {}
+        return {IMPORTANCE_FILE: importance_payload(self._units(), self.history, self.fusion)}
 
     def _fusion_weights(self, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
         p = self.params
@@ -225,33 +229,37 @@ class KIF(Method):
             return uniform_weights(new)
         return categorical_weights(new, old, p.top_fraction, p.shared_new_weight, p.neither_new_weight)
 
-    def _replay_phase(self, ctx: "RunContext", frozen: torch.Tensor) -> dict[str, Any]:
-        """KIF-M: one masked epoch (``replay_epochs``) on the earlier tasks' buffers."""
-        if not self.replays or self.params.replay_epochs == 0:
-            return {}
-        items = [item for replay in self.replays for item in replay.buffer_items(ctx)]
+    def _replay_steps(self, ctx: "RunContext", frozen: torch.Tensor, record: dict[str, Any]) -> Optional[ExtraSteps]:
+        """KIF-M: ``replay_epochs`` masked passes over the earlier tasks' buffers, run by the engine."""
+        if not self.buffers or self.params.replay_epochs == 0:
+            return None
+        items = [item for buffer in self.buffers for item in buffer.items(ctx)]
         if not items:
-            return {}
-        replay = self.replays[0]
+            return None
+        split = split_frozen(self._units(), frozen)
         started = time.perf_counter()
-        stats = masked_replay(
-            ctx, self._units(), frozen, items,
+
+        def done(stats: StepStats) -> None:
+            ctx.logger.info(
+                "kif-m: %d replay steps on %d buffer examples, %d units frozen (%d whole tensors, %d partial), mean loss %.4f",
+                stats.steps, len(items), int(frozen.sum()), split.fully_frozen, len(split.masks), stats.mean_loss,
+            )
+            record.update(replay_steps=stats.steps, replay_examples=len(items), replay_loss=stats.mean_loss,
+                          replay_seconds=time.perf_counter() - started)
+
+        return masked_replay_steps(
+            split, items,
             lr=self.params.replay_lr or ctx.config.train.lr,
             epochs=self.params.replay_epochs,
-            batch_size=replay.params.batch_size or ctx.config.train.batch_size,
-            seed=ctx.config.seed * 7919 + ctx.phase_index,
+            batch_size=self.buffers[0].batch_size(ctx),
+            seed=phase_seed(ctx.config.seed, ctx.state.phase_index),
             extra_loss=self._orthogonality,
+            done=done,
         )
-        ctx.logger.info(
-            "kif-m: %d replay steps on %d buffer examples, %d units frozen (%d whole tensors, %d partial), mean loss %.4f",
-            stats.steps, stats.examples, int(frozen.sum()), stats.frozen_tensors, stats.partially_frozen_tensors, stats.mean_loss,
-        )
-        return {"replay_steps": stats.steps, "replay_examples": stats.examples, "replay_loss": stats.mean_loss,
-                "replay_seconds": time.perf_counter() - started}
 
     # -- reporting and state ---------------------------------------------------------------
 
-    def log_values(self) -> dict[str, float]:
+    def on_log(self) -> dict[str, float]:
         if not self.history:
             return {}
         last = self.history[-1]
@@ -262,7 +270,7 @@ class KIF(Method):
             values["kif_fusion_s"] = float(last["fusion_seconds"])
         return values
 
-    def report_sections(self, ctx: "RunContext") -> list[tuple[str, str]]:
+    def on_report(self, ctx: "RunContext") -> list[tuple[str, str]]:
         if not self.history:
             return []
         return [report_section(ctx.run_dir, self._units(), self.history, self.fusion, self.params.top_fraction)]

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from retain.errors import MethodError
+from retain.models.kinds import eval_mode
 
 #: the name the capture function and its mask function are registered under.
 CAPTURE_IMPLEMENTATION = "retain_capture"
@@ -233,15 +234,12 @@ class AttentionCapture:
         names = {module: name for name, module in pretrained.named_modules()}
         vocab = int(getattr(pretrained.config, "vocab_size", 2) or 2)
         device = next(pretrained.parameters()).device
-        was_training = pretrained.training
-        pretrained.eval()
         _DISCOVERING.append(self)
         try:
-            with torch.no_grad():
+            with torch.no_grad(), eval_mode(pretrained):
                 pretrained(**probe_inputs(self.kind, vocab, device))
         finally:
             _DISCOVERING.pop()
-            pretrained.train(was_training)
         for module, q_len, k_len, heads in self._unique_calls():
             role = self._role(q_len, k_len)
             site = AttentionSite(len(self.sites), names.get(module, type(module).__name__), role, heads)

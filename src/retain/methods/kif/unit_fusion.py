@@ -1,6 +1,6 @@
 """Importance-guided fusion of two models unit by unit, and the importance bookkeeping it needs.
 
-All vectors here are ``[n_units]`` fp32 tensors (see :mod:`retain.methods.skill_units`). Fusion
+All vectors here are ``[n_units]`` fp32 tensors (see :mod:`retain.methods.kif.skill_units`). Fusion
 writes, for every unit ``u`` and every weight ``w`` of that unit,
 
     w_fused = lambda_new(u) * w_new + (1 - lambda_new(u)) * w_prev
@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from retain.methods.skill_units import SkillUnits
+from retain.methods.kif.skill_units import SkillUnits
 
 
 def _min_max(values: torch.Tensor) -> torch.Tensor:
