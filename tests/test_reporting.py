@@ -119,7 +119,9 @@ def test_run_folder_other_files(tmp_path):
     folder.write_metrics({"ap": {"value": 1.0, "definition": "d"}})
     assert folder.read_metrics() == {"ap": {"value": 1.0, "definition": "d"}}
     path = folder.write_predictions(2, "glue/sst2", [{"prediction": "a", "target": "a"}, {"prediction": "b"}])
-    assert path == tmp_path / "run" / "predictions" / "row02_glue_sst2.jsonl"
+    assert path.parent == tmp_path / "run" / "predictions" and path.name.startswith("row02_glue_sst2-")
+    other = folder.write_predictions(2, "glue_sst2", [{"prediction": "c"}])
+    assert other.name == "row02_glue_sst2.jsonl", "an unchanged name keeps its plain file name"
     assert [json.loads(line) for line in path.read_text().splitlines()][1] == {"prediction": "b"}
     general = GeneralScores(["mmlu"], [True], [[40.0], [42.0]], ["before training", "after A"])
     folder.write_general(general)
