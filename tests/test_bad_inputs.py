@@ -307,16 +307,20 @@ def test_debug_shows_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture
     assert code == 2 and "Traceback" in err and "train.lr" in err
 
 
-def test_a_config_error_never_imports_torch(tmp_path: Path) -> None:
-    """Config and data are checked before torch is imported, so a typo is reported at once."""
-    path = _write(tmp_path, _config(tmp_path, train={"warmup_steps": -1}))
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [({"train": {"warmup_steps": -1}}, "train.warmup_steps"), ({"methods": ["migu", "replya"]}, "unknown method 'replya'")],
+)
+def test_a_config_error_never_imports_torch(tmp_path: Path, changes: dict[str, Any], named: str) -> None:
+    """Config, method names and data are checked before torch is imported: a typo is reported at once."""
+    path = _write(tmp_path, _config(tmp_path, **changes))
     code = (
         "import sys; from retain.cli import main; rc = main(['run', sys.argv[1]]); "
         "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
     )
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
-    assert "train.warmup_steps" in done.stderr and "Traceback" not in done.stderr
+    assert named in done.stderr and "Traceback" not in done.stderr
 
 
 # -- 4. a run folder to resume: damaged, edited, locked, busy ------------------------------------

@@ -15,6 +15,7 @@ from retain.config import RunConfig, load_config_dict, make_config
 from retain.data.benchmarks import build_stream
 from retain.data.types import Stream
 from retain.errors import ConfigError, RetainError
+from retain.methods.names import check_method_names
 from retain.reporting.guard import check_replaceable, probe_lock
 from retain.reporting.run_folder import CONFIG_FILE
 
@@ -128,6 +129,7 @@ def prepare(
         changes = resume_changes(saved.to_dict(), config.to_dict())
     else:
         config = make_config(source, overrides)
+    check_method_names(config.method_specs())
     check_run_folder(config, resume, overwrite)
     stream = build_stream(config.stream, config.seed)
     return Prepared(config, stream, resume, overwrite, changes)
