@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -22,6 +21,8 @@ from typing import Any, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, write_result  # noqa: E402
+
+from retain.reporting.aggregate import spread as seed_spread  # noqa: E402
 
 
 def collect(names: list[str]) -> tuple[dict[str, dict[int, dict[str, Any]]], list[str]]:
@@ -44,11 +45,9 @@ def collect(names: list[str]) -> tuple[dict[str, dict[int, dict[str, Any]]], lis
     return by_spec, task_names or []
 
 
-def spread(values: list[Optional[float]]) -> dict[str, Optional[float]]:
-    present = [v for v in values if v is not None]
-    if not present:
-        return {"mean": None, "std": None}
-    return {"mean": statistics.fmean(present), "std": statistics.stdev(present) if len(present) > 1 else None}
+def spread(values: list[Optional[float]]) -> dict[str, Any]:
+    """Mean, sample std (ddof=1) and n over seeds, as every retain table computes them."""
+    return seed_spread(values).to_dict()
 
 
 def summarise(runs: dict[int, dict[str, Any]], task_names: list[str]) -> dict[str, Any]:

@@ -29,6 +29,10 @@ def test_list_shows_methods_formats_and_benchmarks(capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     for word in ("seqft", "seqlora", "mtl", "replay", "alpaca", "olora", "trace", "standard-cl", "train.lr"):
         assert word in out
+    # every key shows its valid range or choices
+    assert "Warm-up optimizer steps per task. Valid: >= 0." in out
+    assert "Valid: in [1, 8]." in out and "Valid: one of constant | linear | cosine." in out
+    assert "Valid: one of causal | seq2seq | classifier or null." in out
 
 
 @pytest.mark.parametrize(

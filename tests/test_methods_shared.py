@@ -88,3 +88,10 @@ def test_declared_parameter_checks_name_the_key(name: str, params: dict[str, Any
         instantiate([MethodSpec(name, params)])
     with pytest.raises(ConfigError, match="^" + message):  # built in Python: the method's own name leads
         METHODS[name](METHODS[name].params_class(**params))
+
+
+def test_method_names_read_from_source_are_the_registered_ones() -> None:
+    """The pre-torch name check (retain.methods.names) must know exactly the shipped methods."""
+    from retain.methods.names import shipped_method_names
+
+    assert shipped_method_names() == set(available_methods())

@@ -119,7 +119,9 @@ def test_run_folder_other_files(tmp_path):
     folder.write_metrics({"ap": {"value": 1.0, "definition": "d"}})
     assert folder.read_metrics() == {"ap": {"value": 1.0, "definition": "d"}}
     path = folder.write_predictions(2, "glue/sst2", [{"prediction": "a", "target": "a"}, {"prediction": "b"}])
-    assert path == tmp_path / "run" / "predictions" / "row02_glue_sst2.jsonl"
+    assert path.parent == tmp_path / "run" / "predictions" and path.name.startswith("row02_glue_sst2-")
+    other = folder.write_predictions(2, "glue_sst2", [{"prediction": "c"}])
+    assert other.name == "row02_glue_sst2.jsonl", "an unchanged name keeps its plain file name"
     assert [json.loads(line) for line in path.read_text().splitlines()][1] == {"prediction": "b"}
     general = GeneralScores(["mmlu"], [True], [[40.0], [42.0]], ["before training", "after A"])
     folder.write_general(general)
@@ -199,12 +201,15 @@ def test_compare_runs(tmp_path):
     (tmp_path / "bare").mkdir()
     table = compare_runs([tmp_path / "seq", tmp_path / "kif", tmp_path / "bare"])
     lines = table.strip().splitlines()
-    assert lines[0] == "| run | methods | AP | BWT (GEM) | FWT (GEM) | Forgetting (Chaudhry) | rows completed |"
-    # seq: AP = (60 + 85 + 20.5) / 3 = 55.17; BWT = -12.5; FWT = ((25 - 20) + -(None...)) -> undefined
-    assert lines[2].startswith("| seq | seqft | 55.17 | -12.50 | — |")
-    assert lines[2].endswith("| 3 (tasks 3/3) |")
-    # kif stopped after amazon: AP = (70 + 90) / 2 = 80; BWT = 70 - 80 = -10; FWT = 25 - 20 = 5
-    assert lines[3] == "| kif | kif + replay | 80.00 | -10.00 | 5.00 | 10.00 | 2 (tasks 2/3) |"
-    assert lines[4] == "| bare | — | — | — | — | — | — |"
+    assert lines[0] == "| methods | runs | seeds | AP | BWT (GEM) | FWT (GEM) | Forgetting (Chaudhry) | LA | tasks |"
+    # seq: AP = (60 + 85 + 20.5) / 3 = 55.17; BWT = -12.5; FWT undefined (wiki has no a[1][2]);
+    # LA = (80 + 90 + 20.5) / 3 = 63.5
+    assert lines[2] == "| seqft | seq | — | 55.17 ± — (1) | -12.50 ± — (1) | — | 12.50 ± — (1) | 63.50 ± — (1) | 3/3 |"
+    # kif stopped after amazon: AP = (70 + 90) / 2 = 80; BWT = 70 - 80 = -10; FWT = 25 - 20 = 5;
+    # its values cover 2 of 3 tasks, so they are marked and never pooled
+    assert lines[3] == ("| kif(ratio=0.5) + replay | kif (unfinished) | — | 80.00 ± — (1)* | -10.00 ± — (1)* "
+                        "| 5.00 ± — (1)* | 10.00 ± — (1)* | 85.00 ± — (1)* | 2/3 |")
+    assert lines[4] == "| — | bare (unfinished) | — | — | — | — | — | — | 0/? |"
+    assert "* unfinished run" in table
     with pytest.raises(RetainError, match="nowhere"):
         compare_runs([tmp_path / "nowhere"])

@@ -25,6 +25,17 @@ def run(
     return _run(config, overrides=overrides, resume=resume, quiet=quiet, overwrite=overwrite, stop_after=stop_after)
 
 
+def sweep(source: Any, dry_run: bool = False, quiet: bool = False, verbose_runs: bool = False) -> Any:
+    """Run a sweep (a YAML path or a mapping: base config, methods, orders, seeds, settings).
+
+    Finished runs are reused and partial ones resumed; returns a :class:`retain.sweeps.SweepResult`
+    with the sweep folder and the summary (mean ± std (n) per method and metric).
+    """
+    from retain.sweeps import run_sweep
+
+    return run_sweep(source, dry_run=dry_run, quiet=quiet, verbose_runs=verbose_runs)
+
+
 from retain import errors  # noqa: E402
 
-__all__ = ["run", "errors", "__version__"]
+__all__ = ["run", "sweep", "errors", "__version__"]

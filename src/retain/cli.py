@@ -1,13 +1,18 @@
-"""Command line: ``retain run | demo | report | compare | list``.
+"""Command line: ``retain run | demo | sweep | report | compare | list``.
 
-User mistakes (bad config, bad data, impossible method lists) print one message and exit 2;
-Ctrl-C exits 130 and says how to resume.
+User mistakes (bad config, bad data, impossible method lists) and what the machine refuses (a full
+disk, a read-only folder) print one message and exit 2 (``--debug`` adds the traceback); Ctrl-C
+or SIGTERM exits 130 and says how to resume. A run is checked (config, data files, run folder)
+before torch is imported, so a mistake is reported in about a second.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import signal
 import sys
+import traceback
 from importlib import resources
 from pathlib import Path
 from typing import Optional
@@ -20,14 +25,20 @@ def _demo_config_path() -> Path:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from retain.engine.runner import run
+    from retain.engine.preflight import prepare
 
     if args.resume:
-        result = run(args.resume, overrides=args.overrides, resume=True, quiet=args.quiet, stop_after=args.stop_after)
+        if args.config is not None:
+            raise RetainError(f"retain run --resume RUN_DIR takes no config file (got {args.config}); a resumed run keeps its own config.yaml")
+        prepared = prepare(args.resume, args.overrides, resume=True)
     else:
         if args.config is None:
             raise RetainError("retain run: give a CONFIG.yaml (or --resume RUN_DIR)")
-        result = run(args.config, overrides=args.overrides, quiet=args.quiet, overwrite=args.overwrite, stop_after=args.stop_after)
+        prepared = prepare(args.config, args.overrides, overwrite=args.overwrite)
+    args.run_dir = prepared.run_dir
+    from retain.engine.runner import run  # torch and transformers: only once the input is known good
+
+    result = run(prepared=prepared, quiet=args.quiet, stop_after=args.stop_after)
     if result.is_main:
         print(result.text)
         print(f"\nrun folder: {result.run_dir}")
@@ -35,11 +46,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from retain.engine.preflight import prepare
+
+    prepared = prepare(_demo_config_path(), args.overrides, overwrite=True)
+    args.run_dir = prepared.run_dir
     from retain.engine.runner import run
 
-    result = run(_demo_config_path(), overrides=args.overrides, quiet=args.quiet, overwrite=True)
+    result = run(prepared=prepared, quiet=args.quiet)
     print(result.text)
     print(f"\nrun folder: {result.run_dir}  (report: {result.run_dir / 'report.md'})")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from retain.sweeps import SweepRunError, run_sweep
+
+    try:
+        result = run_sweep(args.sweep, dry_run=args.dry_run, quiet=args.quiet, verbose_runs=args.verbose)
+    except SweepRunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished runs are kept, continue with: retain sweep {args.sweep}", file=sys.stderr)
+        return 130
+    print(result.text)
+    print(f"sweep folder: {result.folder}")
     return 0
 
 
@@ -79,7 +110,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     print("\nbuilt-in models: " + ", ".join(f"builtin:{n} ({k})" for n, (k, _) in BUILTIN_MODELS.items()))
     if args.config:
         print("\nconfig keys:")
-        for key, default, help_text in describe_fields(RunConfig):
+        for key, default, help_text in describe_fields(RunConfig):  # help ends with the valid values
             print(f"  {key} = {default!r}\n      {help_text}")
     return 0
 
@@ -102,18 +133,71 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
 
+    p = sub.add_parser("sweep", help="run a grid of methods x orders x seeds and tabulate mean ± std")
+    p.add_argument("sweep", help="sweep YAML (base config, methods, orders, seeds, settings)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their state; run nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on the terminal")
+    p.add_argument("--verbose", action="store_true", help="also show each run's own log and progress bars")
+    p.set_defaults(func=_cmd_sweep)
+
     p = sub.add_parser("report", help="re-print and re-render a run's results")
     p.add_argument("run_dir")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("compare", help="one table over several run folders")
+    p = sub.add_parser("compare", help="one table over run folders; seeds of one config pooled as mean ± std (n)")
     p.add_argument("run_dirs", nargs="+")
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("list", help="registered methods, benchmarks, data formats")
     p.add_argument("--config", action="store_true", help="also list every config key with its default")
     p.set_defaults(func=_cmd_list)
+    for command in sub.choices.values():
+        command.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
+
+
+# errno values that mean "the machine refuses the write", not a bug: one line, exit 2.
+_WRITE_REFUSED = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EFBIG: "the file size limit was reached",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so it unwinds (and cleans up) like Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+def _interrupted_message(args: argparse.Namespace) -> str:
+    run_dir = getattr(args, "run_dir", None) or getattr(args, "resume", None)
+    if run_dir is None:
+        return "interrupted"
+    from retain.reporting.run_folder import CONFIG_FILE
+
+    if (Path(run_dir) / CONFIG_FILE).is_file():
+        return f"interrupted; continue with: retain run --resume {run_dir}"
+    return f"interrupted before the run folder {run_dir} was set up; nothing was kept"
+
+
+def _os_error_message(exc: OSError, args: argparse.Namespace) -> str:
+    where = exc.filename or getattr(args, "run_dir", None) or "a file"
+    reason = _WRITE_REFUSED[exc.errno]
+    verb = "cannot use" if exc.errno in (errno.EACCES, errno.EPERM) else "cannot write"
+    message = f"{verb} {where}: {reason} ({exc.strerror})"
+    run_dir = getattr(args, "run_dir", None) or getattr(args, "resume", None)
+    if run_dir is not None:
+        from retain.reporting.run_folder import CONFIG_FILE
+
+        if (Path(run_dir) / CONFIG_FILE).is_file():
+            return f"{message}; fix that, then continue with: retain run --resume {run_dir}"
+    return f"{message}; fix that and run again"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -128,15 +212,36 @@ def main(argv: Optional[list[str]] = None) -> int:
     if getattr(args, "config", None) and "=" in str(args.config) and args.command == "run":
         args.overrides = [args.config, *args.overrides]
         args.config = None
+    debug = bool(getattr(args, "debug", False))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
     try:
         return args.func(args)
     except RetainError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _print_error(str(exc), debug)
+        return 2
+    except OSError as exc:
+        if exc.errno not in _WRITE_REFUSED:
+            raise
+        _print_error(_os_error_message(exc, args), debug)
         return 2
     except KeyboardInterrupt:
-        run_dir = getattr(args, "resume", None) or "RUN_DIR"
-        print(f"\ninterrupted; continue with: retain run --resume {run_dir}", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        print(f"\n{_interrupted_message(args)}", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _print_error(message: str, debug: bool) -> None:
+    if debug:
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

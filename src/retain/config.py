@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -56,12 +58,29 @@ def describe_range(low: Optional[float], high: Optional[float], low_open: bool, 
     return f"{'<' if high_open else '<='} {high:g}"
 
 
+def describe_valid(f: dataclasses.Field) -> str:
+    """The declared valid values of a field ('' when none): shown by `retain list --config`."""
+    parts = []
+    if "range" in f.metadata:
+        parts.append(describe_range(*f.metadata["range"]))
+    if "choices" in f.metadata:
+        choices = f.metadata["choices"]
+        shown = " | ".join(str(c) for c in choices if c is not None)
+        parts.append(f"one of {shown}" + (" or null" if None in choices else ""))
+    return ", ".join(parts)
+
+
 def _check_value(value: Any, f: dataclasses.Field, path: str) -> None:
     choices = f.metadata.get("choices")
     if choices is not None and value not in choices:
         shown = ", ".join(str(c) for c in choices if c is not None)
         raise ConfigError(f"{path}: {value!r} is not one of {shown}")
     bounds = f.metadata.get("range")
+    if bounds is not None and isinstance(value, (list, tuple)):
+        # A list of numbers (e.g. AdamW betas): the range holds for each item.
+        for i, item in enumerate(value):
+            _check_value(item, dataclasses.field(metadata={"range": bounds}), f"{path}[{i}]")
+        return
     if bounds is None or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     low, high, low_open, high_open = bounds
@@ -80,9 +99,9 @@ def check_options(obj: Any, path: str = "") -> None:
 @dataclass
 class LoraConfig:
     enabled: bool = option("Train a PEFT LoRA adapter instead of all weights.", False)
-    r: int = option("LoRA rank.", 8)
-    alpha: int = option("LoRA alpha (scaling = alpha / r).", 16)
-    dropout: float = option("Dropout on the LoRA input.", 0.05)
+    r: int = option("LoRA rank.", 8, low=1)
+    alpha: int = option("LoRA alpha (scaling = alpha / r).", 16, low=0, low_open=True)
+    dropout: float = option("Dropout on the LoRA input.", 0.05, low=0.0, high=1.0, high_open=True)
     target_modules: Optional[list[str]] = option(
         "Module names to adapt; null = a sensible default per architecture (attention projections).",
         None,
@@ -97,7 +116,8 @@ class ModelConfig:
         "builtin:tiny-llama",
     )
     kind: Optional[str] = option(
-        "causal | seq2seq | classifier; null = inferred from the model's config.", None
+        "causal | seq2seq | classifier; null = inferred from the model's config.", None,
+        choices=(None, "causal", "seq2seq", "classifier"),
     )
     tokenizer: Optional[str] = option("Tokenizer name or path; null = same as the model.", None)
     is_decoder: Optional[bool] = option(
@@ -106,7 +126,9 @@ class ModelConfig:
         "output layer is tied to the embeddings; null = true exactly in that case.",
         None,
     )
-    dtype: str = option("Weight dtype: float32 | bfloat16 | float16 (CPU runs use float32).", "float32")
+    dtype: str = option("Weight dtype: float32 | bfloat16 | float16 (CPU runs use float32).", "float32",
+        choices=("float32", "bfloat16", "float16"),
+    )
     lora: LoraConfig = option("LoRA settings.", factory=LoraConfig)
 
 
@@ -133,11 +155,13 @@ class StreamConfig:
     benchmark: str = option(
         "demo | standard-cl | long-sequence | custom (see `retain list`).", "demo"
     )
-    order: Optional[int] = option("Task order of the benchmark (standard-cl: 1-3, long-sequence: 4-6).", None)
+    order: Optional[int] = option(
+        "Task order of the benchmark (standard-cl: 1-3, long-sequence: 4-6).", None, low=1, high=6
+    )
     data_root: Optional[str] = option(
         "Folder holding train/ and dev/ (and optionally test/) of the benchmark.", None
     )
-    eval_split: str = option("Split evaluated after every task: dev | test.", "dev")
+    eval_split: str = option("Split evaluated after every task: dev | test.", "dev", choices=("dev", "test"))
     tasks: list[Any] = option(
         "custom: a list of task sources; benchmark: an optional subset/reordering of task names.",
         factory=list,
@@ -147,34 +171,38 @@ class StreamConfig:
         "training and after every task.",
         factory=list,
     )
-    max_train_per_task: Optional[int] = option("Cap on train examples per task (seeded sample).", None)
-    max_eval_per_task: Optional[int] = option("Cap on evaluation examples per task (seeded sample).", None)
-    max_source_length: int = option("Prompt tokens kept (longer prompts are truncated from the left and counted).", 256)
-    max_target_length: int = option("Target tokens kept (longer targets are truncated and counted).", 32)
-    demo_tasks: int = option("Number of generated tasks in the demo stream.", 4)
-    demo_train_size: int = option("Train examples per generated demo task.", 192)
-    demo_eval_size: int = option("Evaluation examples per generated demo task.", 64)
+    max_train_per_task: Optional[int] = option("Cap on train examples per task (seeded sample).", None, low=1)
+    max_eval_per_task: Optional[int] = option("Cap on evaluation examples per task (seeded sample).", None, low=1)
+    max_source_length: int = option("Prompt tokens kept (longer prompts are truncated from the left and counted).", 256, low=1)
+    max_target_length: int = option("Target tokens kept (longer targets are truncated and counted).", 32, low=1)
+    demo_tasks: int = option("Number of generated tasks in the demo stream.", 4, low=1, high=8)
+    demo_train_size: int = option("Train examples per generated demo task.", 192, low=1)
+    demo_eval_size: int = option("Evaluation examples per generated demo task.", 64, low=1)
 
 
 @dataclass
 class TrainConfig:
-    epochs: float = option("Epochs per task.", 1.0)
-    batch_size: int = option("Micro-batch size per device.", 8)
-    grad_accum: int = option("Micro-batches per optimizer step.", 1)
-    lr: float = option("Peak learning rate.", 1e-4)
-    weight_decay: float = option("AdamW weight decay.", 0.0)
-    betas: list[float] = option("AdamW betas.", factory=lambda: [0.9, 0.999])
-    scheduler: str = option("constant | linear | cosine (with warmup).", "constant")
+    epochs: float = option("Epochs per task.", 1.0, low=0.0, low_open=True)
+    batch_size: int = option("Micro-batch size per device.", 8, low=1)
+    grad_accum: int = option("Micro-batches per optimizer step.", 1, low=1)
+    lr: float = option("Peak learning rate.", 1e-4, low=0.0, low_open=True)
+    weight_decay: float = option("AdamW weight decay.", 0.0, low=0.0)
+    betas: list[float] = option("AdamW betas.", factory=lambda: [0.9, 0.999], low=0.0, high=1.0, high_open=True)
+    scheduler: str = option(
+        "constant | linear | cosine (with warmup).", "constant", choices=("constant", "linear", "cosine")
+    )
     warmup_steps: int = option("Warm-up optimizer steps per task.", 0, low=0)
     warmup_ratio: float = option(
         "Warm-up as a share of each task's optimizer steps (used when warmup_steps is 0).", 0.0,
         low=0.0, high=1.0, high_open=True,
     )
-    max_grad_norm: Optional[float] = option("Gradient clipping norm; null = no clipping.", 1.0)
+    max_grad_norm: Optional[float] = option("Gradient clipping norm; null = no clipping.", 1.0, low=0.0, low_open=True)
     reset_optimizer_per_task: bool = option(
         "A new optimizer and schedule per task (true) or one carried across tasks (false).", True
     )
-    mixed_precision: str = option("no | bf16 | fp16 (Accelerate mixed precision).", "no")
+    mixed_precision: str = option(
+        "no | bf16 | fp16 (Accelerate mixed precision).", "no", choices=("no", "bf16", "fp16")
+    )
     gradient_checkpointing: bool = option("Trade compute for memory.", False)
     label_space: Optional[str] = option(
         "Classifier training: the classes each example's loss (and a method's distillation) competes "
@@ -186,25 +214,28 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    batch_size: int = option("Evaluation batch size.", 32)
+    batch_size: int = option("Evaluation batch size.", 32, low=1)
     before_training: bool = option("Score every task before training (row 0 of the matrix; needed for FWT).", True)
-    max_new_tokens: Optional[int] = option("Generation budget; null = longest target of the task + 2.", None)
+    max_new_tokens: Optional[int] = option("Generation budget; null = longest target of the task + 2.", None, low=1)
     scoring: str = option(
         "generate (greedy decoding, exact match / ROUGE-L) | rank (pick the label with the highest "
         "likelihood: a fast option for label-set tasks).",
         "generate",
+        choices=("generate", "rank"),
     )
     label_space: str = option(
         "Classifier kind: 'task' predicts among the evaluated task's labels, 'union' among all "
         "labels of the stream (class-incremental). Also the training loss's classes unless "
         "train.label_space is set.",
         "task",
+        choices=("task", "union"),
     )
     cells: str = option(
         "Which matrix cells each row scores: 'needed' (the tasks trained so far plus the next one for "
         "FWT, row 0 in full: every metric's cells, about 40% fewer evaluations on 15 tasks) or 'all' (the "
         "full matrix). Cells not scored are absent (null), never 0.",
         "needed",
+        choices=("needed", "all"),
     )
     save_predictions: bool = option("Write predictions per task and row to the run folder.", True)
     single_task_reference: Optional[str] = option(
@@ -224,7 +255,7 @@ class MethodSpec:
 class RunConfig:
     name: str = option("Run name; the run folder is <output_dir>/<name>.", "run")
     output_dir: str = option("Parent folder of run folders.", "runs")
-    seed: int = option("Seed for sampling, shuffling, initialisation and dropout.", 42)
+    seed: int = option("Seed for sampling, shuffling, initialisation and dropout.", 42, low=0, high=2**32 - 1)
     model: ModelConfig = option("Model settings.", factory=ModelConfig)
     stream: StreamConfig = option("Task stream settings.", factory=StreamConfig)
     train: TrainConfig = option("Training settings.", factory=TrainConfig)
@@ -275,14 +306,20 @@ def _type_name(tp: Any) -> str:
 def _coerce_number(value: Any, path: str, tp: type) -> Any:
     """An int or float from YAML or command-line text. Booleans are refused: YAML reads `yes` as
     True, and True silently becoming 1 would hide a typo."""
+    number: Any = None
     if not isinstance(value, bool):
         if isinstance(value, (int, float)) and (tp is float or float(value).is_integer()):
-            return tp(value)
-        if isinstance(value, str):
+            number = tp(value)
+        elif isinstance(value, str):
             try:
-                return tp(value)
+                number = tp(value)
             except ValueError:
                 pass
+    if number is not None:
+        # NaN or inf is never a sensible setting and would only surface as a crash mid-run.
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ConfigError(f"{path}: must be a finite number, got {value!r}")
+        return number
     raise ConfigError(f"{path}: expected {'an integer' if tp is int else 'a number'}, got {value!r}")
 
 
@@ -353,8 +390,10 @@ def build_dataclass(cls: Any, data: dict[str, Any], path: str = "") -> Any:
 def _parse_scalar(text: str) -> Any:
     """Parse an override value with YAML rules (numbers, booleans, null, lists)."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return safe_load_yaml(text, "override")
+    except ConfigError as exc:
+        if "YAML aliases" in str(exc):
+            raise
         return text
 
 
@@ -378,14 +417,67 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+# A config is a few hundred values; YAML aliases may repeat a subtree, but a file whose expanded
+# size passes these caps is an alias bomb (each level multiplies the one below) and is refused
+# before anything walks or copies it.
+MAX_YAML_ALIASES = 100
+MAX_CONFIG_NODES = 100_000
+
+
+class _CappedLoader(yaml.SafeLoader):
+    """A safe loader that refuses more than MAX_YAML_ALIASES alias references."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.alias_count = getattr(self, "alias_count", 0) + 1
+            if self.alias_count > MAX_YAML_ALIASES:
+                raise ConfigError(f"more than {MAX_YAML_ALIASES} YAML aliases (*name); write the values out")
+        return super().compose_node(parent, index)
+
+
+def _expanded_size(data: Any, budget: int) -> int:
+    """Nodes in ``data`` with shared subtrees counted each time (stops counting past ``budget``)."""
+    count = 0
+    stack = [data]
+    while stack and count <= budget:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: where and what (PyYAML's own message spans several, with a caret drawing)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def safe_load_yaml(text: str, source: str) -> Any:
+    """Parse YAML with the safe loader and the alias caps; errors name ``source``."""
+    try:
+        data = yaml.load(text, Loader=_CappedLoader)  # noqa: S506  (a SafeLoader subclass)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML ({_yaml_problem(exc)})") from None
+    if _expanded_size(data, MAX_CONFIG_NODES) > MAX_CONFIG_NODES:
+        raise ConfigError(f"{source}: expands to more than {MAX_CONFIG_NODES} values (YAML aliases); write the values out")
+    return data
+
+
 def load_config_dict(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc})") from None
+    data = safe_load_yaml(text, str(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -393,48 +485,35 @@ def load_config_dict(path: str | Path) -> dict[str, Any]:
     return data
 
 
-_CHOICES = {
-    "model.kind": (None, "causal", "seq2seq", "classifier"),
-    "model.dtype": ("float32", "bfloat16", "float16"),
-    "train.scheduler": ("constant", "linear", "cosine"),
-    "train.mixed_precision": ("no", "bf16", "fp16"),
-    "eval.scoring": ("generate", "rank"),
-    "eval.label_space": ("task", "union"),
-    "eval.cells": ("needed", "all"),
-    "stream.eval_split": ("dev", "test"),
-}
+# A run name becomes one folder under output_dir: one plain path component, nothing that a shell
+# or the file system reads specially (no '.', '..', separators or leading dash).
+_RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=@-]{0,127}")
+
+
+def check_run_name(name: str) -> None:
+    """Refuse a run name that is not a plain folder name (it would place or delete files elsewhere)."""
+    if not _RUN_NAME.fullmatch(name) or name in (".", ".."):
+        raise ConfigError(
+            f"name: {name!r} is not a plain folder name (use letters, digits and _ . + = @ -, "
+            "starting with a letter, digit or _; at most 128 characters)"
+        )
+
+
+def _check_sections(obj: Any, path: str = "") -> None:
+    """Declared ranges and choices of every field, nested sections included (defaults too)."""
+    check_options(obj, path)
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_sections(value, f"{path}.{f.name}" if path else f.name)
 
 
 def validate(config: RunConfig) -> RunConfig:
-    """Checks that span fields (choices, ranges); method checks happen in the engine."""
-    for key, choices in _CHOICES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(config, section), name)
-        if value not in choices:
-            shown = ", ".join(str(c) for c in choices if c is not None)
-            raise ConfigError(f"{key}: {value!r} is not one of {shown}")
-    positive = {
-        "train.batch_size": config.train.batch_size,
-        "train.grad_accum": config.train.grad_accum,
-        "train.epochs": config.train.epochs,
-        "eval.batch_size": config.eval.batch_size,
-        "stream.max_source_length": config.stream.max_source_length,
-        "stream.max_target_length": config.stream.max_target_length,
-        "model.lora.r": config.model.lora.r,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key}: must be positive, got {value}")
-    if config.train.lr <= 0:
-        raise ConfigError(f"train.lr: must be positive, got {config.train.lr}")
-    for key in ("max_train_per_task", "max_eval_per_task"):
-        value = getattr(config.stream, key)
-        if value is not None and value <= 0:
-            raise ConfigError(f"stream.{key}: must be positive or null, got {value}")
+    """Declared ranges and choices, then the checks that span fields; method checks happen in the engine."""
+    _check_sections(config)
     if len(config.train.betas) != 2:
         raise ConfigError(f"train.betas: expected two numbers, got {config.train.betas}")
-    if not config.name or "/" in config.name:
-        raise ConfigError(f"name: {config.name!r} must be a non-empty folder name")
+    check_run_name(config.name)
     config.method_specs()
     return config
 
@@ -468,5 +547,7 @@ def describe_fields(cls: Any, prefix: str = "") -> list[tuple[str, Any, str]]:
             rows.extend(describe_fields(tp, key + "."))
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        rows.append((key, default, f.metadata.get("help", "")))
+        valid = describe_valid(f)
+        help_text = f.metadata.get("help", "") + (f" Valid: {valid}." if valid else "")
+        rows.append((key, default, help_text))
     return rows

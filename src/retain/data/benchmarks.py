@@ -44,7 +44,19 @@ BENCHMARKS: dict[str, str] = {
 
 
 def build_stream(config: StreamConfig, seed: int) -> Stream:
-    """Build the task stream a run trains on, with its held-out general sets."""
+    """Build the task stream a run trains on, with its held-out general sets.
+
+    A task without training examples is refused: a run over it would "complete" having trained
+    nothing.
+    """
+    stream = _build_stream(config, seed)
+    for task in stream.tasks:
+        if not task.train:
+            raise DataError(f"task {task.name!r}: no training examples (a run would train nothing on it)")
+    return stream
+
+
+def _build_stream(config: StreamConfig, seed: int) -> Stream:
     if config.benchmark == "demo":
         from retain.data.demo import build_demo_stream
 

@@ -12,6 +12,7 @@ import random
 
 from retain.config import StreamConfig
 from retain.data.types import Example, Stream, Task
+from retain.errors import ConfigError
 
 _LABEL_SETS = [
     ["red", "green", "blue", "yellow"],
@@ -47,8 +48,10 @@ def _make_examples(
 
 
 def build_demo_stream(config: StreamConfig, seed: int) -> Stream:
-    """Build ``config.demo_tasks`` generated tasks (at most 8), deterministic for a seed."""
-    count = max(1, min(config.demo_tasks, len(_LABEL_SETS)))
+    """Build ``config.demo_tasks`` generated tasks (1 to 8), deterministic for a seed."""
+    count = config.demo_tasks
+    if not 1 <= count <= len(_LABEL_SETS):  # the config declares this range; code callers too
+        raise ConfigError(f"stream.demo_tasks: must be in [1, {len(_LABEL_SETS)}], got {count}")
     tasks = []
     for t in range(count):
         rng = random.Random(f"demo-{seed}-{t}")

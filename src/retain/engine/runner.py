@@ -21,8 +21,9 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 
-from retain.config import RunConfig, make_config
+from retain.config import RunConfig
 from retain.data.benchmarks import build_stream
+from retain.data.types import Stream
 from retain.data.collate import Encoder
 from retain.engine import checkpoint as ckpt
 from retain.engine.context import RunContext
@@ -30,6 +31,7 @@ from retain.engine.evaluate import evaluate_tasks
 from retain.engine.hooks import HookDispatcher
 from retain.engine.loop import new_task_plan, run_extra_steps, train_phase
 from retain.engine.optim import build_optimizer, build_scheduler
+from retain.engine.preflight import Prepared, check_run_folder, prepare, read_saved_config, resume_changes
 from retain.errors import RetainError
 from retain.evaluation.cells import cells_to_evaluate
 from retain.evaluation.cl_metrics import AccuracyMatrix, GeneralScores, compute_cl_metrics
@@ -39,6 +41,7 @@ from retain.methods.registry import check_combination, instantiate
 from retain.models.loading import load_model
 from retain.reporting.reference import read_single_task_reference
 from retain.reporting.report import format_matrix_text, format_metrics_text
+from retain.reporting.guard import RunLock, clear_run_folder, create_run_folder
 from retain.reporting.run_folder import RunFolder
 
 
@@ -93,39 +96,77 @@ class ContinualRunner:
         quiet: bool = False,
         overwrite: bool = False,
         stop_after: Optional[int] = None,
+        stream: Optional[Stream] = None,
     ) -> None:
         self.config = config
         self.resume = resume
         self.quiet = quiet
         self.overwrite = overwrite
         self.stop_after = stop_after  # stop (resumably) once this many phases are complete
+        self.stream = stream  # already read by the preflight checks (None: read it here)
         self._union: Optional[AccuracyMatrix] = None  # see RunResult.union_matrix
         self.single_task: Optional[dict[str, float]] = None  # from eval.single_task_reference
+        self.lock: Optional[RunLock] = None  # held by the main process for the life of the run
+        self.created = False  # this run made (or emptied) the folder: a failed start removes it
+        self.checkpoint: Optional[ckpt.Checkpoint] = None  # the verified checkpoint resumed from
+        self.notes: list[str] = []  # what the set-up found and did, logged once the log exists
+        self.logger: Optional[logging.Logger] = None
         self.hooks = HookDispatcher([])
         self.folder: Any = _NoWrites()  # the run folder once built (only the main process writes)
 
     # -- set-up ----------------------------------------------------------------------------
 
     def _prepare_run_dir(self, accelerator: Accelerator) -> Path:
-        """Check the run folder on every process; only the main process creates or clears it."""
+        """Check the run folder on every process; only the main process creates, locks or clears it.
+
+        A new folder gets its marker, the lock and config.yaml before anything else, so that from
+        then on it is either resumable or (if the start-up fails) removed again.
+        """
         run_dir = self.config.run_dir
-        if self.resume:
-            if not ckpt.has_checkpoint(run_dir) and not (run_dir / "config.yaml").is_file():
-                raise RetainError(f"{run_dir}: nothing to resume (no config.yaml or checkpoint)")
-            return run_dir
-        occupied = run_dir.exists() and any(run_dir.iterdir())
-        if occupied and not self.overwrite:
-            raise RetainError(
-                f"{run_dir}: run folder exists; continue it with --resume, "
-                "replace it with --overwrite, or choose another name"
-            )
+        # Again (time passed since preflight); the lock only on the main process, which takes it.
+        check_run_folder(self.config, self.resume, self.overwrite, probe=accelerator.is_main_process)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            if occupied:
-                shutil.rmtree(run_dir)
-            run_dir.mkdir(parents=True, exist_ok=True)
+            if self.resume:
+                self.lock = RunLock(run_dir).acquire()
+                self._prepare_resume(run_dir)
+            else:
+                occupied = run_dir.is_dir() and any(run_dir.iterdir())
+                if not occupied:
+                    create_run_folder(run_dir)
+                self.lock = RunLock(run_dir).acquire()
+                self.created = True
+                if occupied:
+                    clear_run_folder(run_dir, Path(self.config.output_dir))
+                    create_run_folder(run_dir)
+                RunFolder(run_dir).write_config(self.config.to_dict())
         accelerator.wait_for_everyone()
+        if self.resume and not accelerator.is_main_process and ckpt.has_checkpoint(run_dir):
+            self.checkpoint = ckpt.open_checkpoint(run_dir)
         return run_dir
+
+    def _prepare_resume(self, run_dir: Path) -> None:
+        """Refuse results-shaping changes, repair a crash's leftovers, verify the checkpoint."""
+        saved = read_saved_config(run_dir)
+        changes = resume_changes(saved.to_dict(), self.config.to_dict())
+        if changes:
+            RunFolder(run_dir).write_config(self.config.to_dict())
+            for key, (old, new) in changes.items():
+                self.notes.append(f"resume: {key} changed from {old!r} to {new!r} (config.yaml updated)")
+        recovered = ckpt.recover_checkpoint(run_dir)
+        if recovered:
+            self.notes.append(recovered)
+        removed = ckpt.remove_stale_temps(run_dir)
+        if removed:
+            self.notes.append(f"removed {len(removed)} leftovers of an interrupted write: {', '.join(removed)}")
+        if ckpt.has_checkpoint(run_dir):
+            self.checkpoint = ckpt.open_checkpoint(run_dir)
+        else:
+            missing = f"{ckpt.CHECKPOINT_DIR}/{ckpt.STATE_FILE}" if (run_dir / ckpt.CHECKPOINT_DIR).is_dir() else f"{ckpt.CHECKPOINT_DIR}/"
+            self.notes.append(
+                f"{run_dir}: no {missing} (the run stopped before its first checkpoint, or it was removed): "
+                "nothing to continue from, so the run starts again from the first task"
+            )
 
     def _build(self) -> tuple[RunContext, list[Method], RunFolder]:
         config = self.config
@@ -151,20 +192,16 @@ class ContinualRunner:
         check_combination(methods, kind, lora, distributed)
         set_seed(config.seed)
         # Data errors surface here, before the run folder exists: nothing half-written is left.
-        stream = build_stream(config.stream, config.seed)
+        stream = self.stream if self.stream is not None else build_stream(config.stream, config.seed)
         self.single_task = read_single_task_reference(config.eval.single_task_reference, stream.task_names)
-        existed = config.run_dir.exists()
         run_dir = self._prepare_run_dir(accelerator)
-        try:
-            loaded = load_model(model_config, stream, config.seed)
-        except RetainError:
-            if not existed:
-                shutil.rmtree(run_dir, ignore_errors=True)
-            raise
         # Under data parallelism every process trains and evaluates; only the main one writes.
         main = accelerator.is_main_process
         folder: Any = RunFolder(run_dir) if main else _NoWrites()
-        logger = _make_logger(run_dir if main else None, self.quiet or not main)
+        logger = self.logger = _make_logger(run_dir if main else None, self.quiet or not main)
+        for note in self.notes:
+            logger.warning(note)
+        loaded = load_model(model_config, stream, config.seed)
         for task in stream.tasks:
             if task.skipped_records:
                 logger.warning("task %s: %d records skipped while reading (see warnings above)", task.name, task.skipped_records)
@@ -199,10 +236,33 @@ class ContinualRunner:
     # -- the run ---------------------------------------------------------------------------
 
     def run(self) -> RunResult:
+        """Run to the end (or ``stop_after``); the run folder is locked throughout.
+
+        If the run fails or is interrupted before its first checkpoint, a folder it created is
+        removed again: nothing half-made is left that neither ``run`` nor ``--resume`` accepts.
+        """
+        try:
+            return self._run()
+        except BaseException:
+            self._close_log()
+            run_dir = self.config.run_dir
+            if self.created and not ckpt.has_checkpoint(run_dir):
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        finally:
+            self._close_log()
+            if self.lock is not None:
+                self.lock.release()
+
+    def _close_log(self) -> None:
+        if self.logger is not None:
+            for handler in list(self.logger.handlers):
+                handler.close()
+                self.logger.removeHandler(handler)
+
+    def _run(self) -> RunResult:
         ctx, methods, folder = self._build()
         config, logger, stream = self.config, ctx.logger, ctx.stream
-        if not self.resume:
-            folder.write_config(config.to_dict())
         if self.single_task is not None:
             folder.write_single_task_scores(self.single_task)
         names = stream.task_names
@@ -218,18 +278,23 @@ class ContinualRunner:
             rows=[],
         ) if stream.general else None
         start_phase = 0
-        if self.resume and ckpt.has_checkpoint(ctx.run_dir):
-            state = ckpt.load_state(ctx.run_dir)
+        if self.resume and self.checkpoint is not None:
+            state = self.checkpoint.state
             start_phase = state["completed_phases"]
             ctx.state.global_step = state["global_step"]
             matrix = AccuracyMatrix.from_dict(state["matrix"])
+            if matrix.task_names != names:
+                raise RetainError(
+                    f"{ctx.run_dir}: the checkpoint's tasks ({', '.join(matrix.task_names)}) are not the stream's "
+                    f"({', '.join(names)}): did the data files change? The run cannot continue"
+                )
             if state.get("matrix_union"):
                 self._union = AccuracyMatrix.from_dict(state["matrix_union"])
             if general is not None and state.get("general"):
                 general = GeneralScores.from_dict(state["general"])
-            for method, method_state in zip(methods, ckpt.load_method_states(ctx.run_dir)):
+            for method, method_state in zip(methods, self.checkpoint.method_states()):
                 method.load_state_dict(method_state)
-            ckpt.load_model_weights(ctx.run_dir, ctx.unwrapped_model())
+            self.checkpoint.load_model_weights(ctx.unwrapped_model())
             logger.info("resuming %s after %d of %d phases", ctx.run_dir, start_phase, len(ctx.phases))
         else:
             start_phase = 0
@@ -287,8 +352,8 @@ class ContinualRunner:
             total_steps = steps if config.train.reset_optimizer_per_task else steps * len(ctx.phases)
             ctx.scheduler = build_scheduler(optimizer, config.train, total_steps)
             ctx.optimizer = ctx.accelerator.prepare_optimizer(optimizer)
-            if resumed and not config.train.reset_optimizer_per_task:
-                ckpt.load_optimizer(ctx.run_dir, ctx.optimizer.optimizer, ctx.scheduler)
+            if resumed and not config.train.reset_optimizer_per_task and self.checkpoint is not None:
+                self.checkpoint.load_optimizer(ctx.optimizer.optimizer, ctx.scheduler)
         ctx.accelerator.step = 0
         ctx.accelerator.gradient_state._set_sync_gradients(True)
         started = time.perf_counter()
@@ -375,18 +440,16 @@ def run(
     quiet: bool = False,
     overwrite: bool = False,
     stop_after: Optional[int] = None,
+    prepared: Optional[Prepared] = None,
 ) -> RunResult:
     """Run an experiment. ``config``: YAML path, dict, RunConfig, or (with resume) a run folder.
 
-    ``stop_after`` ends the run, resumably, once that many phases are complete.
+    ``stop_after`` ends the run, resumably, once that many phases are complete. ``prepared``: the
+    result of :func:`retain.engine.preflight.prepare` when the caller already ran those checks.
     """
-    if resume and isinstance(config, (str, Path)) and Path(config).is_dir():
-        run_dir = Path(config)
-        saved = make_config(run_dir / "config.yaml", overrides)
-        saved.output_dir = str(run_dir.parent)
-        saved.name = run_dir.name
-        return ContinualRunner(saved, resume=True, quiet=quiet, stop_after=stop_after).run()
-    resolved = make_config(config, overrides)
-    return ContinualRunner(resolved, resume=resume, quiet=quiet, overwrite=overwrite, stop_after=stop_after).run()
-
-
+    if prepared is None:
+        prepared = prepare(config, overrides, resume=resume, overwrite=overwrite)
+    return ContinualRunner(
+        prepared.config, resume=prepared.resume, quiet=quiet, overwrite=prepared.overwrite,
+        stop_after=stop_after, stream=prepared.stream,
+    ).run()

@@ -16,6 +16,7 @@ Layout (all files written atomically, so a crash never leaves half a file)::
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
@@ -47,8 +48,15 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def safe_file_part(name: str) -> str:
-    """A task name made safe for a file name (task names may hold '/' or spaces)."""
-    return _UNSAFE.sub("_", name).strip("._") or "task"
+    """A task name made safe for a file name (task names may hold '/', spaces or any script).
+
+    A name that had to be changed gets a short hash of the original, so that two names that
+    sanitise alike ('日本' and '中文' both become 'task') never share one predictions file.
+    """
+    safe = _UNSAFE.sub("_", name).strip("._") or "task"
+    if safe == name:
+        return safe
+    return f"{safe}-{hashlib.sha256(name.encode('utf-8')).hexdigest()[:8]}"
 
 
 def _format_cell(value: Score) -> str:
@@ -172,9 +180,12 @@ class RunFolder:
         if not path.is_file():
             return None
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
             raise RetainError(f"{path}: cannot read YAML ({err})") from err
+        from retain.config import safe_load_yaml  # noqa: PLC0415  (the alias-capped loader)
+
+        data = safe_load_yaml(text, str(path))
         if data is None:
             return {}
         if not isinstance(data, dict):

@@ -1,0 +1,135 @@
+"""Everything a run can check without a model, done before torch is imported.
+
+A typo in a config should be reported in a second, not after the half-minute it takes to import
+torch and transformers; so the config, the data files, the run folder (exists? replaceable?
+locked?) and, on resume, the overrides are all checked here, by a module that imports neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from retain.config import RunConfig, load_config_dict, make_config
+from retain.data.benchmarks import build_stream
+from retain.data.types import Stream
+from retain.errors import ConfigError, RetainError
+from retain.methods.names import check_method_names
+from retain.reporting.guard import check_replaceable, probe_lock
+from retain.reporting.run_folder import CONFIG_FILE
+
+# Keys that may change on --resume: they change how fast or what is kept, never a score.
+RESUME_SAFE_KEYS = ("eval.batch_size", "eval.save_predictions")
+# Keys that follow the folder being resumed, whatever the config says.
+_FOLDER_KEYS = ("name", "output_dir")
+
+
+@dataclass
+class Prepared:
+    """A checked run, ready for the engine: its config, its stream and, on resume, what changed."""
+
+    config: RunConfig
+    stream: Stream
+    resume: bool = False
+    overwrite: bool = False
+    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.config.run_dir
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def resume_changes(saved: dict[str, Any], wanted: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The keys ``wanted`` changes relative to the ``saved`` config of the run being resumed.
+
+    Changes to anything that shapes the results (stream, model, training, methods ...) would give
+    a matrix no single configuration produced, so they are refused, naming every such key.
+    """
+    old, new = _flatten(saved), _flatten(wanted)
+    changed = {
+        key: (old.get(key), new.get(key))
+        for key in sorted(set(old) | set(new))
+        if key not in _FOLDER_KEYS and old.get(key) != new.get(key)
+    }
+    refused = [key for key in changed if key not in RESUME_SAFE_KEYS]
+    if refused:
+        shown = ", ".join(f"{k} ({changed[k][0]!r} -> {changed[k][1]!r})" for k in refused)
+        raise ConfigError(
+            f"--resume: cannot change {shown}: a resumed run keeps the settings it started with "
+            f"(only {', '.join(RESUME_SAFE_KEYS)} may change); start a new run with another name instead"
+        )
+    return changed
+
+
+def read_saved_config(run_dir: Path, overrides: Optional[list[str]] = None) -> RunConfig:
+    """The config a run folder was started with (plus ``overrides``), named after the folder."""
+    path = run_dir / CONFIG_FILE
+    if not run_dir.is_dir():
+        raise RetainError(f"{run_dir}: no such run folder")
+    if not path.is_file():
+        raise RetainError(f"{run_dir}: nothing to resume (no {CONFIG_FILE}; not a run folder, or its start-up never finished)")
+    data = load_config_dict(path)
+    # The folder exists and is only continued, never created or removed: its name needs no check
+    # (an older retain accepted names that the rules for new runs now refuse).
+    data["name"] = "resumed"
+    config = make_config(data, overrides)
+    config.output_dir = str(run_dir.parent)
+    config.name = run_dir.name
+    return config
+
+
+def check_run_folder(config: RunConfig, resume: bool, overwrite: bool, probe: bool = True) -> None:
+    """The run folder can be used as asked: free, resumable, or replaceable; and (``probe``) not locked."""
+    run_dir = config.run_dir
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RetainError(f"{run_dir}: exists and is not a folder")
+    if resume:
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise RetainError(f"{run_dir}: nothing to resume (no {CONFIG_FILE}; not a run folder, or its start-up never finished)")
+        if probe:
+            probe_lock(run_dir)
+        return
+    occupied = run_dir.is_dir() and any(run_dir.iterdir())
+    if occupied and not overwrite:
+        raise RetainError(
+            f"{run_dir}: run folder exists; continue it with --resume, "
+            "replace it with --overwrite, or choose another name"
+        )
+    if occupied:
+        check_replaceable(run_dir, Path(config.output_dir))
+        if probe:
+            probe_lock(run_dir)
+
+
+def prepare(
+    source: Any = None,
+    overrides: Optional[list[str]] = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> Prepared:
+    """Check a run before anything heavy: config, overrides on resume, run folder, data."""
+    if resume and overwrite:
+        raise RetainError("--resume and --overwrite exclude each other")
+    changes: dict[str, tuple[Any, Any]] = {}
+    if resume and isinstance(source, (str, Path)) and not Path(source).is_file():
+        run_dir = Path(source)
+        saved = read_saved_config(run_dir)
+        config = read_saved_config(run_dir, overrides) if overrides else saved
+        changes = resume_changes(saved.to_dict(), config.to_dict())
+    else:
+        config = make_config(source, overrides)
+    check_method_names(config.method_specs())
+    check_run_folder(config, resume, overwrite)
+    stream = build_stream(config.stream, config.seed)
+    return Prepared(config, stream, resume, overwrite, changes)

@@ -1,0 +1,66 @@
+"""The names of the shipped methods, read from their source without importing them.
+
+Importing a method imports torch (half a minute on a cold start), and a misspelt method name is a
+config mistake that should be reported in a second. Every module and package of ``retain.methods``
+is parsed for classes decorated with ``@register_method`` whose ``name`` is a string literal, the
+way every shipped method declares itself; ``tests/test_methods_shared.py`` checks that this finds
+exactly the registered methods.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+from retain.errors import MethodError
+
+_PACKAGE = Path(__file__).resolve().parent
+_INFRASTRUCTURE = {"base", "builtin", "registry", "common", "names"}
+
+
+def _sources() -> Iterable[Path]:
+    for path in sorted(_PACKAGE.iterdir()):
+        if path.name.startswith("_") or path.stem in _INFRASTRUCTURE:
+            continue
+        if path.suffix == ".py":
+            yield path
+        elif path.is_dir() and (path / "__init__.py").is_file():
+            yield from sorted(p for p in path.rglob("*.py"))
+
+
+def _registered_names(tree: ast.AST) -> Iterable[str]:
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        decorators = {d.id if isinstance(d, ast.Name) else getattr(d, "attr", None) for d in node.decorator_list}
+        if "register_method" not in decorators:
+            continue
+        for statement in node.body:
+            targets = statement.targets if isinstance(statement, ast.Assign) else [getattr(statement, "target", None)]
+            value = getattr(statement, "value", None)
+            if any(isinstance(t, ast.Name) and t.id == "name" for t in targets) and isinstance(value, ast.Constant):
+                yield str(value.value)
+
+
+def known_method_names() -> set[str]:
+    """Shipped names plus any registered by user code (the registry is only read if imported)."""
+    registry = sys.modules.get("retain.methods.registry")
+    return shipped_method_names() | set(getattr(registry, "METHODS", {}))
+
+
+def check_method_names(specs: Iterable[Any]) -> None:
+    """The registry's unknown-method error, raised before torch is imported."""
+    known = known_method_names()
+    for index, spec in enumerate(specs):
+        if spec.name not in known:
+            raise MethodError(f"methods[{index}]: unknown method {spec.name!r} (registered: {', '.join(sorted(known))})")
+
+
+def shipped_method_names() -> set[str]:
+    """Names of the methods that ship with retain (no import of any method module)."""
+    names: set[str] = set()
+    for path in _sources():
+        names.update(_registered_names(ast.parse(path.read_text(encoding="utf-8"), str(path))))
+    return names

@@ -1,0 +1,204 @@
+"""The sweep file: a base run config and the axes of the grid (methods x orders x seeds x settings).
+
+::
+
+    name: sweep-demo               # the sweep folder is <output_dir>/<name>
+    output_dir: runs
+    base: demo.yaml                # a run config: a path (relative to this file) or a mapping
+    overrides: {train.epochs: 2}   # applied to the base: {dotted.key: value} or ["key=value", ...]
+    methods:                       # one entry per compared method list
+      - seqft                      #   a method name,
+      - [migu, {name: replay, ratio: 0.02}]   # a method list as in a run config,
+      - {label: replay-2%, methods: [{name: replay, ratio: 0.02}]}   # or a list with a label
+    orders: [1, 2, 3]              # stream.order values (omit: the base's order)
+    seeds: [42, 1, 2]              # omit: the base's seed
+    settings:                      # optional extra axis, e.g. label spaces or learning rates
+      - {label: task, overrides: {eval.label_space: task}}
+      - {label: union, overrides: {eval.label_space: union}}
+
+Every key is checked here, before any run starts, and a mistake names the file and key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from retain.config import apply_overrides, build_dataclass, load_config_dict, option, parse_method_list
+from retain.errors import ConfigError
+from retain.reporting.labels import method_label
+
+
+@dataclass
+class SweepFile:
+    """The keys of a sweep file, as written (see the module docstring)."""
+
+    name: str = option("Sweep name; the sweep folder is <output_dir>/<name>.", "sweep")
+    output_dir: str = option("Parent folder of the sweep folder.", "runs")
+    base: Any = option("Base run config: a YAML path (relative to the sweep file) or a mapping.", None)
+    overrides: Any = option("Overrides of the base: {dotted.key: value} or ['key=value', ...].", None)
+    methods: list[Any] = option("Compared method lists: a name, a list, or {label, methods}.", factory=list)
+    orders: list[Optional[int]] = option("stream.order values; empty = the base's order.", factory=list)
+    seeds: list[int] = option("Seeds; empty = the base's seed.", factory=list)
+    settings: list[Any] = option("Extra grid axis: {label, overrides} entries.", factory=list)
+
+
+@dataclass
+class MethodsEntry:
+    label: str
+    methods: list[Any]
+
+
+@dataclass
+class SettingEntry:
+    label: str
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SweepSpec:
+    """A validated sweep: the base config (overrides applied) and the grid's axes."""
+
+    name: str
+    output_dir: str
+    base: dict[str, Any]
+    methods: list[MethodsEntry]
+    orders: list[Optional[int]]
+    seeds: list[int]
+    settings: list[SettingEntry]  # one entry with label "" when the file has none
+    source: Optional[Path] = None
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sweep as resolved (written to the sweep folder as sweep.yaml)."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "output_dir": self.output_dir,
+            "base": self.base,
+            "methods": [{"label": m.label, "methods": m.methods} for m in self.methods],
+            "orders": self.orders,
+            "seeds": self.seeds,
+        }
+        if any(s.label for s in self.settings):
+            data["settings"] = [{"label": s.label, "overrides": s.overrides} for s in self.settings]
+        return data
+
+
+def as_override_list(value: Any, where: str) -> list[str]:
+    """{dotted.key: value} or ['key=value', ...] as override strings (values written as JSON)."""
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return [f"{key}={json.dumps(item)}" for key, item in value.items()]
+    if isinstance(value, list) and all(isinstance(item, str) and "=" in item for item in value):
+        return list(value)
+    raise ConfigError(f"{where}: expected a mapping of dotted keys to values or a list of 'key=value' strings, got {value!r}")
+
+
+def _methods_entry(entry: Any, index: int) -> MethodsEntry:
+    where = f"methods[{index}]"
+    label: Optional[str] = None
+    if isinstance(entry, dict) and "methods" in entry:
+        unknown = sorted(set(entry) - {"label", "methods"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (an entry with 'methods' takes: label, methods)")
+        label, methods = entry.get("label"), entry["methods"]
+        if label is not None and (not isinstance(label, str) or not label.strip()):
+            raise ConfigError(f"{where}.label: expected a non-empty string, got {label!r}")
+    else:
+        methods = entry
+    methods = [methods] if isinstance(methods, (str, dict)) else methods
+    if not isinstance(methods, list):
+        raise ConfigError(f"{where}: expected a method name, a method list or {{label, methods}}, got {entry!r}")
+    try:
+        parse_method_list(methods)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    return MethodsEntry(label or method_label(methods), methods)
+
+
+def _setting_entry(entry: Any, index: int) -> SettingEntry:
+    where = f"settings[{index}]"
+    if not isinstance(entry, dict) or set(entry) - {"label", "overrides"} or not entry.get("label"):
+        raise ConfigError(f"{where}: expected {{label: <name>, overrides: {{dotted.key: value}}}}, got {entry!r}")
+    if not isinstance(entry["label"], str):
+        raise ConfigError(f"{where}.label: expected a string, got {entry['label']!r}")
+    return SettingEntry(entry["label"], as_override_list(entry.get("overrides"), f"{where}.overrides"))
+
+
+def _unique(labels: list[str], what: str) -> None:
+    seen = set()
+    for label in labels:
+        if label in seen:
+            raise ConfigError(f"{what}: label {label!r} is used twice; give the entries distinct labels")
+        seen.add(label)
+
+
+def _base_config(value: Any, folder: Path) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return json.loads(json.dumps(value))
+    if isinstance(value, str):
+        path = Path(value)
+        return load_config_dict(path if path.is_absolute() else folder / path)
+    raise ConfigError(f"base: expected a config path or a mapping, got {value!r}")
+
+
+def build_spec(data: dict[str, Any], folder: Path, source: Optional[Path] = None) -> SweepSpec:
+    """Validate a sweep mapping; relative paths (base) are read from ``folder``."""
+    raw: SweepFile = build_dataclass(SweepFile, data)
+    base = apply_overrides(_base_config(raw.base, folder), as_override_list(raw.overrides, "overrides"))
+    if not raw.methods:
+        raise ConfigError("methods: list at least one method entry (e.g. [seqft])")
+    methods = [_methods_entry(entry, i) for i, entry in enumerate(raw.methods)]
+    _unique([m.label for m in methods], "methods")
+    settings = [_setting_entry(entry, i) for i, entry in enumerate(raw.settings)] or [SettingEntry("")]
+    _unique([s.label for s in settings], "settings")
+    orders = list(raw.orders) or [(base.get("stream") or {}).get("order")]
+    seeds = list(raw.seeds) or [base.get("seed", 42)]
+    for key, values in (("orders", orders), ("seeds", seeds)):
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{key}: {values} lists a value twice")
+    if not raw.name or Path(raw.name).name != raw.name or raw.name in (".", ".."):
+        raise ConfigError(f"name: {raw.name!r} must be a plain folder name")
+    return SweepSpec(raw.name, raw.output_dir, base, methods, orders, seeds, settings, source)
+
+
+def load_spec(source: Union[str, Path, dict[str, Any], SweepSpec]) -> SweepSpec:
+    """A SweepSpec from a YAML path, a mapping (paths relative to the working folder) or itself."""
+    if isinstance(source, SweepSpec):
+        return source
+    if isinstance(source, dict):
+        return build_spec(source, Path.cwd())
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"{path}: sweep file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping (name, base, methods, orders, seeds, ...)")
+    with errors_naming(path):
+        return build_spec(data, path.parent, path)
+
+
+@contextmanager
+def errors_naming(source: Optional[Path]) -> Iterator[None]:
+    """Prefix a ConfigError raised inside with the sweep file's path (when there is one)."""
+    try:
+        yield
+    except ConfigError as err:
+        if source is None or str(err).startswith(str(source)):
+            raise
+        raise ConfigError(f"{source}: {err}") from None
