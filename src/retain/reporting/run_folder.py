@@ -149,25 +149,25 @@ class RunFolder:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise RetainError(f"{path}: cannot read JSON ({err})") from err
 
-    def read_matrix(self) -> AccuracyMatrix:
-        """The accuracy matrix; a RetainError names the folder when it is missing or malformed."""
-        data = self._read_json(MATRIX_JSON)
-        if data is None:
-            raise RetainError(f"{self.path}: no {MATRIX_JSON} (not a run folder, or no row was completed)")
-        try:
-            return AccuracyMatrix.from_dict(data)
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise RetainError(f"{self.matrix_path}: malformed accuracy matrix ({err!r})") from err
-
-    def read_union_matrix(self) -> Optional[AccuracyMatrix]:
-        """The class-incremental matrix of the same models (classifier runs within task labels)."""
-        data = self._read_json(UNION_MATRIX_JSON)
+    def _read_matrix_file(self, name: str) -> Optional[AccuracyMatrix]:
+        data = self._read_json(name)
         if data is None:
             return None
         try:
             return AccuracyMatrix.from_dict(data)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise RetainError(f"{self.path / UNION_MATRIX_JSON}: malformed accuracy matrix ({err!r})") from err
+            raise RetainError(f"{self.path / name}: malformed accuracy matrix ({err!r})") from err
+
+    def read_matrix(self) -> AccuracyMatrix:
+        """The accuracy matrix; a RetainError names the folder when it is missing or malformed."""
+        matrix = self._read_matrix_file(MATRIX_JSON)
+        if matrix is None:
+            raise RetainError(f"{self.path}: no {MATRIX_JSON} (not a run folder, or no row was completed)")
+        return matrix
+
+    def read_union_matrix(self) -> Optional[AccuracyMatrix]:
+        """The class-incremental matrix of the same models (classifier runs within task labels)."""
+        return self._read_matrix_file(UNION_MATRIX_JSON)
 
     def read_metrics(self) -> Optional[dict[str, Any]]:
         data = self._read_json(METRICS_FILE)
