@@ -307,3 +307,14 @@ def test_readme_shows_the_shipped_demo_sweep() -> None:
     readme = (repo / "README.md").read_text()
     block = readme[readme.index("# configs/sweep-demo.yaml\n"):].split("```")[0].split("\n", 1)[1]
     assert block == shipped[shipped.index("name:"):]
+
+
+def test_a_sweep_file_is_read_with_the_alias_capped_loader(tmp_path: Path) -> None:
+    from retain.errors import ConfigError
+    from retain.sweeps.spec import load_spec
+    from tests.test_bad_inputs import BOMB
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BOMB)
+    with pytest.raises(ConfigError, match="YAML aliases"):
+        load_spec(path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,6 +41,7 @@ from retain.models.loading import load_model
 from retain.reporting.reference import read_single_task_reference
 from retain.reporting.report import format_matrix_text, format_metrics_text
 from retain.reporting.guard import RunLock, clear_run_folder, create_run_folder
+from retain.log import make_logger
 from retain.reporting.run_folder import RunFolder
 
 
@@ -67,19 +67,8 @@ class _NoWrites:
 
 def _make_logger(run_dir: Optional[Path], quiet: bool) -> logging.Logger:
     """The run's logger: run.log in the run folder (None: no file) and stderr unless quiet."""
-    logger = logging.getLogger(f"retain.run.{run_dir.resolve() if run_dir else id(quiet)}")
-    logger.handlers.clear()
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    if run_dir is not None:
-        file_handler = logging.FileHandler(run_dir / "run.log")
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(file_handler)
-    if not quiet:
-        console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(console)
-    return logger
+    name = f"retain.run.{run_dir.resolve() if run_dir else id(quiet)}"
+    return make_logger(name, run_dir / "run.log" if run_dir is not None else None, quiet)
 
 
 def _default_phases(num_tasks: int, names: list[str]) -> list[Phase]:

@@ -13,7 +13,6 @@ import gc
 import json
 import logging
 import statistics
-import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from retain.errors import RetainError
+from retain.log import make_logger
 from retain.reporting.atomic import write_json_atomic
 from retain.sweeps.plan import FINISHED, NEW, PlannedRun, run_state
 
@@ -41,20 +41,10 @@ class SweepRunError(RetainError):
 
 def sweep_logger(folder: Optional[Path], quiet: bool) -> logging.Logger:
     """Progress lines to ``folder/sweep.log`` (None: no file) and, unless quiet, stderr."""
-    logger = logging.getLogger(f"retain.sweep.{folder.resolve() if folder else id(quiet)}")
-    logger.handlers.clear()
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(folder / LOG_FILE)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        logger.addHandler(handler)
-    if not quiet:
-        console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(console)
-    return logger
+    name = f"retain.sweep.{folder.resolve() if folder else id(quiet)}"
+    return make_logger(name, folder / LOG_FILE if folder is not None else None, quiet, "%(asctime)s %(message)s")
 
 
 def format_seconds(seconds: float) -> str:

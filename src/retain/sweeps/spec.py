@@ -28,9 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import yaml
 
-from retain.config import apply_overrides, build_dataclass, load_config_dict, option, parse_method_list
+from retain.config import (
+    apply_overrides,
+    build_dataclass,
+    load_config_dict,
+    option,
+    parse_method_list,
+    safe_load_yaml,
+)
 from retain.errors import ConfigError
 from retain.reporting.labels import method_label
 
@@ -184,9 +190,10 @@ def load_spec(source: Union[str, Path, dict[str, Any], SweepSpec]) -> SweepSpec:
     if not path.is_file():
         raise ConfigError(f"{path}: sweep file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read ({err})") from None
+    data = safe_load_yaml(text, str(path))  # the run config's loader: safe, alias expansion capped
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping (name, base, methods, orders, seeds, ...)")
     with errors_naming(path):
