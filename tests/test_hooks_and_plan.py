@@ -8,7 +8,7 @@ import torch
 
 from retain.engine.hooks import HOOK_RULES, HookDispatcher
 from retain.methods.base import ExtraSteps, Method, StepStats
-from retain.methods.common.batch_plan import BatchPlan, Shard, cycled_batches, phase_seed
+from retain.methods.common.batch_plan import BatchPlan, PlannedBatch, Shard, cycled_batches, phase_seed
 
 
 class Recorder(Method):
@@ -81,10 +81,20 @@ def test_plan_is_counted_up_front_and_seeded_once() -> None:
     assert mixed.batches[-1].source == "replay"  # floor(i R / N) reaches R at the last new batch
 
 
-def test_shard_keeps_whole_rounds_of_processes() -> None:
-    chunks = [[i] for i in range(7)]
-    assert Shard(0, 2).take(chunks) == [[0], [2], [4]]
-    assert Shard(1, 2).take(chunks) == [[1], [3], [5]]
-    plan = BatchPlan.over_epochs(list(range(4)), batch_size=2, epochs=1, seed=1, shard=Shard(0, 1))
+def test_shard_pads_the_short_process_with_a_weightless_batch() -> None:
+    plan = BatchPlan([PlannedBatch([i], "new" if i < 5 else "replay") for i in range(7)], seed=1)
+    first, second = plan.for_process(Shard(0, 2)), plan.for_process(Shard(1, 2))
+    assert [b.items for b in first] == [[0], [2], [4], [6]]
+    assert [b.items for b in second] == [[1], [3], [5], [5]]  # the pad repeats its last batch
+    assert [b.weight for b in second] == [1.0, 1.0, 1.0, 0.0]
+    # every planned batch is trained exactly once over the processes: counts add up, pads excluded
+    assert first.count("replay") + second.count("replay") == plan.count("replay") == 2
+    assert first.count("new") + second.count("new") == 5
+    # fewer batches than processes (a one-batch buffer on 4 processes): no process is left empty
+    tiny = BatchPlan([PlannedBatch(["r"], "replay")], seed=1)
+    shares = [tiny.for_process(Shard(rank, 4)) for rank in range(4)]
+    assert [len(s) for s in shares] == [1, 1, 1, 1]
+    assert sum(s.count("replay") for s in shares) == 1
+    plan = BatchPlan.over_epochs(list(range(4)), batch_size=2, epochs=1, seed=1)
     mixed = plan.mixed_with([10, 11])  # the phase's data and the extra examples, shuffled together
     assert len(mixed) == 3 and sorted(i for b in mixed for i in b.items) == [0, 1, 2, 3, 10, 11]

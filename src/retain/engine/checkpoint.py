@@ -135,15 +135,20 @@ def _fsync(path: Path) -> None:
 # -- writing -----------------------------------------------------------------------------------
 
 
-def persistent_tensors(model: "torch.nn.Module", lora: bool) -> dict[str, "torch.Tensor"]:
+def persistent_tensors(
+    model: "torch.nn.Module", lora: bool, state_dict: Optional[dict[str, "torch.Tensor"]] = None
+) -> dict[str, "torch.Tensor"]:
     """The tensors a checkpoint must hold: all of them, or under LoRA only what can change.
 
-    Tied tensors (one storage under several names) are saved once.
+    ``state_dict``: the model's full state dict when the caller gathered it (through Accelerate,
+    whose gathering is what a sharded model needs); else the bare model's own. Tied tensors (one
+    storage under several names) are saved once.
     """
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     tensors: dict[str, Any] = {}
     seen: set[int] = set()
-    for name, tensor in model.state_dict(keep_vars=False).items():
+    source = state_dict if state_dict is not None else model.state_dict(keep_vars=False)
+    for name, tensor in source.items():
         if lora and not ("lora_" in name or "modules_to_save" in name or name in trainable):
             continue
         pointer = tensor.data_ptr()
@@ -192,12 +197,13 @@ def save_checkpoint(
     method_states: list[dict[str, Any]],
     optimizer: Optional["torch.optim.Optimizer"] = None,
     scheduler: Any = None,
+    state_dict: Optional[dict[str, "torch.Tensor"]] = None,
 ) -> None:
     """Write a complete checkpoint beside ``run_dir/checkpoint`` and swap it in."""
     target = run_dir / CHECKPOINT_DIR
     with atomic_dir(target) as tmp:
         files: dict[str, str] = {}
-        _save_tensors(persistent_tensors(model, lora), tmp / "model.safetensors")
+        _save_tensors(persistent_tensors(model, lora, state_dict), tmp / "model.safetensors")
         _fsync(tmp / "model.safetensors")
         files["model.safetensors"] = sha256_file(tmp / "model.safetensors")
         _save_tree(tmp, "methods", method_states, files)

@@ -6,7 +6,11 @@ Order within an optimizer step (``grad_accum`` micro-batches):
     after the last micro-batch: on_backward_end (gradient edits) -> clip -> step -> on_step_end -> zero_grad
 
 The micro-batches come from the phase's batch plan (:mod:`retain.methods.common.batch_plan`),
-built and extended by the methods before the loop starts, so its length is known up front.
+built and extended by the methods before the loop starts, so its length is known up front; the
+loop runs this process's share of it (:func:`local_plan`). A last accumulation window shorter
+than ``grad_accum`` still steps (its loss scaled by ``1 / grad_accum`` as every micro-batch's
+is), so no planned micro-batch is left out of the update and a data-parallel step is the
+single-process step with ``grad_accum * processes``.
 A method's extra steps at the end of a phase (:class:`~retain.methods.base.ExtraSteps`) run
 through :func:`run_extra_steps`, the same step on a plan of their own.
 """
@@ -21,6 +25,7 @@ from tqdm.auto import tqdm
 
 from retain.engine.context import RunContext
 from retain.engine.hooks import HookDispatcher
+from retain.engine.preparation import release
 from retain.methods.base import ExtraSteps, StepStats
 from retain.methods.common.batch_plan import BatchPlan, PlannedBatch, Shard, phase_seed
 
@@ -33,7 +38,17 @@ def new_task_plan(ctx: RunContext) -> BatchPlan:
     """The phase's own training data: ``train.epochs`` shuffled passes, seeded by the phase."""
     train = ctx.config.train
     seed = phase_seed(ctx.config.seed, ctx.state.phase_index)
-    return BatchPlan.over_epochs(ctx.phase_train_examples(), train.batch_size, train.epochs, seed, process_shard(ctx))
+    return BatchPlan.over_epochs(ctx.phase_train_examples(), train.batch_size, train.epochs, seed)
+
+
+def local_plan(ctx: RunContext, plan: BatchPlan) -> BatchPlan:
+    """This process's micro-batches of the (whole-run) ``plan``, padded to equal counts."""
+    return plan.for_process(process_shard(ctx))
+
+
+def optimizer_steps(micro_batches: int, grad_accum: int) -> int:
+    """Optimizer steps over ``micro_batches`` (a short last window steps too)."""
+    return max(1, -(-micro_batches // grad_accum))
 
 
 def _micro_batch(ctx: RunContext, planned: PlannedBatch):  # type: ignore[no-untyped-def]
@@ -91,11 +106,14 @@ def _steps(
     accelerator, model = ctx.accelerator, ctx.model
     max_norm = ctx.config.train.max_grad_norm
     losses = LossTracker(accelerator.device)
-    for planned in plan:
+    last = len(plan) - 1
+    for position, planned in enumerate(plan):
         batch = _micro_batch(ctx, planned)
+        if position == last:  # the last window steps even when short (see the module docstring)
+            accelerator.step = accelerator.gradient_state.num_steps - 1
         with accelerator.accumulate(model):
             loss = loss_of(batch)
-            accelerator.backward(loss)
+            accelerator.backward(loss if planned.weight == 1.0 else loss * planned.weight)
             if accelerator.sync_gradients:
                 before_clip()
                 if max_norm is not None:
@@ -104,7 +122,8 @@ def _steps(
             if accelerator.sync_gradients:
                 after_step()
             optimizer.zero_grad(set_to_none=True)
-        losses.add(loss)
+        if planned.weight:  # a pad's loss is not the model's
+            losses.add(loss)
         if progress is not None:
             progress.update(1)
             if losses.count % LOSS_READ_EVERY == 0:
@@ -150,6 +169,8 @@ def train_phase(ctx: RunContext, hooks: HookDispatcher, plan: BatchPlan, show_pr
 def run_extra_steps(ctx: RunContext, extra: ExtraSteps) -> StepStats:
     """A method's extra optimizer steps (e.g. KIF-M's masked replay), through the same step.
 
+    The plan is divided over processes as a phase's is (:func:`local_plan`).
+
     A fresh AdamW over ``extra.parameters`` with no weight decay and a constant learning rate;
     the model's gradients are cleared after each step, including those of tensors the optimizer
     does not hold.
@@ -157,6 +178,7 @@ def run_extra_steps(ctx: RunContext, extra: ExtraSteps) -> StepStats:
     train = ctx.config.train
     if not extra.parameters or not len(extra.plan):
         return StepStats(0, 0, 0.0)
+    plan = local_plan(ctx, extra.plan)
     optimizer = ctx.accelerator.prepare_optimizer(
         torch.optim.AdamW(extra.parameters, lr=extra.lr, betas=tuple(train.betas), weight_decay=0.0)
     )
@@ -175,6 +197,7 @@ def run_extra_steps(ctx: RunContext, extra: ExtraSteps) -> StepStats:
         steps += 1
         ctx.unwrapped_model().zero_grad(set_to_none=True)
 
-    losses = _steps(ctx, extra.plan, optimizer, loss_of, extra.edit_gradients, after_step, extra.parameters)
-    ctx.unwrapped_model().zero_grad(set_to_none=True)  # an unfinished accumulation window
+    losses = _steps(ctx, plan, optimizer, loss_of, extra.edit_gradients, after_step, extra.parameters)
+    ctx.unwrapped_model().zero_grad(set_to_none=True)
+    release(ctx.accelerator, optimizer)  # its moments are not needed past these steps
     return StepStats(steps, losses.count, losses.mean())

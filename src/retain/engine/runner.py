@@ -4,6 +4,24 @@ The accuracy matrix is written after every phase, and a checkpoint is swapped in
 after it, so ``retain run --resume`` continues from the last completed phase and ends with the same
 matrix as an uninterrupted run (each phase reseeds from the run seed and its index, so nothing
 depends on RNG state carried through the crash).
+
+Preparation contract (data parallelism now, sharded back-ends build on it):
+
+1. At set-up the model is only placed (``prepare_model(evaluation_mode=True)``: device and
+   mixed-precision forward, no parallel wrapper); ``on_setup`` hooks see the bare model.
+2. A phase starts with ``on_phase_start``: a method that adds or unfreezes parameters does it
+   there, *before* preparation. Then the batch plan is built for the whole run and cut to this
+   process's share (:func:`~retain.engine.loop.local_plan`).
+3. When the phase needs a fresh optimizer, the model is unwrapped to its bare form and prepared
+   *together with* the new optimizer in one ``accelerator.prepare`` call
+   (:mod:`retain.engine.preparation`), so the wrapper knows every trainable parameter. A carried
+   optimizer keeps the model it was prepared with. The LR schedule stays with the engine.
+4. When a task ends and the next one builds its own optimizer, the finished optimizer (and its
+   schedule, and later the model wrapper it was prepared with) is released from the accelerator,
+   so its state is freed instead of accumulating task after task.
+5. Checkpoints take the full state dict through ``accelerator.get_state_dict`` on every process
+   (a collective under sharding) and only the main process writes it; every run-folder file has
+   that one writer.
 """
 
 from __future__ import annotations
@@ -28,8 +46,9 @@ from retain.engine import checkpoint as ckpt
 from retain.engine.context import RunContext
 from retain.engine.evaluate import evaluate_tasks
 from retain.engine.hooks import HookDispatcher
-from retain.engine.loop import new_task_plan, run_extra_steps, train_phase
+from retain.engine.loop import local_plan, new_task_plan, optimizer_steps, run_extra_steps, train_phase
 from retain.engine.optim import build_optimizer, build_scheduler
+from retain.engine.preparation import bare_model, prepare_task, release
 from retain.engine.preflight import Prepared, check_run_folder, prepare, read_saved_config, resume_changes
 from retain.errors import RetainError
 from retain.evaluation.cells import cells_to_evaluate
@@ -197,7 +216,8 @@ class ContinualRunner:
         model = loaded.model
         if config.train.gradient_checkpointing:
             model.gradient_checkpointing_enable()
-        model = accelerator.prepare(model)
+        # Placed, not wrapped: each phase prepares the model with its optimizer (module docstring).
+        model = accelerator.prepare_model(model, evaluation_mode=True)
         encoder = Encoder(
             loaded.tokenizer, loaded.kind, loaded.label_names,
             config.stream.max_source_length, config.stream.max_target_length, config.eval.label_space,
@@ -331,16 +351,10 @@ class ContinualRunner:
             or config.train.reset_optimizer_per_task
             or any(m.needs_fresh_optimizer for m in methods)
         )
-        plan = hooks.call("on_plan_batches", ctx, new_task_plan(ctx))
-        steps = max(1, len(plan) // config.train.grad_accum)
+        plan = local_plan(ctx, hooks.call("on_plan_batches", ctx, new_task_plan(ctx)))
+        steps = optimizer_steps(len(plan), config.train.grad_accum)
         if fresh:
-            parameters = [p for _, p in ctx.trainable_parameters()]
-            if not parameters:
-                raise RetainError("no trainable parameters: check the method list and model.lora settings")
-            optimizer = build_optimizer(parameters, config.train)
-            total_steps = steps if config.train.reset_optimizer_per_task else steps * len(ctx.phases)
-            ctx.scheduler = build_scheduler(optimizer, config.train, total_steps)
-            ctx.optimizer = ctx.accelerator.prepare_optimizer(optimizer)
+            self._prepare_phase(ctx, steps)
             if resumed and not config.train.reset_optimizer_per_task and self.checkpoint is not None:
                 self.checkpoint.load_optimizer(ctx.optimizer.optimizer, ctx.scheduler)
         ctx.accelerator.step = 0
@@ -349,6 +363,8 @@ class ContinualRunner:
         stats = train_phase(ctx, hooks, plan, show_progress=not self.quiet)
         ctx.unwrapped_model().zero_grad(set_to_none=True)
         hooks.call("on_phase_end", ctx)
+        if config.train.reset_optimizer_per_task or any(m.needs_fresh_optimizer for m in methods):
+            self._release_optimizer(ctx)  # the next phase builds its own (contract point 4)
         self.folder.write_method_files(hooks.call("on_run_files"))
         logs = hooks.call("on_log")
         trunc = ctx.encoder.truncation
@@ -359,6 +375,25 @@ class ContinualRunner:
             f"; truncated so far: {trunc.sources} prompts, {trunc.targets} targets of {trunc.seen}" if trunc.sources or trunc.targets else "",
             "; " + ", ".join(f"{k}={v:.4g}" for k, v in logs.items()) if logs else "",
         )
+
+    def _prepare_phase(self, ctx: RunContext, steps: int) -> None:
+        """A new optimizer over the trainable parameters, prepared together with the bare model."""
+        config, accelerator = self.config, ctx.accelerator
+        self._release_optimizer(ctx)
+        release(accelerator, ctx.model)
+        model = bare_model(accelerator, ctx.model)
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        if not parameters:
+            raise RetainError("no trainable parameters: check the method list and model.lora settings")
+        optimizer = build_optimizer(parameters, config.train)
+        total_steps = steps if config.train.reset_optimizer_per_task else steps * len(ctx.phases)
+        ctx.scheduler = build_scheduler(optimizer, config.train, total_steps)
+        ctx.model, ctx.optimizer = prepare_task(accelerator, model, optimizer)
+
+    @staticmethod
+    def _release_optimizer(ctx: RunContext) -> None:
+        release(ctx.accelerator, ctx.optimizer, ctx.scheduler)
+        ctx.optimizer, ctx.scheduler = None, None
 
     def _hooks_for(self, ctx: RunContext, methods: list[Method]) -> HookDispatcher:
         """The run's dispatcher, or a new one when called with another method list (tests, benchmarks)."""
@@ -396,6 +431,8 @@ class ContinualRunner:
     def _checkpoint(self, ctx: RunContext, methods: list[Method], matrix: AccuracyMatrix, general: Optional[GeneralScores], completed: int) -> None:
         carried = not self.config.train.reset_optimizer_per_task and ctx.optimizer is not None
         ctx.accelerator.wait_for_everyone()
+        # On every process: under sharding, gathering the full state dict is a collective.
+        full_state = ctx.accelerator.get_state_dict(ctx.model)
         if not ctx.accelerator.is_main_process:
             return
         ckpt.save_checkpoint(
@@ -412,6 +449,7 @@ class ContinualRunner:
             [m.state_dict() for m in methods],
             ctx.optimizer.optimizer if carried else None,
             ctx.scheduler if carried else None,
+            state_dict=full_state,
         )
 
     def _write_report(self, ctx: RunContext, methods: list[Method]) -> None:

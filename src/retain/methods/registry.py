@@ -67,6 +67,22 @@ def instantiate(specs: list[MethodSpec]) -> list[Method]:
     return built
 
 
+#: Accelerate's data-parallel modes: one DDP wrapper over whole replicas, whatever the device.
+DATA_PARALLEL = ("multi_gpu", "multi_cpu", "multi_xpu", "multi_npu", "multi_mlu", "multi_hpu")
+
+
+def supports_mode(method: Method, distributed: str) -> bool:
+    """Whether ``method`` runs under Accelerate's ``distributed`` type (lower case).
+
+    The data-parallel modes are one mode on different devices: a method that declares any of
+    them (``multi_gpu`` by convention) runs under all of them, so CPU (gloo) runs can test it.
+    """
+    declared = set(method.distributed)
+    if declared & set(DATA_PARALLEL):
+        declared |= set(DATA_PARALLEL)
+    return distributed in declared
+
+
 def check_combination(methods: list[Method], kind: str, lora: bool, distributed: str = "no") -> None:
     """Reject impossible method lists with a message that says why (by capability, never by name)."""
     names = [m.name for m in methods]
@@ -90,7 +106,7 @@ def check_combination(methods: list[Method], kind: str, lora: bool, distributed:
             raise MethodError(
                 f"methods: {method.name} is full fine-tuning; with model.lora.enabled=true use seqlora"
             )
-        if distributed not in method.distributed:
+        if not supports_mode(method, distributed):
             raise MethodError(f"methods: {method.name} does not support distributed mode {distributed}")
     for first, second, why in INCOMPATIBLE:
         for a in (m for m in methods if m.declares(first)):

@@ -6,12 +6,17 @@ buffer batches. Because the plan is a list, its length is known before training 
 learning-rate schedule and the progress bar need no second count, and every shuffle of a phase is
 seeded from one number, :func:`phase_seed`.
 
-Division over data-parallel processes happens in one place, :class:`Shard`: each shuffled pass
-is cut into chunks of the batch size, the chunk list is cut to a multiple of the process count and
-each process takes every n-th chunk, so all processes see the same number of batches and none
-waits for a gradient all-reduce that never comes. (Spreading replay schedules evenly over ranks,
-and never leaving a rank an empty shard, is a separate change; it belongs in :class:`Shard` and
-the plan builders here, not in the methods.)
+Plans are built for the whole run, as one process would train them; methods never see
+processes. Division over data-parallel processes happens in one place, :meth:`BatchPlan.for_process`
+(the engine calls it after every method has extended the plan): micro-batch ``k`` of the plan goes
+to process ``k mod N``. So one optimizer step of ``N`` processes (``grad_accum`` micro-batches
+each) consumes the same micro-batches as one step of a single process with ``grad_accum * N``,
+replay included, and ``N`` processes train on the single-process count of new and replay batches
+in total. When the plan does not divide evenly, the processes short of a batch get one *pad*
+micro-batch (a copy of a real one with ``weight`` 0: its gradient is zero), so that every process
+runs the same number of steps and none waits for an all-reduce that never comes; a plan shorter
+than the process count (a one-batch replay buffer on eight GPUs) still gives every process its
+steps.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def phase_seed(run_seed: int, phase_index: int) -> int:
@@ -30,20 +37,18 @@ def phase_seed(run_seed: int, phase_index: int) -> int:
 
 @dataclass(frozen=True)
 class Shard:
-    """This process's share of a list of batches: every ``world``-th, starting at ``rank``."""
+    """This process's share of a list: every ``world``-th item, starting at ``rank``."""
 
     rank: int = 0
     world: int = 1
 
-    def take(self, chunks: list[list[int]]) -> list[list[int]]:
-        if self.world <= 1:
-            return chunks
-        kept = chunks[: len(chunks) - len(chunks) % self.world]
-        return kept[self.rank :: self.world]
+    def take(self, items: Sequence[T]) -> list[T]:
+        """Items ``rank, rank + world, ...`` (possibly fewer than another process's)."""
+        return list(items)[self.rank :: self.world] if self.world > 1 else list(items)
 
     def per_process(self, count: int) -> int:
-        """Batches each process gets out of ``count`` (what :meth:`take` keeps)."""
-        return count // self.world
+        """The most items a process gets out of ``count``: what every process runs after padding."""
+        return -(-count // self.world)
 
 
 def shuffled_chunks(count: int, batch_size: int, seed: int, shuffle: bool = True) -> list[list[int]]:
@@ -60,6 +65,8 @@ class PlannedBatch:
 
     items: list[Any]
     source: str = "new"
+    #: multiplies the micro-batch's loss; 0 for the pads that even out processes (see the module)
+    weight: float = 1.0
 
 
 @dataclass
@@ -72,7 +79,6 @@ class BatchPlan:
 
     batches: list[PlannedBatch]
     seed: int
-    shard: Shard = field(default_factory=Shard)
     new_items: list[Any] = field(default_factory=list)
     batch_size: int = 1
     epochs: float = 1.0
@@ -84,14 +90,27 @@ class BatchPlan:
         return iter(self.batches)
 
     def count(self, source: str) -> int:
-        return sum(1 for b in self.batches if b.source == source)
+        """Real (not pad) micro-batches from ``source``."""
+        return sum(1 for b in self.batches if b.source == source and b.weight)
+
+    def for_process(self, shard: Shard) -> "BatchPlan":
+        """This process's micro-batches: every ``world``-th, padded to the longest share.
+
+        A pad repeats the process's last real micro-batch (or the plan's first, when the process
+        has none) with weight 0, so its forward and backward run like any other and add nothing.
+        """
+        if shard.world <= 1 or not self.batches:
+            return self
+        mine = shard.take(self.batches)
+        missing = shard.per_process(len(self.batches)) - len(mine)
+        template = mine[-1] if mine else self.batches[0]
+        mine += [PlannedBatch(template.items, template.source, 0.0) for _ in range(missing)]
+        return BatchPlan(mine, self.seed, self.new_items, self.batch_size, self.epochs)
 
     # -- building --------------------------------------------------------------------------
 
     @classmethod
-    def over_epochs(
-        cls, items: Sequence[Any], batch_size: int, epochs: float, seed: int, shard: Shard = Shard()
-    ) -> "BatchPlan":
+    def over_epochs(cls, items: Sequence[Any], batch_size: int, epochs: float, seed: int) -> "BatchPlan":
         """``epochs`` shuffled passes over ``items`` (a fractional epoch cuts the last pass short).
 
         Pass ``e`` is shuffled with ``seed * 1000 + e``.
@@ -100,18 +119,18 @@ class BatchPlan:
         full = int(math.floor(epochs))
         chunks: list[list[int]] = []
         for epoch in range(full):
-            chunks += shard.take(shuffled_chunks(len(items), batch_size, seed * 1000 + epoch))
+            chunks += shuffled_chunks(len(items), batch_size, seed * 1000 + epoch)
         fraction = epochs - full
         if fraction > 0:
-            per_process = shard.per_process(math.ceil(len(items) / batch_size))
-            last = shard.take(shuffled_chunks(len(items), batch_size, seed * 1000 + full))
-            chunks += last[: int(round(fraction * per_process))]
+            per_pass = math.ceil(len(items) / batch_size)
+            last = shuffled_chunks(len(items), batch_size, seed * 1000 + full)
+            chunks += last[: int(round(fraction * per_pass))]
         batches = [PlannedBatch([items[i] for i in chunk]) for chunk in chunks]
-        return cls(batches, seed, shard, items, batch_size, epochs)
+        return cls(batches, seed, items, batch_size, epochs)
 
     def mixed_with(self, extra: Sequence[Any]) -> "BatchPlan":
         """The plan rebuilt over the phase's data plus ``extra`` examples, shuffled together."""
-        return BatchPlan.over_epochs(self.new_items + list(extra), self.batch_size, self.epochs, self.seed, self.shard)
+        return BatchPlan.over_epochs(self.new_items + list(extra), self.batch_size, self.epochs, self.seed)
 
     def interleaved(self, inserted: list[PlannedBatch]) -> "BatchPlan":
         """``inserted`` spread evenly after the new batches (see :func:`interleave_count`)."""
@@ -126,20 +145,16 @@ class BatchPlan:
             position += 1
             for _ in range(interleave_count(position, total_new, len(inserted))):
                 out.append(next(queue))
-        return BatchPlan(out, self.seed, self.shard, self.new_items, self.batch_size, self.epochs)
+        return BatchPlan(out, self.seed, self.new_items, self.batch_size, self.epochs)
 
 
-def cycled_batches(
-    items: Sequence[Any], batch_size: int, count: int, seed: int, source: str, shard: Shard = Shard()
-) -> list[PlannedBatch]:
+def cycled_batches(items: Sequence[Any], batch_size: int, count: int, seed: int, source: str) -> list[PlannedBatch]:
     """``count`` batches over ``items``, pass after pass, pass ``r`` shuffled with ``seed * 31 + r``."""
     items = list(items)
     out: list[PlannedBatch] = []
     rounds = 0
-    while len(out) < count:
-        chunks = shard.take(shuffled_chunks(len(items), batch_size, seed * 31 + rounds))
-        if not chunks:  # fewer batches than processes: nothing this process could take
-            break
+    while items and len(out) < count:
+        chunks = shuffled_chunks(len(items), batch_size, seed * 31 + rounds)
         out += [PlannedBatch([items[i] for i in chunk], source) for chunk in chunks[: count - len(out)]]
         rounds += 1
     return out

@@ -136,7 +136,7 @@ class ReplayBuffer:
             return plan.mixed_with(buffer)
         size = self.batch_size(ctx)
         count = max(1, round(math.ceil(len(buffer) / size) * plan.epochs))
-        return plan.interleaved(cycled_batches(buffer, size, count, plan.seed, "replay", plan.shard))
+        return plan.interleaved(cycled_batches(buffer, size, count, plan.seed, "replay"))
 
     # -- state -----------------------------------------------------------------------------
 
