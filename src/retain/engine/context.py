@@ -85,6 +85,11 @@ class RunContext:
     def unwrapped_model(self) -> torch.nn.Module:
         return self.accelerator.unwrap_model(self.model)
 
+    def pass_model(self) -> torch.nn.Module:
+        """The model for statistics passes and evaluation: without the data-parallel wrapper,
+        whose forward may hold a collective (buffer broadcast) that uneven shares would hang on."""
+        return self.unwrapped_model()
+
     def trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         return [(n, p) for n, p in self.unwrapped_model().named_parameters() if p.requires_grad]
 
@@ -111,8 +116,8 @@ class RunContext:
         """Micro-batches over ``items`` on the run's device (shuffled with ``seed`` if asked).
 
         ``shard``: under data parallelism each process takes every n-th batch (the order is the
-        same on every process, as the seed is), and the batch count is cut to a multiple of the
-        process count so that no process waits for a gradient all-reduce that never comes.
+        same on every process, as the seed is); shares may differ by one batch, so a sharded pass
+        runs on :meth:`pass_model` and combines its results with :mod:`retain.engine.collective`.
         """
         size = batch_size or self.config.train.batch_size
         order = list(range(len(items)))
@@ -121,7 +126,7 @@ class RunContext:
         starts = list(range(0, len(order), size))
         processes = self.accelerator.num_processes
         if shard and processes > 1:
-            starts = starts[: len(starts) - len(starts) % processes][self.accelerator.process_index :: processes]
+            starts = starts[self.accelerator.process_index :: processes]
         for start in starts:
             chunk = [items[i] for i in order[start : start + size]]
             yield self.encoder.collate(chunk, source=source, label_space=self.encoder.train_label_space).to(self.device)

@@ -58,6 +58,8 @@ class TaskScore:
     #: Classifier scored within each task's labels: the same model's score among the labels of the
     #: whole stream (class-incremental), from the same logits; None otherwise.
     union_score: Optional[float] = None
+    #: perplexity tasks: (summed token NLL, tokens), from which shares of the set are combined
+    nll: Optional[tuple[float, int]] = None
 
 
 def _batches(items: list[EncodedExample], size: int) -> list[list[EncodedExample]]:
@@ -133,6 +135,15 @@ def classify(
 @torch.no_grad()
 def perplexity(model: Any, encoder: Encoder, items: list[EncodedExample], batch_size: int, device: torch.device) -> float:
     """exp(mean token NLL) pooled over all tokens of the set."""
+    total_nll, total_tokens = nll_sums(model, encoder, items, batch_size, device)
+    return math.exp(total_nll / max(1, total_tokens))
+
+
+@torch.no_grad()
+def nll_sums(
+    model: Any, encoder: Encoder, items: list[EncodedExample], batch_size: int, device: torch.device
+) -> tuple[float, int]:
+    """(summed token NLL, token count) over the set: what shares of a set add up to."""
     total_nll, total_tokens = 0.0, 0
     for chunk in _batches(items, batch_size):
         batch = encoder.collate(chunk).to(device)
@@ -144,7 +155,7 @@ def perplexity(model: Any, encoder: Encoder, items: list[EncodedExample], batch_
         )
         total_nll += nll.item()
         total_tokens += int((labels != IGNORE_INDEX).sum())
-    return math.exp(total_nll / max(1, total_tokens))
+    return total_nll, total_tokens
 
 
 def score_task(
@@ -163,9 +174,11 @@ def score_task(
 
     start = time.perf_counter()
     if task.metric == "perplexity":
-        value = perplexity(model, encoder, items, batch_size, device)
+        nll, tokens = nll_sums(model, encoder, items, batch_size, device)
         elapsed = time.perf_counter() - start
-        return TaskScore(value, [], len(items) / max(elapsed, 1e-9), len(items))
+        return TaskScore(math.exp(nll / max(1, tokens)), [], len(items) / max(elapsed, 1e-9), len(items), nll=(nll, tokens))
+    if not items:  # a process's empty share of a set smaller than the process count
+        return TaskScore(0.0, [], 0.0, 0, None if encoder.kind != "classifier" else 0.0)
     union_answers: Optional[list[str]] = None
     if encoder.kind == "classifier":
         answers, union_answers = classify(model, encoder, items, batch_size, device)
@@ -194,3 +207,30 @@ def score_task(
             union_total += record["union_score"]
         union_score = 100.0 * union_total / max(1, len(items))
     return TaskScore(score, predictions, len(items) / max(elapsed, 1e-9), len(items), union_score)
+
+
+def merge_shares(shares: list[tuple[list[int], TaskScore]], count: int, seconds: float) -> TaskScore:
+    """One task's score from the scores of disjoint shares of its evaluation set.
+
+    ``shares``: (positions in the set, the share's score) per process. Predictions are put back
+    in set order and the score is recomputed over all of them (perplexity: from the pooled NLL),
+    so the result is the single-process score.
+    """
+    predictions: list[Optional[dict[str, Any]]] = [None] * count
+    nll, tokens = 0.0, 0
+    pooled = False
+    for positions, part in shares:
+        for position, record in zip(positions, part.predictions):
+            predictions[position] = record
+        if part.nll is not None:
+            pooled = True
+            nll, tokens = nll + part.nll[0], tokens + part.nll[1]
+    speed = count / max(seconds, 1e-9)
+    if pooled:
+        return TaskScore(math.exp(nll / max(1, tokens)), [], speed, count, nll=(nll, tokens))
+    records = [r for r in predictions if r is not None]
+    score = 100.0 * sum(r["score"] for r in records) / max(1, count)
+    union_score = None
+    if records and "union_score" in records[0]:
+        union_score = 100.0 * sum(r["union_score"] for r in records) / max(1, count)
+    return TaskScore(score, records, speed, count, union_score)

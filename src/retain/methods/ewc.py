@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import torch
 
 from retain.config import option
+from retain.engine.collective import sum_over_processes
 from retain.methods.base import CARRIES_KNOWLEDGE, Method
 from retain.methods.registry import register_method
 from retain.models.kinds import eval_mode
@@ -68,12 +69,14 @@ def ewc_penalty(parameters: Iterable[tuple[str, torch.Tensor]], fisher: Tensors,
     return total
 
 
-def empirical_fisher(parameters: list[tuple[str, torch.Tensor]], batch_losses: Iterable[torch.Tensor]) -> Tensors:
-    """Mean over batches of the squared gradient of each batch's loss (fp32, detached).
+def squared_gradient_sums(
+    parameters: list[tuple[str, torch.Tensor]], batch_losses: Iterable[torch.Tensor]
+) -> tuple[list[torch.Tensor], int]:
+    """Sum over batches of the squared gradient of each batch's loss (fp32), and the batch count.
 
-    Gradients come from ``torch.autograd.grad``, so nothing is left in ``.grad``.
+    Gradients come from ``torch.autograd.grad``, so nothing is left in ``.grad``. Sums (not means)
+    so that the shares of several processes add up to the single-process pass.
     """
-    names = [n for n, _ in parameters]
     tensors = [p for _, p in parameters]
     sums = [torch.zeros_like(p, dtype=torch.float32) for p in tensors]
     count = 0
@@ -83,7 +86,13 @@ def empirical_fisher(parameters: list[tuple[str, torch.Tensor]], batch_losses: I
             if grad is not None:
                 total.add_(grad.detach().float().pow(2))
         count += 1
-    return {name: total / max(1, count) for name, total in zip(names, sums)}
+    return sums, count
+
+
+def empirical_fisher(parameters: list[tuple[str, torch.Tensor]], batch_losses: Iterable[torch.Tensor]) -> Tensors:
+    """Mean over batches of the squared gradient of each batch's loss (fp32, detached)."""
+    sums, count = squared_gradient_sums(parameters, batch_losses)
+    return {name: total / max(1, count) for (name, _), total in zip(parameters, sums)}
 
 
 def accumulate_fisher(previous: Tensors, new: Tensors, gamma: float) -> Tensors:
@@ -137,11 +146,16 @@ class EWC(Method):
     def on_phase_end(self, ctx: "RunContext") -> None:
         parameters = ctx.trainable_parameters()
         size = self.params.fisher_batch_size or ctx.config.train.batch_size
-        batches = ctx.iterate_batches(self._fisher_items(ctx), batch_size=size)
+        # Each process takes its share of the same batches; the sums and the count are added up
+        # over processes once, so the Fisher is the single-process one for any process count.
+        batches = ctx.iterate_batches(self._fisher_items(ctx), batch_size=size, shard=True)
+        model = ctx.pass_model()
         # eval mode, no dropout: the Fisher of the model that will be evaluated
-        with eval_mode(ctx.model), torch.enable_grad():
-            losses = (ctx.base_loss(batch, ctx.forward(batch)) for batch in batches)
-            task_fisher = empirical_fisher(parameters, losses)
+        with eval_mode(model), torch.enable_grad():
+            losses = (ctx.base_loss(batch, ctx.forward(batch, model=model)) for batch in batches)
+            sums, count = squared_gradient_sums(parameters, losses)
+        *sums, total_count = sum_over_processes(ctx.accelerator, [*sums, torch.tensor(float(count))])
+        task_fisher = {name: value / max(1.0, float(total_count)) for (name, _), value in zip(parameters, sums)}
         self.fisher = accumulate_fisher(self.fisher, task_fisher, self.params.gamma)
         self.anchor = {name: p.detach().float().clone() for name, p in parameters}
         self._on_device = ctx.device

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import torch
 
 from retain.data.collate import EncodedExample, MicroBatch
+from retain.engine.collective import merge_dicts
 from retain.models.kinds import eval_mode, mask_disallowed, model_kind
 
 if TYPE_CHECKING:
@@ -36,12 +37,19 @@ class TeacherLogits:
 
     @torch.no_grad()
     def record(self, ctx: "RunContext", items: list[EncodedExample], batch_size: Optional[int] = None) -> None:
-        """Run the current model (eval mode) over ``items`` and store their answer logits."""
-        with eval_mode(ctx.model):
-            for batch in ctx.iterate_batches(items, batch_size=batch_size or ctx.config.eval.batch_size):
-                outputs = ctx.forward(batch)
+        """Run the current model (eval mode) over ``items`` and store their answer logits.
+
+        Each process runs its share of the batches; the rows are then gathered, so every process
+        holds the teacher of every example (a replay batch may land on any of them).
+        """
+        model = ctx.pass_model()
+        recorded: dict[str, torch.Tensor] = {}
+        with eval_mode(model):
+            for batch in ctx.iterate_batches(items, batch_size=batch_size or ctx.config.eval.batch_size, shard=True):
+                outputs = ctx.forward(batch, model=model)
                 for key, rows in zip(batch.keys, split_answer_rows(ctx, batch, outputs.logits)):
-                    self.logits[key] = rows.detach().to("cpu", self.dtype).clone()
+                    recorded[key] = rows.detach().to("cpu", self.dtype).clone()
+        self.logits.update(merge_dicts(ctx.accelerator, recorded))
 
     def gather(self, batch: MicroBatch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher rows for the batch's stored examples, in batch order, and a per-example mask.

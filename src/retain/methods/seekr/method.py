@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import torch
 
 from retain.config import option
+from retain.engine.collective import merge_dicts, sum_over_processes
 from retain.errors import MethodError
 from retain.methods.seekr.attention_store import (
     ATTENTION_NORMALISATIONS,
@@ -242,15 +243,17 @@ class Seekr(Method):
         if self.capture is None:
             return
         self._before = {}
-        items: list["EncodedExample"] = []
+        model = ctx.pass_model()
         for task_index in ctx.state.phase.task_indices:
             encoded = ctx.encoded(task_index, "train")
-            items.extend(encoded[i] for i in self.buffer_indices_for(ctx, task_index))
-        with eval_mode(ctx.model):
-            for batch in ctx.iterate_batches(items, batch_size=self._pass_batch_size(ctx)):
-                with torch.no_grad(), self.capture.recording(self._layers) as maps:
-                    ctx.forward(batch)
-                self._before.update(self._sample_rows(ctx, batch, maps)[0])
+            items = [encoded[i] for i in self.buffer_indices_for(ctx, task_index)]
+            # This process's share: the same batches its importance pass takes when the task ends
+            # (the same items in the same order), so the "before" maps it needs are its own.
+            with eval_mode(model):
+                for batch in ctx.iterate_batches(items, batch_size=self._pass_batch_size(ctx), shard=True):
+                    with torch.no_grad(), self.capture.recording(self._layers) as maps:
+                        ctx.forward(batch, model=model)
+                    self._before.update(self._sample_rows(ctx, batch, maps)[0])
 
     def on_phase_end(self, ctx: "RunContext") -> None:
         if self.capture is not None:
@@ -299,7 +302,9 @@ class Seekr(Method):
         Returns (maps after the task per example, query rows per example, sensitivity [layers,
         heads] (not normalised), forgettability [layers, heads]), and stores the teacher logits.
         The gradient is taken with ``torch.autograd.grad`` with respect to the maps only, so no
-        parameter ``.grad`` is created or changed.
+        parameter ``.grad`` is created or changed. Under data parallelism each process measures
+        its share of the batches; the sums are added up and the per-example signals gathered
+        once, so every process ends with the single-process tables and stores.
         """
         assert self.capture is not None
         num_layers, num_heads = len(self._layers), self.capture.num_heads
@@ -307,10 +312,12 @@ class Seekr(Method):
         forgettability = torch.zeros(num_layers, num_heads)
         after: SampleMaps = {}
         rows: dict[str, dict[str, torch.Tensor]] = {}
-        with eval_mode(ctx.model):
-            for batch in ctx.iterate_batches(items, batch_size=self._pass_batch_size(ctx)):
+        teacher: dict[str, torch.Tensor] = {}
+        model = ctx.pass_model()
+        with eval_mode(model):
+            for batch in ctx.iterate_batches(items, batch_size=self._pass_batch_size(ctx), shard=True):
                 with torch.enable_grad(), self.capture.recording(self._layers, force_grad=True) as maps:
-                    outputs = ctx.forward(batch)
+                    outputs = ctx.forward(batch, model=model)
                     loss = per_example_loss(ctx.kind, batch, outputs.logits).sum()
                     grads = torch.autograd.grad(loss, [maps[s] for s in self._layers], allow_unused=True)
                 sensitivity += self._batch_sensitivity(batch, grads, num_heads)
@@ -322,7 +329,10 @@ class Seekr(Method):
                 rows.update(query_rows)
                 logits = outputs.logits.detach()
                 for key, answer in zip(batch.keys, split_answer_rows(ctx, batch, logits)):
-                    self.teacher.logits[key] = answer.to("cpu", self.teacher.dtype).clone()
+                    teacher[key] = answer.to("cpu", self.teacher.dtype).clone()
+        sensitivity, forgettability = sum_over_processes(ctx.accelerator, [sensitivity, forgettability])
+        after, rows = merge_dicts(ctx.accelerator, after), merge_dicts(ctx.accelerator, rows)
+        self.teacher.logits.update(merge_dicts(ctx.accelerator, teacher))
         count = max(1, len(items))
         return after, rows, sensitivity / count, forgettability / count
 

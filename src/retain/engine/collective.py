@@ -1,0 +1,50 @@
+"""Statistics passes divided over data-parallel processes, and their results put back together.
+
+A pass over examples that produces a statistic (EWC's Fisher, SEEKR's importance and teacher
+signals, LwF's and DER's teacher logits, evaluation) runs each process on its share of the
+batches and then combines once: sums are all-reduced, per-example results are gathered. So N
+processes do 1/N of the work each, and the result is the single-process one, whatever N.
+
+Passes run on the bare model (``RunContext.pass_model``): its forward holds no collective, so
+processes may run different numbers of batches (a share differs by at most one batch).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+def gather_objects(accelerator: Any, obj: T) -> list[T]:
+    """``obj`` of every process, in process order (a one-element list in a single process)."""
+    if accelerator.num_processes <= 1:
+        return [obj]
+    from accelerate.utils import gather_object
+
+    return list(gather_object([obj]))
+
+
+def merge_dicts(accelerator: Any, mapping: dict[Any, T]) -> dict[Any, T]:
+    """The union of every process's ``mapping`` (keys are disjoint: each example has one owner)."""
+    if accelerator.num_processes <= 1:
+        return mapping
+    merged: dict[Any, T] = {}
+    for part in gather_objects(accelerator, mapping):
+        merged.update(part)
+    return merged
+
+
+def sum_over_processes(accelerator: Any, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each tensor summed over processes (one all-reduce for the list), on its own device and dtype."""
+    if accelerator.num_processes <= 1 or not tensors:
+        return tensors
+    flat = torch.cat([t.detach().reshape(-1).to(accelerator.device, torch.float64 if accelerator.device.type == "cpu" else torch.float32) for t in tensors])
+    flat = accelerator.reduce(flat, reduction="sum")
+    out, start = [], 0
+    for t in tensors:
+        out.append(flat[start : start + t.numel()].reshape(t.shape).to(t.device, t.dtype))
+        start += t.numel()
+    return out
