@@ -455,9 +455,9 @@ class ContinualRunner:
     def _write_report(self, ctx: RunContext, methods: list[Method]) -> None:
         from retain.reporting.report import render_report
 
-        sections = self.hooks.call("on_report", ctx)
+        # Only the main process: a method's section may write a file (a plot) into the run folder.
         if ctx.accelerator.is_main_process:
-            render_report(ctx.run_dir, extra_sections=sections)
+            render_report(ctx.run_dir, extra_sections=self.hooks.call("on_report", ctx))
 
 
 def run(
