@@ -178,7 +178,7 @@ def score_task(
         elapsed = time.perf_counter() - start
         return TaskScore(math.exp(nll / max(1, tokens)), [], len(items) / max(elapsed, 1e-9), len(items), nll=(nll, tokens))
     if not items:  # a process's empty share of a set smaller than the process count
-        return TaskScore(0.0, [], 0.0, 0, None if encoder.kind != "classifier" else 0.0)
+        return TaskScore(0.0, [], 0.0, 0)
     union_answers: Optional[list[str]] = None
     if encoder.kind == "classifier":
         answers, union_answers = classify(model, encoder, items, batch_size, device)
