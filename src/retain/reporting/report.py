@@ -156,7 +156,7 @@ def render_markdown(
     return "\n".join(parts) + "\n"
 
 
-def _text_table(
+def text_table(
     header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Optional[set[int]] = None
 ) -> str:
     """Aligned columns: text left-aligned; the ``numeric`` columns (default: all but the first)
@@ -178,14 +178,14 @@ def format_matrix_text(matrix: AccuracyMatrix) -> str:
     """The matrix as an aligned plain-text table for the terminal."""
     header = ["row", *(_task_header(n, h) for n, h in zip(matrix.task_names, matrix.higher_is_better))]
     rows = [[label, *(format_score(v) for v in row)] for label, row in zip(matrix.row_labels, matrix.rows)]
-    return _text_table(header, rows)
+    return text_table(header, rows)
 
 
 def format_metrics_text(metrics: Mapping[str, Any]) -> str:
     """Metrics as aligned text lines: label, value (right-aligned), definition."""
     rows = [[metric_label(k), format_score(e.get("value")), str(e.get("definition", ""))]
             for k, e in _metric_items(metrics)]
-    text = _text_table(["metric", "value", "definition"], rows, numeric={1})
+    text = text_table(["metric", "value", "definition"], rows, numeric={1})
     lines = text.splitlines()
     ap_t = metrics.get("ap_t")
     if ap_t:
