@@ -113,3 +113,12 @@ def test_the_wheel_holds_the_example_configs(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for path in (REPO / "configs").glob("*.yaml"):
         assert f"retain/configs/{path.name}" in names
+
+
+def test_the_python_entry_points(tmp_path: Path) -> None:
+    """retain.dry_run and retain.init do what the commands do."""
+    from tests.conftest import tiny_config
+
+    text = retain.dry_run(tiny_config(tmp_path), ["num_train_epochs=2"])
+    assert "epochs: 2.0" in text and "not created: dry run" in text
+    assert retain.init("demo", tmp_path / "x") == [tmp_path / "x" / "demo.yaml"]

@@ -183,7 +183,9 @@ def score_task(
         else:
             value = float(exact_match(answer, example.target))
         total += value
-        predictions.append({"key": example.key, "target": example.target, "prediction": answer, "score": value})
+        predictions.append(
+            {"key": example.key, "prompt": example.prompt, "target": example.target, "prediction": answer, "score": value}
+        )
     score = 100.0 * total / max(1, len(items))
     union_score = None
     if union_answers is not None:
