@@ -141,7 +141,10 @@ class DataSourceConfig:
     train: Optional[str] = option("Train file or folder (format dependent).", None)
     eval: Optional[str] = option("Evaluation file or folder.", None)
     path: Optional[str] = option("Task folder (olora / trace) or dataset name/path (hf).", None)
-    metric: Optional[str] = option("accuracy | rouge_l | perplexity; null = inferred.", None)
+    metric: Optional[str] = option(
+        "accuracy | rouge_l | perplexity | bleu | sari | edit_sim, or an import path 'package.module:Class' "
+        "(a retain.evaluation.metrics.Metric subclass); null = inferred from the answers.", None,
+    )
     fields: dict[str, str] = option(
         "Field-name mapping, e.g. {instruction: question, input: context, output: answer}.",
         factory=dict,

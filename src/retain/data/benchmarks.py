@@ -14,7 +14,8 @@ from typing import Any, Optional, Sequence
 from retain.config import DataSourceConfig, StreamConfig, build_dataclass
 from retain.data.labels import filter_unknown_labels, infer_labels
 from retain.data.readers import ReadResult, read_alpaca, read_source
-from retain.data.types import METRIC_HIGHER_IS_BETTER, Example, Stream, Task
+from retain.data.types import Example, Stream, Task
+from retain.evaluation.metrics import check_metric
 from retain.errors import ConfigError, DataError
 
 #: benchmark -> order number -> task names (train on the first, then the second, ...).
@@ -145,10 +146,8 @@ def _sources(entries: Sequence[Any], key: str) -> list[tuple[str, DataSourceConf
             source = build_dataclass(DataSourceConfig, entry, path)
         else:
             raise ConfigError(f"{path}: expected a mapping (name, format, train, eval, ...), got {entry!r}")
-        if source.metric is not None and source.metric not in METRIC_HIGHER_IS_BETTER:
-            raise ConfigError(
-                f"{path}.metric: {source.metric!r} is not one of {', '.join(METRIC_HIGHER_IS_BETTER)}"
-            )
+        if source.metric is not None:
+            check_metric(source.metric, f"{path}.metric")
         sources.append((path, source))
     return sources
 
