@@ -149,6 +149,10 @@ class DataSourceConfig:
         "Field-name mapping, e.g. {instruction: question, input: context, output: answer}.",
         factory=dict,
     )
+    infer_labels: Optional[bool] = option(
+        "Infer a label set from the answers (records outside it are left out); false: open answers, "
+        "nothing left out (numeric QA); null = stream.infer_labels.", None,
+    )
     hf_train_split: str = option("Split name for training (format hf).", "train")
     hf_eval_split: str = option("Split name for evaluation (format hf).", "validation")
 
@@ -173,6 +177,11 @@ class StreamConfig:
         "Held-out general-ability evaluation sets (same form as custom tasks), scored before "
         "training and after every task.",
         factory=list,
+    )
+    infer_labels: bool = option(
+        "Infer each task's label set from its answers when they look like classes (few, short, repeated, "
+        "not numbers, covering the evaluation answers); records outside it are left out. false: no label "
+        "sets, no records left out.", True,
     )
     max_train_per_task: Optional[int] = option("Cap on train examples per task (seeded sample).", None, low=1)
     max_eval_per_task: Optional[int] = option("Cap on evaluation examples per task (seeded sample).", None, low=1)
@@ -221,7 +230,7 @@ class EvalConfig:
     before_training: bool = option("Score every task before training (row 0 of the matrix; needed for FWT).", True)
     max_new_tokens: Optional[int] = option("Generation budget; null = longest target of the task + 2.", None, low=1)
     scoring: str = option(
-        "generate (greedy decoding, exact match / ROUGE-L) | rank (pick the label with the highest "
+        "generate (greedy decoding, scored by each task's metric) | rank (pick the label with the highest "
         "likelihood: a fast option for label-set tasks).",
         "generate",
         choices=("generate", "rank"),

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from retain.config import DataSourceConfig, StreamConfig, build_dataclass
-from retain.data.labels import filter_unknown_labels, infer_labels
+from retain.data.answers import answer_shape
+from retain.data.labels import filter_unknown_labels
 from retain.data.readers import ReadResult, read_alpaca, read_source
 from retain.data.types import Example, Stream, Task
 from retain.evaluation.metrics import check_metric
@@ -125,6 +126,7 @@ def _build_benchmark(config: StreamConfig, seed: int) -> Stream:
             read_alpaca(root / config.eval_split / f"{name}.json"),
             config,
             seed,
+            infer=_infer(config),
         )
         for name in _task_names(config, order)
     ]
@@ -184,6 +186,7 @@ def _build_custom_tasks(config: StreamConfig, seed: int) -> list[Task]:
             config,
             seed,
             metric=source.metric,
+            infer=_infer(config, source),
         )
         for name, (path, source) in zip(names, sources)
     ]
@@ -197,31 +200,21 @@ def _build_general(config: StreamConfig, seed: int) -> list[Task]:
     general = []
     for name, (path, source) in zip(names, sources):
         result = read_source(source, "eval", config.eval_split, path)
-        labels = None if result.raw_text else (result.labels or infer_labels(result.examples))
-        metric = source.metric or _default_metric(result, labels)
+        shape = answer_shape(
+            result.examples, [], declared=result.labels, raw_text=result.raw_text, metric=source.metric,
+            infer=_infer(config, source),
+        )
         examples = _require(result.examples, name, "eval", result.source)
         examples = _cap(examples, config.max_eval_per_task, f"{seed}-general-{name}-eval")
         general.append(
-            Task(name, [], examples, metric, labels, result.raw_text, skipped_records=result.skipped)
+            Task(name, [], examples, shape.metric, shape.labels, result.raw_text, skipped_records=result.skipped,
+                 metric_reason=shape.reason)
         )
     return general
 
 
 # ---------------------------------------------------------------------------------------------
 # One task: labels, unknown-label filtering, caps.
-
-
-def _default_metric(result: ReadResult, labels: Optional[list[str]]) -> str:
-    if result.raw_text:
-        return "perplexity"
-    return "accuracy" if labels else "rouge_l"
-
-
-def _task_labels(train: ReadResult, metric: Optional[str]) -> Optional[list[str]]:
-    """Declared labels win over inferred ones; an explicit non-accuracy metric means free text."""
-    if train.raw_text or (metric is not None and metric != "accuracy"):
-        return None
-    return train.labels or infer_labels(train.examples)
 
 
 def _require(examples: list[Example], task: str, part: str, file: str) -> list[Example]:
@@ -245,9 +238,14 @@ def _make_task(
     config: StreamConfig,
     seed: int,
     metric: Optional[str] = None,
+    infer: bool = True,
 ) -> Task:
-    """Read results -> Task: label set, unknown labels reported and dropped, then caps."""
-    labels = _task_labels(train, metric)
+    """Read results -> Task: label set and metric, unknown labels reported and dropped, then caps."""
+    shape = answer_shape(
+        train.examples, evaluation.examples, declared=train.labels, raw_text=train.raw_text, metric=metric,
+        infer=infer,
+    )
+    labels = shape.labels
     train_kept, train_unknown = filter_unknown_labels(name, train.source, train.examples, labels)
     eval_kept, eval_unknown = filter_unknown_labels(name, evaluation.source, evaluation.examples, labels)
     train_kept = _require(train_kept, name, "train", train.source)
@@ -256,11 +254,19 @@ def _make_task(
         name=name,
         train=_cap(train_kept, config.max_train_per_task, f"{seed}-{name}-train"),
         eval=_cap(eval_kept, config.max_eval_per_task, f"{seed}-{name}-eval"),
-        metric=metric or _default_metric(train, labels),
+        metric=shape.metric,
         labels=labels,
         raw_text=train.raw_text,
         skipped_records=train.skipped + evaluation.skipped + train_unknown + eval_unknown,
+        metric_reason=shape.reason,
     )
+
+
+def _infer(config: StreamConfig, source: Optional[DataSourceConfig] = None) -> bool:
+    """A task's own ``infer_labels`` wins over the stream's."""
+    if source is not None and source.infer_labels is not None:
+        return source.infer_labels
+    return config.infer_labels
 
 
 __all__ = ["BENCHMARKS", "BENCHMARK_ORDERS", "build_stream"]

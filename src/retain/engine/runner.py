@@ -40,6 +40,7 @@ from retain.methods.registry import check_combination, instantiate
 from retain.models.loading import load_model
 from retain.reporting.reference import read_single_task_reference
 from retain.reporting.report import format_matrix_text, format_metrics_text
+from retain.reporting.scoring import scoring_lines
 from retain.reporting.guard import RunLock, clear_run_folder, create_run_folder
 from retain.log import make_logger
 from retain.reporting.run_folder import RunFolder
@@ -259,12 +260,12 @@ class ContinualRunner:
             task_names=names,
             higher_is_better=[t.higher_is_better for t in stream.tasks],
             row_labels=[], rows=[], has_initial_row=config.eval.before_training,
-            phase_task_index=[],
+            phase_task_index=[], task_metrics=[t.metric for t in stream.tasks],
         )
         general = GeneralScores(
             names=[g.name for g in stream.general],
             higher_is_better=[g.higher_is_better for g in stream.general],
-            rows=[],
+            rows=[], metrics=[g.metric for g in stream.general],
         ) if stream.general else None
         start_phase = 0
         if self.resume and self.checkpoint is not None:
@@ -272,6 +273,7 @@ class ContinualRunner:
             start_phase = state["completed_phases"]
             ctx.state.global_step = state["global_step"]
             matrix = AccuracyMatrix.from_dict(state["matrix"])
+            matrix.task_metrics = matrix.task_metrics or [t.metric for t in stream.tasks]
             if matrix.task_names != names:
                 raise RetainError(
                     f"{ctx.run_dir}: the checkpoint's tasks ({', '.join(matrix.task_names)}) are not the stream's "
@@ -292,6 +294,8 @@ class ContinualRunner:
             config.name, ctx.kind, config.model.name_or_path,
             "+".join(m.name for m in methods), len(names), ", ".join(names),
         )
+        for line in scoring_lines(stream):
+            logger.info("%s", line)
         if start_phase == 0 and not matrix.rows:
             if config.eval.before_training:
                 self._evaluate_row(ctx, matrix, folder, "before training", None)
@@ -380,6 +384,7 @@ class ContinualRunner:
                 self._union = AccuracyMatrix(
                     task_names=matrix.task_names, higher_is_better=matrix.higher_is_better,
                     row_labels=[], rows=[], has_initial_row=matrix.has_initial_row, phase_task_index=[],
+                    task_metrics=["accuracy"] * len(matrix.task_names),
                 )
             self._union.rows.append(row.union_scores)
             self._union.row_labels.append(label)

@@ -70,7 +70,7 @@ def _scoring_text(kind: Optional[str], scoring: Optional[str]) -> Optional[str]:
     """How answers were scored, in words (the classifier ignores eval.scoring)."""
     if kind == "classifier":
         return "argmax over the label space"
-    return {"generate": "greedy generation, exact match / ROUGE-L", "rank": "rank classification over the task's labels"}.get(scoring or "", scoring)
+    return {"generate": "greedy generation, scored by each task's metric (see Scoring)", "rank": "rank classification over the task's labels"}.get(scoring or "", scoring)
 
 
 def summarize_config(config: Optional[Mapping[str, Any]]) -> dict[str, Any]:
@@ -203,6 +203,7 @@ def render_report(
     are saved in the folder, and ``None`` reuses the saved ones, so ``retain report`` keeps them.
     """
     from retain.reporting.plots import plot_ap_curve, plot_heatmap  # matplotlib only when needed
+    from retain.reporting.scoring import scoring_section
 
     folder = RunFolder(run_dir)
     if not folder.path.is_dir():
@@ -217,11 +218,12 @@ def render_report(
         raise RetainError(f"{folder.path}: inconsistent run files ({err})") from err
     folder.write_metrics(metrics)
     union = folder.read_union_matrix()
-    union_section = []
+    scoring = scoring_section(matrix, general)
+    union_section = [scoring] if scoring is not None else []
     if union is not None:
         union_metrics = compute_cl_metrics(union)
         folder.write_metrics(union_metrics, variant="union")
-        union_section = [union_report_section(union, union_metrics)]
+        union_section.append(union_report_section(union, union_metrics))
     plot_heatmap(matrix, folder.path / HEATMAP_FILE)
     plot_ap_curve(matrix, metrics, folder.path / AP_CURVE_FILE)
     summary = summarize_config(config)
