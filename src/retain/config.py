@@ -129,6 +129,11 @@ class ModelConfig:
     dtype: str = option("Weight dtype: float32 | bfloat16 | float16 (CPU runs use float32).", "float32",
         choices=("float32", "bfloat16", "float16"),
     )
+    chat_template: Optional[str] = option(
+        "Causal models: render each prompt as a user turn with the tokenizer's apply_chat_template. "
+        "'tokenizer' = the tokenizer's own template; other text = a Jinja chat template; null = plain prompts.",
+        None,
+    )
     lora: LoraConfig = option("LoRA settings.", factory=LoraConfig)
 
 
@@ -137,7 +142,7 @@ class DataSourceConfig:
     """One custom task: where its data lives and how to read it."""
 
     name: str = option("Task name (unique in the stream).", "")
-    format: str = option("alpaca | olora | trace | hf | text (see `retain list`).", "alpaca")
+    format: str = option("alpaca | olora | trace | hf | superni | text (see `retain list`).", "alpaca")
     train: Optional[str] = option("Train file or folder (format dependent).", None)
     eval: Optional[str] = option("Evaluation file or folder.", None)
     path: Optional[str] = option("Task folder (olora / trace) or dataset name/path (hf).", None)
@@ -152,6 +157,14 @@ class DataSourceConfig:
     infer_labels: Optional[bool] = option(
         "Infer a label set from the answers (records outside it are left out); false: open answers, "
         "nothing left out (numeric QA); null = stream.infer_labels.", None,
+    )
+    template: Optional[str] = option(
+        "Prompt template: a format string over the record's own fields, e.g. 'Review: {sentence}\\nSentiment:' "
+        "(formats alpaca, trace, hf); null = the format's prompt.", None,
+    )
+    hf_config: Optional[str] = option(
+        "Dataset config / subset (format hf), e.g. sst2 with path: glue; for a folder of saved datasets, "
+        "the sub-folder.", None,
     )
     hf_train_split: str = option("Split name for training (format hf).", "train")
     hf_eval_split: str = option("Split name for evaluation (format hf).", "validation")

@@ -158,6 +158,8 @@ def _source_name(source: DataSourceConfig, path: str) -> str:
     """The task name: given, else the stem of the file / folder / dataset it reads."""
     if source.name:
         return source.name
+    if source.hf_config:
+        return source.hf_config
     location = source.eval or source.path or source.train
     if not location:
         raise ConfigError(f"{path}.name: required (no file or path to name the task after)")

@@ -41,6 +41,7 @@ from retain.models.loading import load_model
 from retain.reporting.reference import read_single_task_reference
 from retain.reporting.report import format_matrix_text, format_metrics_text
 from retain.reporting.scoring import scoring_lines
+from retain.data.chat import configure_chat_template
 from retain.reporting.guard import RunLock, clear_run_folder, create_run_folder
 from retain.log import make_logger
 from retain.reporting.run_folder import RunFolder
@@ -199,10 +200,11 @@ class ContinualRunner:
         if config.train.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         model = accelerator.prepare(model)
+        chat = configure_chat_template(loaded.tokenizer, model_config.chat_template, loaded.kind)
         encoder = Encoder(
             loaded.tokenizer, loaded.kind, loaded.label_names,
             config.stream.max_source_length, config.stream.max_target_length, config.eval.label_space,
-            config.train.label_space,
+            config.train.label_space, chat=chat,
         )
         hooks = HookDispatcher(methods)
         phases: Optional[list[Phase]] = hooks.call("on_plan_phases", stream)
