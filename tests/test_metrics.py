@@ -123,3 +123,20 @@ def test_register_metric_makes_a_name(monkeypatch: pytest.MonkeyPatch) -> None:
     get_metric.cache_clear()
     with pytest.raises(ValueError, match="needs a name"):
         register_metric(type("Nameless", (Metric,), {}))
+
+
+def test_readme_metric_example_registers_and_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    from tests.conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### Metrics") : text.index("### The run folder")]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    monkeypatch.setattr("retain.evaluation.metrics.registry.METRICS", dict(METRICS))
+    exec(compile(code, "README.md", "exec"), {})  # noqa: S102  (the project's own README)
+    metric = get_metric("length_ratio")
+    assert not metric.higher_is_better and metric.range is None
+    scores = [metric.score("a b", "a b c d"), metric.score("a b c", "a b c")]
+    assert metric.aggregate(scores) == pytest.approx(0.75)
+    get_metric.cache_clear()
