@@ -58,6 +58,11 @@ def test_classes_stay_classes() -> None:
     assert shape.reason == "label set of 2 inferred from the train answers"
     assert answer_shape(train, [], metric="bleu").labels is None
     assert answer_shape(train, [], declared=["World", "Sports"]).labels == ["World", "Sports"]
+    stars = _examples(["1", "2", "3"] * 4)
+    assert answer_shape(stars, _examples(["1", "7"])).labels is None
+    assert answer_shape(stars, _examples(["1", "7"]), metric="accuracy").labels == ["1", "2", "3"]
+    named = _examples(["1", "2", "3"] * 4, prompt="Option: 1, 2, 3.\n")
+    assert answer_shape(named, _examples(["1", "7"])).labels == ["1", "2", "3"]
 
 
 def test_switch_turns_label_sets_off_per_stream_and_per_task(tmp_path: Path) -> None:

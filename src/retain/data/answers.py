@@ -42,13 +42,15 @@ def _is_number(text: str) -> bool:
 
 def _not_labels(labels: Sequence[str], train: Sequence[Example], evaluation: Sequence[Example]) -> Optional[str]:
     """Why inferred ``labels`` are not a real label set (None: they are)."""
+    options = _common_option_list(parse_option_list(ex.prompt) for ex in train)
+    if options is not None and set(options) == set(labels):
+        return None  # the prompts name exactly these labels: answers outside them are bad records
     if all(_is_number(label) for label in labels):
         return "numeric answers"
     long = [label for label in labels if len(label.split()) > MAX_LABEL_WORDS]
     if long:
         return f"answers longer than {MAX_LABEL_WORDS} words"
-    options = _common_option_list(parse_option_list(ex.prompt) for ex in train)
-    if evaluation and (options is None or set(options) != set(labels)):
+    if evaluation:
         known = set(labels)
         outside = sum(ex.target not in known for ex in evaluation)
         if outside > MAX_EVAL_OUTSIDE * len(evaluation):
@@ -75,7 +77,9 @@ def answer_shape(
 
     ``declared``: a label set the source states (O-LoRA's labels.json); ``metric``: the task spec's
     metric (None: choose one); ``infer``: False turns label sets off (nothing is left out; short
-    numeric answers by exact match, others by ROUGE-L unless ``metric`` says otherwise).
+    numeric answers by exact match, others by ROUGE-L unless ``metric`` says otherwise). An explicit
+    ``metric: accuracy`` says the answers are classes: the label set is inferred by the repeat test
+    alone (numeric ratings, long class names).
     """
     given = "set in the task spec"
     if raw_text:
@@ -87,6 +91,8 @@ def answer_shape(
         return AnswerShape(None, metric, given) if metric else shape
     if declared:
         labels, reason = declared, f"label set declared by the source ({len(declared)} labels)"
+    elif metric == "accuracy":  # the spec says these are classes: the repeat test alone decides
+        return AnswerShape(infer_labels(train), metric, given)
     else:
         labels = infer_labels(train)
         why = _not_labels(labels, train, evaluation) if labels else "no small repeating answer set"
