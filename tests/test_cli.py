@@ -33,6 +33,7 @@ def test_list_shows_methods_formats_and_benchmarks(capsys: pytest.CaptureFixture
     assert "Warm-up optimizer steps per task. Valid: >= 0." in out
     assert "Valid: in [1, 8]." in out and "Valid: one of constant | linear | cosine." in out
     assert "Valid: one of causal | seq2seq | classifier or null." in out
+    assert "sari       SARI (higher is better)" in out and "perplexity Perplexity (lower is better)" in out
 
 
 @pytest.mark.parametrize(

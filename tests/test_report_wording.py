@@ -64,7 +64,7 @@ def test_mixed_metrics_name_each_tasks_metric_and_say_ap_mixes_scales(tmp_path: 
     render_report(tmp_path / "mix")
     report = (tmp_path / "mix" / "report.md").read_text()
     assert "## Score matrix" in report
-    assert ("**scoring**: greedy generation, exact match after normalisation (t0); greedy generation, ROUGE-L F1 (t1); "
+    assert ("**scoring**: greedy generation, exact match after normalisation (t0); greedy generation, ROUGE-L (t1); "
             "perplexity of the reference text") in report
     assert "| AP (mixed scales) |" in report
     colours, values, vmin, vmax, _, bar = heatmap_scale(matrix)

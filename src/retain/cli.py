@@ -110,6 +110,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from retain.config import RunConfig, describe_fields
     from retain.data.benchmarks import BENCHMARKS
     from retain.data.readers import FORMATS
+    from retain.evaluation.metrics import METRICS
     from retain.methods.registry import method_table
     from retain.models.builtin import BUILTIN_MODELS
 
@@ -125,6 +126,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for name, reader in FORMATS.items():
         description = getattr(reader, "description", None) or (reader.__doc__ or "").strip().splitlines()[0]
         print(f"  {name:<8} {description}")
+    print("\nmetrics (a task's metric; or an import path package.module:Class):")
+    for name, metric_class in METRICS.items():
+        direction = "higher is better" if metric_class.higher_is_better else "lower is better"
+        print(f"  {name:<10} {metric_class.display_name} ({direction}): {metric_class.definition}")
     print("\nbuilt-in models: " + ", ".join(f"builtin:{n} ({k})" for n, (k, _) in BUILTIN_MODELS.items()))
     if args.config:
         print("\nconfig keys:")

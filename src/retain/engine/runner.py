@@ -41,6 +41,8 @@ from retain.models.loading import load_model
 from retain.reporting.reference import read_single_task_reference
 from retain.reporting.metric_text import never_learned_text
 from retain.reporting.report import format_matrix_text, format_metrics_text
+from retain.reporting.scoring import scoring_lines
+from retain.data.chat import configure_chat_template
 from retain.reporting.guard import RunLock, clear_run_folder, create_run_folder
 from retain.log import make_logger
 from retain.reporting.run_folder import RunFolder
@@ -199,10 +201,11 @@ class ContinualRunner:
         if config.train.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         model = accelerator.prepare(model)
+        chat = configure_chat_template(loaded.tokenizer, model_config.chat_template, loaded.kind)
         encoder = Encoder(
             loaded.tokenizer, loaded.kind, loaded.label_names,
             config.stream.max_source_length, config.stream.max_target_length, config.eval.label_space,
-            config.train.label_space,
+            config.train.label_space, chat=chat,
         )
         hooks = HookDispatcher(methods)
         phases: Optional[list[Phase]] = hooks.call("on_plan_phases", stream)
@@ -273,6 +276,7 @@ class ContinualRunner:
             start_phase = state["completed_phases"]
             ctx.state.global_step = state["global_step"]
             matrix = AccuracyMatrix.from_dict(state["matrix"])
+            matrix.task_metrics = matrix.task_metrics or [t.metric for t in stream.tasks]
             if matrix.task_names != names:
                 raise RetainError(
                     f"{ctx.run_dir}: the checkpoint's tasks ({', '.join(matrix.task_names)}) are not the stream's "
@@ -293,6 +297,8 @@ class ContinualRunner:
             config.name, ctx.kind, config.model.name_or_path,
             "+".join(m.name for m in methods), len(names), ", ".join(names),
         )
+        for line in scoring_lines(stream):
+            logger.info("%s", line)
         if start_phase == 0 and not matrix.rows:
             if config.eval.before_training:
                 self._evaluate_row(ctx, matrix, folder, "before training", None)
@@ -381,7 +387,7 @@ class ContinualRunner:
                 self._union = AccuracyMatrix(
                     task_names=matrix.task_names, higher_is_better=matrix.higher_is_better,
                     row_labels=[], rows=[], has_initial_row=matrix.has_initial_row, phase_task_index=[],
-                    task_metrics=list(matrix.task_metrics),
+                    task_metrics=["accuracy"] * len(matrix.task_names),
                 )
             self._union.rows.append(row.union_scores)
             self._union.row_labels.append(label)

@@ -106,6 +106,8 @@ class AccuracyMatrix:
     rows: list[list[Score]] = field(default_factory=list)
     has_initial_row: bool = False
     phase_task_index: list[int] = field(default_factory=list)
+    #: each task's metric (registry name or import path; :mod:`retain.evaluation.metrics`); empty
+    #: in run folders written before metrics were recorded
     task_metrics: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -121,7 +123,7 @@ class AccuracyMatrix:
         if len(self.higher_is_better) != n:
             raise ValueError(f"{len(self.higher_is_better)} directions for {n} tasks")
         if self.task_metrics and len(self.task_metrics) != n:
-            raise ValueError(f"{len(self.task_metrics)} metric names for {n} tasks")
+            raise ValueError(f"{len(self.task_metrics)} metrics for {n} tasks")
         if len(self.row_labels) != len(self.rows):
             raise ValueError(f"{len(self.row_labels)} row labels for {len(self.rows)} rows")
         for label, row in zip(self.row_labels, self.rows):
@@ -228,7 +230,7 @@ class AccuracyMatrix:
             rows=[[_as_score(v) for v in row] for row in data["rows"]],
             has_initial_row=bool(data.get("has_initial_row", False)),
             phase_task_index=[int(i) for i in data.get("phase_task_index", [])],
-            task_metrics=[str(m) for m in data.get("task_metrics") or []],
+            task_metrics=[str(m) for m in data.get("task_metrics", [])],
         )
 
 
@@ -240,11 +242,12 @@ class GeneralScores:
     higher_is_better: list[bool]
     rows: list[list[Score]] = field(default_factory=list)
     row_labels: list[str] = field(default_factory=list)
-    metrics: list[str] = field(default_factory=list)  # each set's metric name (empty: older files)
+    #: each set's metric, as :attr:`AccuracyMatrix.task_metrics`
+    metrics: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.metrics and len(self.metrics) != len(self.names):
-            raise ValueError(f"{len(self.metrics)} metric names for {len(self.names)} general sets")
+            raise ValueError(f"{len(self.metrics)} metrics for {len(self.names)} general sets")
         if len(self.higher_is_better) != len(self.names):
             raise ValueError(f"{len(self.higher_is_better)} directions for {len(self.names)} general sets")
         for row in self.rows:
@@ -279,7 +282,7 @@ class GeneralScores:
             higher_is_better=[bool(h) for h in data["higher_is_better"]],
             rows=[[_as_score(v) for v in row] for row in data["rows"]],
             row_labels=[str(label) for label in data.get("row_labels", [])],
-            metrics=[str(m) for m in data.get("metrics") or []],
+            metrics=[str(m) for m in data.get("metrics", [])],
         )
 
 

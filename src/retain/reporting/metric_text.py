@@ -60,8 +60,6 @@ def _how(info: MetricInfo, kind: Optional[str], scoring: Optional[str]) -> str:
         if scoring == "rank":
             return "rank classification (the most likely label), accuracy"
         return "greedy generation, exact match after normalisation"
-    if info.name == "rouge_l":
-        return "greedy generation, ROUGE-L F1"
     return f"greedy generation, {info.display}"
 
 

@@ -244,6 +244,7 @@ def render_report(
     are saved in the folder, and ``None`` reuses the saved ones, so ``retain report`` keeps them.
     """
     from retain.reporting.plots import plot_ap_curve, plot_general, plot_heatmap  # matplotlib only when needed
+    from retain.reporting.scoring import scoring_section
 
     folder = RunFolder(run_dir)
     if not folder.path.is_dir():
@@ -258,7 +259,8 @@ def render_report(
         raise RetainError(f"{folder.path}: inconsistent run files ({err})") from err
     folder.write_metrics(metrics)
     union = folder.read_union_matrix()
-    sections = []
+    scoring = scoring_section(matrix, general)
+    sections = [scoring] if scoring is not None else []
     if union is not None:
         union_metrics = compute_cl_metrics(union)
         folder.write_metrics(union_metrics, variant="union")
