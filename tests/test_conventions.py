@@ -122,3 +122,11 @@ def test_the_python_entry_points(tmp_path: Path) -> None:
     text = retain.dry_run(tiny_config(tmp_path), ["num_train_epochs=2"])
     assert "epochs: 2.0" in text and "not created: dry run" in text
     assert retain.init("demo", tmp_path / "x") == [tmp_path / "x" / "demo.yaml"]
+
+
+def test_list_shows_the_aliases_and_set_needs_key_value(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "--config"]) == 0
+    assert "learning_rate -> train.lr" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["run", "x.yaml", "--set", "novalue"])
+    assert info.value.code == 2 and "--set novalue: expected KEY=VALUE" in capsys.readouterr().err

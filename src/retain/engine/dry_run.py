@@ -94,6 +94,8 @@ def _stream_lines(config: RunConfig, stream: Stream) -> list[str]:
     from retain.reporting.report import text_table  # noqa: PLC0415
 
     lines += ["  " + line for line in text_table(header, rows, numeric={2, 3, 4, 5}).splitlines()]
+    lines += [f"  {task.name}: {task.metric} because {task.metric_reason}"
+              for task in [*stream.tasks, *stream.general] if getattr(task, "metric_reason", "")]
     return lines
 
 
