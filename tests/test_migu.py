@@ -154,20 +154,21 @@ def test_nothing_is_measured_in_eval_mode_or_on_a_skipped_first_task() -> None:
     assert ctx0.unwrapped_model().fc1.weight.grad.abs().sum() > 0
 
 
-def test_data_parallel_statistic_is_averaged_before_the_mask() -> None:
-    # this process sees fc1 = (15, 9, 24, 15) / 63; the other process (simulated) sees (1, 0, 0, 0):
-    # the mean (15/63 + 1, ...) / 2 puts unit 0 on top, so with threshold 0.7 only unit 0 is kept.
+def test_data_parallel_sums_and_tokens_are_added_before_the_mask() -> None:
+    # this process sees fc1 sums (15, 9, 24, 15); the other process (simulated) the same plus 100
+    # on unit 0: the pooled sums (130, 18, 48, 30) put unit 0 on top, so with threshold 0.7 only
+    # unit 0 is kept (this process alone would keep unit 2)
     calls = []
 
     def reduce(tensor: torch.Tensor, reduction: str) -> torch.Tensor:
         calls.append(reduction)
-        other = torch.zeros_like(tensor)
-        other[0] = 1.0  # fc1 is the first group (4 units), unit 0
-        return (tensor + other) / 2
+        other = tensor.clone()
+        other[0] += 100.0  # fc1's sums come first (its group's 4 units), unit 0
+        return tensor + other
 
     model, migu = Toy(), Migu(MiguParams(threshold=0.7))
     one_step(migu, model, [(X, MASK)], fake_ctx(model, SimpleNamespace(num_processes=2, reduce=reduce)))
-    assert calls == ["mean"]
+    assert calls == ["sum"]
     assert migu.last_masks()["fc1"].tolist() == [True, False, False, False]
 
 
