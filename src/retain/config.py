@@ -19,6 +19,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from retain.config_aliases import canonical_override, check_override_aliases, normalise_aliases
 from retain.errors import ConfigError
 
 
@@ -423,9 +424,14 @@ def _parse_scalar(text: str) -> Any:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides to a nested dict (a copy)."""
-    data = json.loads(json.dumps(data))
-    for item in overrides:
+    """Apply ``a.b.c=value`` overrides to a nested dict (a copy).
+
+    Hugging Face key names (``learning_rate=...``, see :mod:`retain.config_aliases`) set their
+    canonical key, in ``data`` as in the overrides.
+    """
+    data = normalise_aliases(json.loads(json.dumps(data)))
+    check_override_aliases(overrides)
+    for item in map(canonical_override, overrides):
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value (e.g. train.lr=1e-4)")
         key, text = item.split("=", 1)
@@ -507,7 +513,7 @@ def load_config_dict(path: str | Path) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    return data
+    return normalise_aliases(data, str(path))
 
 
 # A run name becomes one folder under output_dir: one plain path component, nothing that a shell
@@ -553,7 +559,7 @@ def make_config(
     elif source is None:
         data = {}
     elif isinstance(source, dict):
-        data = source
+        data = normalise_aliases(source)
     else:
         data = load_config_dict(source)
     if overrides:

@@ -33,12 +33,13 @@ from retain.engine.optim import build_optimizer, build_scheduler
 from retain.engine.preflight import Prepared, check_run_folder, prepare, read_saved_config, resume_changes
 from retain.errors import RetainError
 from retain.evaluation.cells import cells_to_evaluate
-from retain.evaluation.cl_metrics import AccuracyMatrix, GeneralScores, compute_cl_metrics
+from retain.evaluation.cl_metrics import AccuracyMatrix, GeneralScores, compute_cl_metrics, never_learned
 from retain.engine.state import Phase, TrainingState
 from retain.methods.base import Method
 from retain.methods.registry import check_combination, instantiate
 from retain.models.loading import load_model
 from retain.reporting.reference import read_single_task_reference
+from retain.reporting.metric_text import never_learned_text
 from retain.reporting.report import format_matrix_text, format_metrics_text
 from retain.reporting.scoring import scoring_lines
 from retain.data.chat import configure_chat_template
@@ -322,7 +323,7 @@ class ContinualRunner:
         single = [self.single_task[name] for name in names] if self.single_task is not None else None
         metrics = compute_cl_metrics(matrix, general=general, single_task_scores=single)
         folder.write_metrics(metrics)
-        text = format_matrix_text(matrix) + "\n\n" + format_metrics_text(metrics)
+        text = format_matrix_text(matrix) + "\n\n" + format_metrics_text(metrics, matrix)
         union_metrics = None
         if self._union is not None:
             union_metrics = compute_cl_metrics(self._union)
@@ -402,6 +403,10 @@ class ContinualRunner:
                     folder.write_predictions(row_index, name, records)
         scores = ", ".join(f"{n}={s:.1f}" for n, s in zip(matrix.task_names, row.scores) if s is not None)
         ctx.logger.info("row %d (%s): %s  [%.0f eval examples/s]", row_index, label, scores, row.examples_per_second)
+        if task_index is not None:
+            for name, before, after in never_learned(matrix):
+                if name == matrix.task_names[task_index]:
+                    ctx.logger.warning(never_learned_text(name, before, after))
 
     def _checkpoint(self, ctx: RunContext, methods: list[Method], matrix: AccuracyMatrix, general: Optional[GeneralScores], completed: int) -> None:
         carried = not self.config.train.reset_optimizer_per_task and ctx.optimizer is not None

@@ -159,7 +159,9 @@ def score_task(
     for example, answer in zip(examples, answers):
         value = float(metric.score(answer, example.target, example.prompt))
         values.append(value)
-        predictions.append({"key": example.key, "target": example.target, "prediction": answer, "score": value})
+        predictions.append(
+            {"key": example.key, "prompt": example.prompt, "target": example.target, "prediction": answer, "score": value}
+        )
     score = float(metric.aggregate(
         values, answers, [ex.target for ex in examples], [ex.prompt for ex in examples]
     ))
