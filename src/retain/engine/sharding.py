@@ -257,3 +257,28 @@ def full_state_dict(accelerator: Any, model: torch.nn.Module) -> dict[str, torch
         full = tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
         gathered[name] = full.detach().cpu()
     return gathered
+
+
+@torch.no_grad()
+def load_full_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Copy full tensors (a full state dict, or part of one) into ``model``, sharded or not.
+
+    Under FSDP2 each process copies its own rows into its shard (no collective), also inside
+    :func:`full_parameters`, where the shards stay the weights' source of truth; elsewhere it is
+    ``load_state_dict(strict=False)``.
+    """
+    from torch.distributed.tensor import DTensor
+
+    if not is_sharded(model):
+        model.load_state_dict(tensors, strict=False)
+        return
+    targets = model.state_dict()  # FSDP2 hands out the sharded tensors, aliasing the shards
+    for name, full in tensors.items():
+        target = targets.get(name)
+        if target is None:
+            continue
+        if isinstance(target, DTensor):
+            local = target.to_local()
+            local.copy_(local_part(full, target).to(local.device, local.dtype))
+        else:
+            target.copy_(full.to(target.device, target.dtype))

@@ -106,8 +106,11 @@ class Method:
     #: True: needs LoRA; False: needs full fine-tuning; None: either.
     needs_lora: ClassVar[Optional[bool]] = None
     model_kinds: ClassVar[tuple[str, ...]] = ("causal", "seq2seq", "classifier")
-    #: distributed modes this method supports (Accelerate's distributed types, lower case).
-    distributed: ClassVar[tuple[str, ...]] = ("no", "multi_cpu", "multi_gpu", "fsdp", "deepspeed")
+    #: distributed modes this method supports: Accelerate's distributed types in lower case, with
+    #: DeepSpeed named by its ZeRO stage (``zero2``, ``zero3``; see retain.engine.sharding).
+    distributed: ClassVar[tuple[str, ...]] = ("no", "multi_cpu", "multi_gpu", "fsdp", "zero2", "zero3")
+    #: why the method cannot run under a mode it leaves out (mode -> reason), shown to the user.
+    distributed_refusals: ClassVar[dict[str, str]] = {}
     #: what the method does, for the start-up checks (the module constants above).
     capabilities: frozenset[str] = frozenset()
     #: a new optimizer per task is required (e.g. parameters change between tasks).
