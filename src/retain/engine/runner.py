@@ -49,7 +49,7 @@ from retain.engine.hooks import HookDispatcher
 from retain.engine.loop import local_plan, new_task_plan, optimizer_steps, run_extra_steps, train_phase
 from retain.engine.optim import build_optimizer, build_scheduler
 from retain.engine.preparation import bare_model, prepare_task, release
-from retain.engine.sharding import build_accelerator, distributed_mode, full_state_dict, requested_mode
+from retain.engine.sharding import build_accelerator, distributed_mode, forget_engine, full_state_dict, requested_mode
 from retain.engine.preflight import Prepared, check_run_folder, prepare, read_saved_config, resume_changes
 from retain.errors import RetainError
 from retain.evaluation.cells import cells_to_evaluate
@@ -201,7 +201,7 @@ class ContinualRunner:
                 "state is sharded over processes and checkpoints hold full weights only, so a resumed run "
                 "could not restore it; use train.reset_optimizer_per_task=true"
             )
-        accelerator = build_accelerator(sharding, train.mixed_precision, train.grad_accum, train.max_grad_norm)
+        accelerator = build_accelerator(sharding, train)
         check_combination(methods, kind, lora, distributed_mode(accelerator))
         set_seed(config.seed)
         # Data errors surface here, before the run folder exists: nothing half-written is left.
@@ -397,6 +397,7 @@ class ContinualRunner:
         optimizer = build_optimizer(parameters, config.train)
         total_steps = steps if config.train.reset_optimizer_per_task else steps * len(ctx.phases)
         ctx.scheduler = build_scheduler(optimizer, config.train, total_steps)
+        forget_engine(accelerator)  # DeepSpeed: one engine per prepared optimizer
         ctx.model, ctx.optimizer = prepare_task(accelerator, model, optimizer)
 
     @staticmethod

@@ -75,47 +75,63 @@ def _has_accelerator_device() -> bool:
     return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
 
 
-def build_accelerator(mode: str, mixed_precision: str, grad_accum: int, max_grad_norm: Optional[float]) -> Any:
-    """An Accelerator for ``mode`` (see the module docstring), refusing a silent degrade."""
+def build_accelerator(mode: str, train: Any) -> Any:
+    """An Accelerator for ``mode`` and the run's ``train`` settings (see the module docstring),
+    refusing a silent degrade."""
     from accelerate import Accelerator
-    from accelerate.utils import DistributedType
 
     launched = "LOCAL_RANK" in os.environ or _world_size() > 1
-    # Without a GPU Accelerate only forms a process group when told to run on the CPU.
+    if mode != "none" and not launched:
+        raise RetainError(
+            f"train.sharding={mode} needs a process group; launch with "
+            "`torchrun --nproc_per_node N -m retain run ...` (N=1 for one process) or `accelerate launch`"
+        )
+    # Without a GPU Accelerate only forms a process group when told to run on the CPU, and then
+    # it drops the sharding plugins: the engine puts them back (promote below).
     cpu = launched and not _has_accelerator_device() and (mode != "none" or _flag("ACCELERATE_USE_CPU"))
-    kwargs: dict[str, Any] = {"mixed_precision": mixed_precision, "gradient_accumulation_steps": grad_accum}
-    if cpu:
-        kwargs["cpu"] = True
-    plugin = None
+    kwargs: dict[str, Any] = {"mixed_precision": train.mixed_precision, "gradient_accumulation_steps": train.grad_accum}
+    plugin: Any = None
     if mode == "fsdp":
         plugin = fsdp_plugin()
-        if not cpu:
-            kwargs["fsdp_plugin"] = plugin
     elif mode in ("zero2", "zero3"):
-        if not launched:
-            raise RetainError(
-                f"train.sharding={mode}: DeepSpeed needs a process group; launch with "
-                "`torchrun --nproc_per_node N -m retain run ...` (N=1 on one GPU) or `accelerate launch`"
-            )
-        kwargs["deepspeed_plugin"] = deepspeed_plugin(int(mode[4:]), grad_accum, max_grad_norm)
+        plugin = deepspeed_plugin(int(mode[4:]), train)
+    if cpu:
+        kwargs["cpu"] = True
+    elif plugin is not None:
+        kwargs["fsdp_plugin" if mode == "fsdp" else "deepspeed_plugin"] = plugin
     accelerator = Accelerator(**kwargs)
-    if mode == "fsdp" and cpu:
-        if not launched:
-            raise RetainError(
-                "train.sharding=fsdp: FSDP needs a process group; launch with "
-                "`torchrun --nproc_per_node N -m retain run ...` (N=1 for one process)"
-            )
-        # Accelerate keeps FSDP for accelerator devices; its FSDP2 path itself runs on gloo.
-        # Both shared states: a later AcceleratorState() copies PartialState's type over its own.
-        from accelerate.state import PartialState
+    if cpu and plugin is not None:
+        _promote(accelerator, mode, plugin)
+    check_launch(accelerator, mode)
+    return accelerator
 
-        PartialState._shared_state["distributed_type"] = DistributedType.FSDP
-        accelerator.state.distributed_type = DistributedType.FSDP
+
+def _promote(accelerator: Any, mode: str, plugin: Any) -> None:
+    """Turn a CPU process group's DDP into the FSDP2 / DeepSpeed run that was asked for.
+
+    Accelerate's FSDP2 and DeepSpeed paths run on gloo CPU processes unchanged; it only keeps them
+    for accelerator devices. Both shared states are set: a later ``AcceleratorState()`` copies
+    ``PartialState``'s type over its own.
+    """
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType
+
+    kind = DistributedType.FSDP if mode == "fsdp" else DistributedType.DEEPSPEED
+    PartialState._shared_state["distributed_type"] = kind
+    accelerator.state.distributed_type = kind
+    if mode == "fsdp":
         if accelerator.mixed_precision != "no":
             plugin.set_mixed_precision(accelerator.mixed_precision)
         accelerator.state.fsdp_plugin = plugin
-    check_launch(accelerator, mode)
-    return accelerator
+        return
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend="gloo")  # joins the process group Accelerate formed
+    if accelerator.mixed_precision != "no":
+        plugin.set_mixed_precision(accelerator.mixed_precision)
+    accelerator.state.deepspeed_plugins = {"default": plugin}
+    plugin.select(_from_accelerator_state=True)
+    accelerator.deepspeed_engine_wrapped = None
 
 
 def fsdp_plugin() -> Any:
@@ -131,17 +147,34 @@ def fsdp_plugin() -> Any:
     )
 
 
-def deepspeed_plugin(stage: int, grad_accum: int, max_grad_norm: Optional[float]) -> Any:
-    """ZeRO ``stage``; the engine's own AdamW and schedule, and full weights gathered for checkpoints."""
+def deepspeed_plugin(stage: int, train: Any) -> Any:
+    """ZeRO ``stage`` with the engine's own AdamW and schedule; ZeRO-3 gathers full weights for
+    checkpoints (``zero3_save_16bit_model``: the weights in their training dtype)."""
     from accelerate.utils import DeepSpeedPlugin
 
-    return DeepSpeedPlugin(
+    plugin = DeepSpeedPlugin(
         zero_stage=stage,
-        gradient_accumulation_steps=grad_accum,
-        gradient_clipping=max_grad_norm if max_grad_norm is not None else 0.0,
+        gradient_accumulation_steps=train.grad_accum,
+        gradient_clipping=train.max_grad_norm if train.max_grad_norm is not None else 0.0,
         zero3_save_16bit_model=True,
         zero3_init_flag=False,
     )
+    # The engine feeds micro-batches from its own plan, not a DataLoader Accelerate could read.
+    plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = train.batch_size
+    return plugin
+
+
+def forget_engine(accelerator: Any) -> None:
+    """Before a task's DeepSpeed preparation: drop the finished task's engine.
+
+    Accelerate keeps the first engine it built for every later backward; a task's new
+    optimizer gets a new engine, so the old one is destroyed (its partitioned optimizer state
+    freed) and forgotten.
+    """
+    engine = getattr(accelerator, "deepspeed_engine_wrapped", None)
+    if engine is not None:
+        engine.engine.destroy()
+        accelerator.deepspeed_engine_wrapped = None
 
 
 def check_launch(accelerator: Any, mode: str) -> None:
