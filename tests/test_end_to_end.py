@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import retain
 from retain.errors import MethodError
@@ -79,6 +80,22 @@ def test_gradient_accumulation_and_bf16_autocast(tmp_path: Path) -> None:
     log = (result.run_dir / "run.log").read_text()
     assert "4 micro-batches, 2 steps" in log
     assert all(v is not None for v in result.matrix.rows[-1])
+    # model.dtype auto: bf16 asked for, so the weights are bf16 (no fp32 copy), and the written
+    # config says what was used
+    from safetensors.torch import load_file
+
+    import yaml
+
+    assert yaml.safe_load((result.run_dir / "config.yaml").read_text())["model"]["dtype"] == "bfloat16"
+    weights = load_file(str(result.run_dir / "checkpoint" / "model.safetensors"))
+    assert {t.dtype for t in weights.values()} == {torch.bfloat16}
+
+
+def test_model_dtype_auto_is_float32_without_bf16(tmp_path: Path) -> None:
+    from retain.models.loading import resolve_dtype
+
+    assert resolve_dtype("auto", "no") == "float32" and resolve_dtype("auto", "fp16") == "float32"
+    assert resolve_dtype("auto", "bf16") == "bfloat16" and resolve_dtype("float32", "bf16") == "float32"
 
 
 def test_a_classifier_run_within_task_labels_also_records_the_union_matrix(tmp_path: Path) -> None:

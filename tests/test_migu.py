@@ -251,6 +251,7 @@ class FirstStepProbe(Method):
         self.before: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.checked = False
         self.dtypes: set[torch.dtype] = set()
+        self.optimizer: Any = None  # the inner optimizer of the step (released after the phase)
 
     def on_phase_start(self, ctx: Any) -> None:
         layer = ctx.unwrapped_model().model.layers[0].mlp.up_proj
@@ -265,6 +266,7 @@ class FirstStepProbe(Method):
     def on_step_end(self, ctx: Any) -> None:
         if self.checked:
             return
+        self.optimizer = ctx.optimizer.optimizer
         modules = dict(ctx.unwrapped_model().named_modules())
         for name, (old, keep) in self.before.items():
             new = modules[name].weight.detach()
@@ -293,7 +295,7 @@ def test_bf16_mixed_precision_first_step_leaves_masked_rows_bit_identical(tmp_pa
     runner._train_one_phase(ctx, [migu, probe], 0, False)
     assert probe.checked and len(probe.before) == 14
     assert torch.bfloat16 in probe.dtypes  # autocast really ran the layers in bf16
-    assert isinstance(ctx.optimizer.optimizer, torch.optim.AdamW)
+    assert isinstance(probe.optimizer, torch.optim.AdamW)
 
 
 def _small(tmp_path: Path, name: str, kind: str, methods: list[Any], lora: bool = False) -> dict[str, Any]:

@@ -126,8 +126,12 @@ class ModelConfig:
         "output layer is tied to the embeddings; null = true exactly in that case.",
         None,
     )
-    dtype: str = option("Weight dtype: float32 | bfloat16 | float16 (CPU runs use float32).", "float32",
-        choices=("float32", "bfloat16", "float16"),
+    dtype: str = option(
+        "Weight dtype: auto | float32 | bfloat16 | float16. auto: bfloat16 when train.mixed_precision "
+        "is bf16 (weights, gradients and AdamW moments all bf16: no fp32 copy of the model, half the "
+        "memory, small updates may round away), else float32; float32 with bf16 mixed precision keeps "
+        "fp32 master weights under bf16 autocast.", "auto",
+        choices=("auto", "float32", "bfloat16", "float16"),
     )
     lora: LoraConfig = option("LoRA settings.", factory=LoraConfig)
 

@@ -183,11 +183,12 @@ class ContinualRunner:
         lora = config.model.lora.enabled or any(m.needs_lora is True for m in methods)
         model_config = replace(config.model, lora=replace(config.model.lora, enabled=lora))
         # Validate the method list against the model kind before any heavy loading.
-        from retain.models.loading import _resolve_kind  # noqa: PLC0415  (cheap config read)
+        from retain.models.loading import _resolve_kind, resolve_dtype  # noqa: PLC0415  (cheap config read)
 
         kind, _ = _resolve_kind(model_config)
-        # The written config is the resolved one: the kind and LoRA switch actually used.
-        config.model = replace(model_config, kind=kind)
+        # The written config is the resolved one: the kind, LoRA switch and weight dtype used.
+        config.model = replace(model_config, kind=kind, dtype=resolve_dtype(model_config.dtype, config.train.mixed_precision))
+        model_config = config.model
         # Several runs in one process (a notebook, a benchmark) may ask for different precisions;
         # Accelerate keeps them in a process-wide state, so start each run from a clean one
         # (the distributed set-up, PartialState, is kept).
@@ -466,9 +467,9 @@ class ContinualRunner:
     def _write_report(self, ctx: RunContext, methods: list[Method]) -> None:
         from retain.reporting.report import render_report
 
-        sections = self.hooks.call("on_report", ctx)
+        # Only the main process: a method's section may write a file (a plot) into the run folder.
         if ctx.accelerator.is_main_process:
-            render_report(ctx.run_dir, extra_sections=sections)
+            render_report(ctx.run_dir, extra_sections=self.hooks.call("on_report", ctx))
 
 
 def run(

@@ -170,7 +170,7 @@ class Method:
         return {}
 
     def on_report(self, ctx: "RunContext") -> list[tuple[str, str]]:
-        """Extra (title, markdown) sections for the run report."""
+        """Extra (title, markdown) sections for the run report (main process only: may write files)."""
         return []
 
     # -- state -----------------------------------------------------------------------------

@@ -28,6 +28,18 @@ from retain.models.builtin import BUILTIN_MODELS, builtin_config
 from retain.models.kinds import ENCODER_ONLY_TYPES, infer_kind
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: str, mixed_precision: str) -> str:
+    """``model.dtype`` with ``auto`` decided: bf16 weights when bf16 is asked for, else fp32.
+
+    Where ``train.mixed_precision: bf16`` asks for bf16, fp32 weights would make every process
+    hold an fp32 copy of the model, its gradients and two fp32 AdamW moments: twice the memory
+    of bf16 weights. fp16 keeps fp32 weights (its loss scaler cannot unscale fp16 gradients).
+    """
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if mixed_precision == "bf16" else "float32"
 _AUTO_CLASSES = {
     "causal": AutoModelForCausalLM,
     "seq2seq": AutoModelForSeq2SeqLM,
@@ -113,7 +125,7 @@ def load_model(config: ModelConfig, stream: Stream, seed: int) -> LoadedModel:
         raise ConfigError("model.kind: a classifier needs label-set tasks; this stream has none")
     if kind != "causal" and any(task.raw_text for task in stream.tasks):
         raise ConfigError("model.kind: raw-text (perplexity) tasks need a causal LM")
-    dtype = _DTYPES[config.dtype]
+    dtype = _DTYPES[resolve_dtype(config.dtype, "no")]  # the runner resolves auto against the run
     torch.manual_seed(seed)
     label_kwargs: dict[str, Any] = {}
     if kind == "classifier":

@@ -10,8 +10,9 @@
       - seqft                      #   a method name,
       - [migu, {name: replay, ratio: 0.02}]   # a method list as in a run config,
       - {label: replay-2%, methods: [{name: replay, ratio: 0.02}]}   # or a list with a label
+      - {label: kif, methods: [kif], overrides: {train.lr: 2.0e-3}}   # and its own overrides
     orders: [1, 2, 3]              # stream.order values (omit: the base's order)
-    seeds: [42, 1, 2]              # omit: the base's seed
+    seeds: [42, 1, 2]              # omit: the base's seed; or per order: {1: [42, 1, 2], 2: [42], 3: [42]}
     settings:                      # optional extra axis, e.g. label spaces or learning rates
       - {label: task, overrides: {eval.label_space: task}}
       - {label: union, overrides: {eval.label_space: union}}
@@ -49,16 +50,22 @@ class SweepFile:
     output_dir: str = option("Parent folder of the sweep folder.", "runs")
     base: Any = option("Base run config: a YAML path (relative to the sweep file) or a mapping.", None)
     overrides: Any = option("Overrides of the base: {dotted.key: value} or ['key=value', ...].", None)
-    methods: list[Any] = option("Compared method lists: a name, a list, or {label, methods}.", factory=list)
+    methods: list[Any] = option(
+        "Compared method lists: a name, a list, or {label, methods, overrides}.", factory=list
+    )
     orders: list[Optional[int]] = option("stream.order values; empty = the base's order.", factory=list)
-    seeds: list[int] = option("Seeds; empty = the base's seed.", factory=list)
+    seeds: Any = option("Seeds (a list, or a mapping order -> list); empty = the base's seed.", factory=list)
     settings: list[Any] = option("Extra grid axis: {label, overrides} entries.", factory=list)
 
 
 @dataclass
 class MethodsEntry:
+    """One compared method list; ``overrides`` are its own settings (LoRA methods often want another
+    learning rate than full fine-tuning), applied after the base and the setting's."""
+
     label: str
     methods: list[Any]
+    overrides: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -76,9 +83,14 @@ class SweepSpec:
     base: dict[str, Any]
     methods: list[MethodsEntry]
     orders: list[Optional[int]]
-    seeds: list[int]
+    seeds: list[int]  # every seed of the sweep, in first-seen order
     settings: list[SettingEntry]  # one entry with label "" when the file has none
     source: Optional[Path] = None
+    #: seeds per order when they differ (papers: several seeds on one order, one on the others)
+    seeds_by_order: dict[Optional[int], list[int]] = field(default_factory=dict)
+
+    def seeds_for(self, order: Optional[int]) -> list[int]:
+        return self.seeds_by_order.get(order, self.seeds)
 
     @property
     def folder(self) -> Path:
@@ -90,9 +102,12 @@ class SweepSpec:
             "name": self.name,
             "output_dir": self.output_dir,
             "base": self.base,
-            "methods": [{"label": m.label, "methods": m.methods} for m in self.methods],
+            "methods": [
+                {"label": m.label, "methods": m.methods, **({"overrides": m.overrides} if m.overrides else {})}
+                for m in self.methods
+            ],
             "orders": self.orders,
-            "seeds": self.seeds,
+            "seeds": self.seeds_by_order if self.seeds_by_order else self.seeds,
         }
         if any(s.label for s in self.settings):
             data["settings"] = [{"label": s.label, "overrides": s.overrides} for s in self.settings]
@@ -113,11 +128,15 @@ def as_override_list(value: Any, where: str) -> list[str]:
 def _methods_entry(entry: Any, index: int) -> MethodsEntry:
     where = f"methods[{index}]"
     label: Optional[str] = None
+    overrides: list[str] = []
     if isinstance(entry, dict) and "methods" in entry:
-        unknown = sorted(set(entry) - {"label", "methods"})
+        unknown = sorted(set(entry) - {"label", "methods", "overrides"})
         if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (an entry with 'methods' takes: label, methods)")
+            raise ConfigError(
+                f"{where}: unknown key {unknown[0]!r} (an entry with 'methods' takes: label, methods, overrides)"
+            )
         label, methods = entry.get("label"), entry["methods"]
+        overrides = as_override_list(entry.get("overrides"), f"{where}.overrides")
         if label is not None and (not isinstance(label, str) or not label.strip()):
             raise ConfigError(f"{where}.label: expected a non-empty string, got {label!r}")
     else:
@@ -129,7 +148,7 @@ def _methods_entry(entry: Any, index: int) -> MethodsEntry:
         parse_method_list(methods)
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
-    return MethodsEntry(label or method_label(methods), methods)
+    return MethodsEntry(label or method_label(methods), methods, overrides)
 
 
 def _setting_entry(entry: Any, index: int) -> SettingEntry:
@@ -171,13 +190,37 @@ def build_spec(data: dict[str, Any], folder: Path, source: Optional[Path] = None
     settings = [_setting_entry(entry, i) for i, entry in enumerate(raw.settings)] or [SettingEntry("")]
     _unique([s.label for s in settings], "settings")
     orders = list(raw.orders) or [(base.get("stream") or {}).get("order")]
-    seeds = list(raw.seeds) or [base.get("seed", 42)]
+    seeds_by_order = _seeds_by_order(raw.seeds, orders)
+    seeds = list(dict.fromkeys(s for values in seeds_by_order.values() for s in values)) if seeds_by_order else (
+        list(raw.seeds) or [base.get("seed", 42)]
+    )
     for key, values in (("orders", orders), ("seeds", seeds)):
         if len(set(values)) != len(values):
             raise ConfigError(f"{key}: {values} lists a value twice")
     if not raw.name or Path(raw.name).name != raw.name or raw.name in (".", ".."):
         raise ConfigError(f"name: {raw.name!r} must be a plain folder name")
-    return SweepSpec(raw.name, raw.output_dir, base, methods, orders, seeds, settings, source)
+    return SweepSpec(raw.name, raw.output_dir, base, methods, orders, seeds, settings, source, seeds_by_order)
+
+
+def _seeds_by_order(value: Any, orders: list[Optional[int]]) -> dict[Optional[int], list[int]]:
+    """{} for a plain seed list; for a mapping, every order's seeds (each order listed exactly once)."""
+    if not isinstance(value, dict):
+        if not isinstance(value, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+            raise ConfigError(f"seeds: expected a list of integers or a mapping order -> list, got {value!r}")
+        return {}
+    if set(value) != set(orders):
+        raise ConfigError(
+            f"seeds: a per-order mapping must list exactly the sweep's orders {orders}, got {sorted(value, key=str)}"
+        )
+    result: dict[Optional[int], list[int]] = {}
+    for order in orders:
+        seeds = value[order]
+        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            raise ConfigError(f"seeds.{order}: expected a non-empty list of integers, got {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"seeds.{order}: {seeds} lists a value twice")
+        result[order] = list(seeds)
+    return result
 
 
 def load_spec(source: Union[str, Path, dict[str, Any], SweepSpec]) -> SweepSpec:
