@@ -116,19 +116,20 @@ def _promote(accelerator: Any, mode: str, plugin: Any) -> None:
     from accelerate.state import PartialState
     from accelerate.utils import DistributedType
 
+    precision = accelerator.mixed_precision  # read before the type changes: DeepSpeed's reads its plugin
     kind = DistributedType.FSDP if mode == "fsdp" else DistributedType.DEEPSPEED
     PartialState._shared_state["distributed_type"] = kind
     accelerator.state.distributed_type = kind
     if mode == "fsdp":
-        if accelerator.mixed_precision != "no":
-            plugin.set_mixed_precision(accelerator.mixed_precision)
+        if precision != "no":
+            plugin.set_mixed_precision(precision)
         accelerator.state.fsdp_plugin = plugin
         return
     import deepspeed
 
     deepspeed.init_distributed(dist_backend="gloo")  # joins the process group Accelerate formed
-    if accelerator.mixed_precision != "no":
-        plugin.set_mixed_precision(accelerator.mixed_precision)
+    if precision != "no":
+        plugin.set_mixed_precision(precision)
     accelerator.state.deepspeed_plugins = {"default": plugin}
     plugin.select(_from_accelerator_state=True)
     accelerator.deepspeed_engine_wrapped = None
@@ -284,6 +285,9 @@ def full_state_dict(accelerator: Any, model: torch.nn.Module) -> dict[str, torch
     from torch.distributed.tensor import DTensor
 
     if not is_sharded(model):
+        if distributed_mode(accelerator).startswith("zero") and not hasattr(model, "zero_optimization_stage"):
+            # DeepSpeed before its first engine (the row before training): a plain module
+            return {name: tensor.detach().cpu() for name, tensor in accelerator.unwrap_model(model).state_dict().items()}
         return accelerator.get_state_dict(model)
     gathered: dict[str, torch.Tensor] = {}
     for name, tensor in accelerator.unwrap_model(model).state_dict().items():
