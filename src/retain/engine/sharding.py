@@ -80,6 +80,7 @@ def build_accelerator(mode: str, train: Any) -> Any:
     refusing a silent degrade."""
     from accelerate import Accelerator
 
+    _undo_promotion()
     launched = "LOCAL_RANK" in os.environ or _world_size() > 1
     if mode != "none" and not launched:
         raise RetainError(
@@ -106,6 +107,18 @@ def build_accelerator(mode: str, train: Any) -> Any:
     return accelerator
 
 
+#: the process group's own type, kept when :func:`_promote` changed it (several runs per process)
+_PROMOTED_FROM: list[Any] = []
+
+
+def _undo_promotion() -> None:
+    """Give the process group back its own type before the next run's Accelerator is built."""
+    if _PROMOTED_FROM:
+        from accelerate.state import PartialState
+
+        PartialState._shared_state["distributed_type"] = _PROMOTED_FROM.pop()
+
+
 def _promote(accelerator: Any, mode: str, plugin: Any) -> None:
     """Turn a CPU process group's DDP into the FSDP2 / DeepSpeed run that was asked for.
 
@@ -118,6 +131,7 @@ def _promote(accelerator: Any, mode: str, plugin: Any) -> None:
 
     precision = accelerator.mixed_precision  # read before the type changes: DeepSpeed's reads its plugin
     kind = DistributedType.FSDP if mode == "fsdp" else DistributedType.DEEPSPEED
+    _PROMOTED_FROM.append(PartialState._shared_state["distributed_type"])
     PartialState._shared_state["distributed_type"] = kind
     accelerator.state.distributed_type = kind
     if mode == "fsdp":

@@ -80,8 +80,8 @@ def supports_mode(method: Method, distributed: str) -> bool:
     declared = set(method.distributed)
     if declared & set(DATA_PARALLEL):
         declared |= set(DATA_PARALLEL)
-    if "deepspeed" in declared:  # a declaration without stages: every stage the engine runs
-        declared |= {"zero2", "zero3"}
+    if "deepspeed" in declared:  # a declaration without a stage: the stage every method may claim
+        declared.add("zero2")
     return distributed in declared
 
 
