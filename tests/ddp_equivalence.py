@@ -47,6 +47,8 @@ SCENARIOS: dict[str, list[Any]] = {
     # one replay example: a one-batch buffer, fewer batches than processes (hung before)
     "small-buffer-seekr": [{"name": "seekr", "count": 1, "heads": 2, "query_budget": 4}],
     "small-buffer-der": [{"name": "der", "count": 1}],
+    # 9 micro-batches on task 2: a weightless pad on the second process, which MIGU must not measure
+    "migu-pad": ["migu", {"name": "replay", "count": 1, "schedule": "interleaved"}],
     # the CI subset in one run: a one-batch SEEKR buffer and EWC's Fisher together
     "small-buffer-seekr-ewc": [{"name": "seekr", "count": 1, "heads": 2, "query_budget": 4}, {"name": "ewc", "lam": 100.0}],
 }

@@ -92,7 +92,7 @@ def test_gradient_accumulation_and_bf16_autocast(tmp_path: Path) -> None:
 
 
 def test_model_dtype_auto_is_float32_without_bf16(tmp_path: Path) -> None:
-    from retain.models.loading import resolve_dtype
+    from retain.config import resolve_dtype
 
     assert resolve_dtype("auto", "no") == "float32" and resolve_dtype("auto", "fp16") == "float32"
     assert resolve_dtype("auto", "bf16") == "bfloat16" and resolve_dtype("float32", "bf16") == "float32"

@@ -8,7 +8,7 @@ import torch
 
 from retain.engine.hooks import HOOK_RULES, HookDispatcher
 from retain.methods.base import ExtraSteps, Method, StepStats
-from retain.methods.common.batch_plan import BatchPlan, PlannedBatch, Shard, cycled_batches, phase_seed
+from retain.methods.common.batch_plan import PAD, BatchPlan, PlannedBatch, Shard, cycled_batches, phase_seed
 
 
 class Recorder(Method):
@@ -86,7 +86,7 @@ def test_shard_pads_the_short_process_with_a_weightless_batch() -> None:
     first, second = plan.for_process(Shard(0, 2)), plan.for_process(Shard(1, 2))
     assert [b.items for b in first] == [[0], [2], [4], [6]]
     assert [b.items for b in second] == [[1], [3], [5], [5]]  # the pad repeats its last batch
-    assert [b.weight for b in second] == [1.0, 1.0, 1.0, 0.0]
+    assert [b.weight for b in second] == [1.0, 1.0, 1.0, 0.0] and second.batches[-1].source == PAD
     # every planned batch is trained exactly once over the processes: counts add up, pads excluded
     assert first.count("replay") + second.count("replay") == plan.count("replay") == 2
     assert first.count("new") + second.count("new") == 5

@@ -261,6 +261,18 @@ class MethodSpec:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+def resolve_dtype(dtype: str, mixed_precision: str) -> str:
+    """``model.dtype`` with ``auto`` decided: bf16 weights when bf16 is asked for, else fp32.
+
+    Where ``train.mixed_precision: bf16`` asks for bf16, fp32 weights would make every process
+    hold an fp32 copy of the model, its gradients and two fp32 AdamW moments: twice the memory
+    of bf16 weights. fp16 keeps fp32 weights (its loss scaler cannot unscale fp16 gradients).
+    """
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if mixed_precision == "bf16" else "float32"
+
+
 @dataclass
 class RunConfig:
     name: str = option("Run name; the run folder is <output_dir>/<name>.", "run")

@@ -38,7 +38,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 
-from retain.config import RunConfig
+from retain.config import RunConfig, resolve_dtype
 from retain.data.benchmarks import build_stream
 from retain.data.types import Stream
 from retain.data.collate import Encoder
@@ -183,7 +183,7 @@ class ContinualRunner:
         lora = config.model.lora.enabled or any(m.needs_lora is True for m in methods)
         model_config = replace(config.model, lora=replace(config.model.lora, enabled=lora))
         # Validate the method list against the model kind before any heavy loading.
-        from retain.models.loading import _resolve_kind, resolve_dtype  # noqa: PLC0415  (cheap config read)
+        from retain.models.loading import _resolve_kind  # noqa: PLC0415  (cheap config read)
 
         kind, _ = _resolve_kind(model_config)
         # The written config is the resolved one: the kind, LoRA switch and weight dtype used.

@@ -20,7 +20,7 @@ from transformers import (
     AutoTokenizer,
 )
 
-from retain.config import LoraConfig, ModelConfig
+from retain.config import LoraConfig, ModelConfig, resolve_dtype
 from retain.data.tokenizer import build_word_tokenizer
 from retain.data.types import Stream
 from retain.errors import ConfigError
@@ -28,18 +28,6 @@ from retain.models.builtin import BUILTIN_MODELS, builtin_config
 from retain.models.kinds import ENCODER_ONLY_TYPES, infer_kind
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def resolve_dtype(dtype: str, mixed_precision: str) -> str:
-    """``model.dtype`` with ``auto`` decided: bf16 weights when bf16 is asked for, else fp32.
-
-    Where ``train.mixed_precision: bf16`` asks for bf16, fp32 weights would make every process
-    hold an fp32 copy of the model, its gradients and two fp32 AdamW moments: twice the memory
-    of bf16 weights. fp16 keeps fp32 weights (its loss scaler cannot unscale fp16 gradients).
-    """
-    if dtype != "auto":
-        return dtype
-    return "bfloat16" if mixed_precision == "bf16" else "float32"
 _AUTO_CLASSES = {
     "causal": AutoModelForCausalLM,
     "seq2seq": AutoModelForSeq2SeqLM,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from retain.config import RunConfig, apply_overrides, make_config
+from retain.config import RunConfig, apply_overrides, make_config, resolve_dtype
 from retain.errors import ConfigError, RetainError
 from retain.reporting.labels import differing_keys, flatten_config, format_value
 from retain.reporting.run_folder import CONFIG_FILE, LOG_FILE, METRICS_FILE, RunFolder
@@ -155,7 +155,8 @@ def config_differences(planned: dict[str, Any], saved: dict[str, Any]) -> list[s
     """'key: saved -> planned' for every key that differs once both are resolved.
 
     The engine records what it resolved (model.kind from the model's config, LoRA switched on
-    for methods that need it); a planned value left to the engine matches what it recorded.
+    for methods that need it, model.dtype auto); a planned value left to the engine matches what
+    it recorded.
     """
     want = _comparable(make_config(planned))
     try:
@@ -166,6 +167,7 @@ def config_differences(planned: dict[str, Any], saved: dict[str, Any]) -> list[s
         want["model"]["kind"] = have["model"]["kind"]
     if not want["model"]["lora"]["enabled"]:
         want["model"]["lora"]["enabled"] = have["model"]["lora"]["enabled"]
+    want["model"]["dtype"] = resolve_dtype(want["model"]["dtype"], want["train"]["mixed_precision"])
     flat_want, flat_have = flatten_config(want), flatten_config(have)
     return [
         f"{key}: {format_value(flat_have.get(key))} in the folder, {format_value(flat_want.get(key))} in the sweep"

@@ -30,6 +30,10 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+#: source of the weightless micro-batches that even out processes (see the module docstring)
+PAD = "pad"
+
+
 def phase_seed(run_seed: int, phase_index: int) -> int:
     """The seed of every shuffle of phase ``phase_index``: new-task order, replay order, extra steps."""
     return run_seed * 7919 + phase_index
@@ -97,14 +101,15 @@ class BatchPlan:
         """This process's micro-batches: every ``world``-th, padded to the longest share.
 
         A pad repeats the process's last real micro-batch (or the plan's first, when the process
-        has none) with weight 0, so its forward and backward run like any other and add nothing.
+        has none) with weight 0 and source :data:`PAD`, so its forward and backward run like any
+        other and add nothing; a method that gathers statistics in the forward skips it by source.
         """
         if shard.world <= 1 or not self.batches:
             return self
         mine = shard.take(self.batches)
         missing = shard.per_process(len(self.batches)) - len(mine)
         template = mine[-1] if mine else self.batches[0]
-        mine += [PlannedBatch(template.items, template.source, 0.0) for _ in range(missing)]
+        mine += [PlannedBatch(template.items, PAD, 0.0) for _ in range(missing)]
         return BatchPlan(mine, self.seed, self.new_items, self.batch_size, self.epochs)
 
     # -- building --------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from torch.utils.hooks import RemovableHandle
 from retain.config import option
 from retain.errors import MethodError
 from retain.methods.base import Method
+from retain.methods.common.batch_plan import PAD
 from retain.methods.migu.magnitude import (
     STATISTICS,
     MaskTarget,
@@ -113,6 +114,7 @@ class Migu(Method):
         self._active = False  # the current phase masks
         self._stale = True  # targets are found again before the phase's first training forward
         self._measuring = False  # inside a training forward of the top-level model
+        self._pad = False  # the next forward is a weightless pad micro-batch: not measured
         self._kept: Optional[torch.Tensor] = None  # per target: sum over steps of the kept fraction
         self._steps = 0
         self._last: list[tuple[_Group, torch.Tensor, torch.Tensor, torch.Tensor]] = []  # group, statistic, keep, tokens
@@ -132,6 +134,11 @@ class Migu(Method):
         self._detach_layers()
         self._attach_model(ctx.unwrapped_model())
         self._stale = True
+
+    def on_batch_start(self, ctx: "RunContext", batch: Any) -> None:
+        # A pad evens out data-parallel processes and trains nothing: its activations are no
+        # part of the step's statistic (one process trains no such batch).
+        self._pad = batch.source == PAD
 
     def on_backward_end(self, ctx: "RunContext") -> None:
         if not self._active or not self._groups:
@@ -259,7 +266,7 @@ class Migu(Method):
         self._layer_handles = []
 
     def _open_window(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if not self._active or not module.training:
+        if not self._active or not module.training or self._pad:
             return
         if self._stale:
             self._attach_layers()
@@ -297,11 +304,16 @@ class Migu(Method):
     # -- masking -----------------------------------------------------------------------------
 
     def _build_masks(self, accelerator: Any) -> list[torch.Tensor]:
-        statistics = [finish_statistic(g.total, g.tokens, self.params.statistic) for g in self._groups]
         if getattr(accelerator, "num_processes", 1) > 1:
-            flat = accelerator.reduce(torch.cat([s.reshape(-1) for s in statistics]), reduction="mean")
-            sizes = [s.numel() for s in statistics]
-            statistics = [part.reshape(s.shape) for part, s in zip(torch.split(flat, sizes), statistics)]
+            # Sums and token counts are added over processes before the mean, so the statistic
+            # is the one a single process computes over the same micro-batches.
+            parts = [t for g in self._groups for t in (g.total, g.tokens)]
+            flat = accelerator.reduce(torch.cat([t.reshape(-1) for t in parts]), reduction="sum")
+            summed = [part.reshape(t.shape) for part, t in zip(torch.split(flat, [t.numel() for t in parts]), parts)]
+            for index, group in enumerate(self._groups):
+                group.total.copy_(summed[2 * index])
+                group.tokens.copy_(summed[2 * index + 1])
+        statistics = [finish_statistic(g.total, g.tokens, self.params.statistic) for g in self._groups]
         keeps = [quantile_masks(s, self.params.threshold) for s in statistics]
         assert self._kept is not None
         for group, keep in zip(self._groups, keeps):
