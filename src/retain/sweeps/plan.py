@@ -167,7 +167,9 @@ def config_differences(planned: dict[str, Any], saved: dict[str, Any]) -> list[s
         want["model"]["kind"] = have["model"]["kind"]
     if not want["model"]["lora"]["enabled"]:
         want["model"]["lora"]["enabled"] = have["model"]["lora"]["enabled"]
-    want["model"]["dtype"] = resolve_dtype(want["model"]["dtype"], want["train"]["mixed_precision"])
+    # both sides: a folder may record auto (written before the engine resolved it, or by a tool)
+    for side in (want, have):
+        side["model"]["dtype"] = resolve_dtype(side["model"]["dtype"], side["train"]["mixed_precision"])
     flat_want, flat_have = flatten_config(want), flatten_config(have)
     return [
         f"{key}: {format_value(flat_have.get(key))} in the folder, {format_value(flat_want.get(key))} in the sweep"
