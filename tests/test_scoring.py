@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from retain.config import ModelConfig, StreamConfig
@@ -69,3 +70,22 @@ def test_classifier_records_task_and_union_predictions_from_one_forward() -> Non
     assert result.score == 100.0 and result.union_score == 50.0
     assert [p["union_prediction"] for p in result.predictions] == ["a", "c"]
     assert [p["union_score"] for p in result.predictions] == [0.0, 1.0]
+
+
+def test_shares_of_a_set_merge_into_the_single_process_score() -> None:
+    from retain.evaluation.scoring import TaskScore, merge_shares
+
+    def record(key: str, score: float, union: float) -> dict:
+        return {"key": key, "target": "t", "prediction": "p", "score": score, "union_score": union}
+
+    # process 0 scored positions 0 and 2, process 1 position 1 (every 2nd example each)
+    first = TaskScore(50.0, [record("a", 1.0, 1.0), record("c", 0.0, 0.0)], 1.0, 2, 50.0)
+    second = TaskScore(100.0, [record("b", 1.0, 0.0)], 1.0, 1, 0.0)
+    merged = merge_shares([([0, 2], first), ([1], second)], 3, 2.0, "accuracy")
+    assert [r["key"] for r in merged.predictions] == ["a", "b", "c"]  # set order, not process order
+    assert merged.score == pytest.approx(200.0 / 3) and merged.union_score == pytest.approx(100.0 / 3)
+    # perplexity pools the token NLL of the shares (not a mean of the shares' perplexities)
+    import math
+
+    pooled = merge_shares([([0], TaskScore(0.0, [], 1.0, 1, nll=(3.0, 1))), ([1], TaskScore(0.0, [], 1.0, 1, nll=(1.0, 3)))], 2, 1.0, "perplexity")
+    assert pooled.score == pytest.approx(math.exp(4.0 / 4))

@@ -56,7 +56,7 @@ def _score_shared(ctx: RunContext, model: Any, task: Any, items: list[Any]) -> T
         return share
     elapsed = time.perf_counter() - started
     shares = gather_objects(accelerator, (positions, share, elapsed))
-    return merge_shares([(p, s) for p, s, _ in shares], len(items), max(e for _, _, e in shares))
+    return merge_shares([(p, s) for p, s, _ in shares], len(items), max(e for _, _, e in shares), task.metric)
 
 
 def _evaluate(

@@ -1,13 +1,12 @@
 """Per-task scoring: greedy batched generation, rank classification, classifier argmax, perplexity.
 
-Scores are on a 0-100 scale except perplexity (lower is better).
+How answers are compared with targets is the task's metric (:mod:`retain.evaluation.metrics`);
+bounded metrics are on a 0-100 scale, perplexity on its own (lower is better).
 """
 
 from __future__ import annotations
 
 import math
-import re
-import string
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -15,38 +14,17 @@ import torch
 
 from retain.data.collate import IGNORE_INDEX, EncodedExample, Encoder
 from retain.data.types import Task
+from retain.evaluation.metrics import RougeL, exact_match, get_metric, normalize_answer
 from retain.evaluation.rank import rank_answers
 from retain.models.kinds import mask_disallowed
 
 __all__ = ["TaskScore", "classify", "exact_match", "generate_answers", "normalize_answer", "perplexity",
            "rank_answers", "rouge_l", "score_task"]
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = str.maketrans("", "", string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """Lowercase, drop punctuation and articles, collapse white space."""
-    text = text.lower().translate(_PUNCT)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
-
-
-def exact_match(prediction: str, target: str) -> bool:
-    return normalize_answer(prediction) == normalize_answer(target)
-
-
-_ROUGE = None
-
 
 def rouge_l(prediction: str, target: str) -> float:
-    """ROUGE-L F1 (rouge-score package)."""
-    global _ROUGE
-    if _ROUGE is None:
-        from rouge_score import rouge_scorer
-
-        _ROUGE = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    return _ROUGE.score(target, prediction)["rougeL"].fmeasure
+    """ROUGE-L F1 (rouge-score package); the ``rouge_l`` metric's per-example score."""
+    return RougeL().score(prediction, target)
 
 
 @dataclass
@@ -173,12 +151,13 @@ def score_task(
     import time
 
     start = time.perf_counter()
-    if task.metric == "perplexity":
+    metric = get_metric(task.metric)
+    if metric.inputs == "likelihood":
         nll, tokens = nll_sums(model, encoder, items, batch_size, device)
         elapsed = time.perf_counter() - start
         return TaskScore(math.exp(nll / max(1, tokens)), [], len(items) / max(elapsed, 1e-9), len(items), nll=(nll, tokens))
     if not items:  # a process's empty share of a set smaller than the process count
-        return TaskScore(0.0, [], 0.0, 0, None if encoder.kind != "classifier" else 0.0)
+        return TaskScore(0.0, [], 0.0, 0)
     union_answers: Optional[list[str]] = None
     if encoder.kind == "classifier":
         answers, union_answers = classify(model, encoder, items, batch_size, device)
@@ -189,15 +168,16 @@ def score_task(
         answers = generate_answers(model, encoder, items, batch_size, budget, device)
     elapsed = time.perf_counter() - start
     predictions = []
-    total = 0.0
+    values: list[float] = []
     for example, answer in zip(examples, answers):
-        if task.metric == "rouge_l":
-            value = rouge_l(answer, example.target)
-        else:
-            value = float(exact_match(answer, example.target))
-        total += value
-        predictions.append({"key": example.key, "target": example.target, "prediction": answer, "score": value})
-    score = 100.0 * total / max(1, len(items))
+        value = float(metric.score(answer, example.target, example.prompt))
+        values.append(value)
+        predictions.append(
+            {"key": example.key, "prompt": example.prompt, "target": example.target, "prediction": answer, "score": value}
+        )
+    score = float(metric.aggregate(
+        values, answers, [ex.target for ex in examples], [ex.prompt for ex in examples]
+    ))
     union_score = None
     if union_answers is not None:
         union_total = 0.0
@@ -209,12 +189,13 @@ def score_task(
     return TaskScore(score, predictions, len(items) / max(elapsed, 1e-9), len(items), union_score)
 
 
-def merge_shares(shares: list[tuple[list[int], TaskScore]], count: int, seconds: float) -> TaskScore:
+def merge_shares(shares: list[tuple[list[int], TaskScore]], count: int, seconds: float, metric_name: str) -> TaskScore:
     """One task's score from the scores of disjoint shares of its evaluation set.
 
     ``shares``: (positions in the set, the share's score) per process. Predictions are put back
-    in set order and the score is recomputed over all of them (perplexity: from the pooled NLL),
-    so the result is the single-process score.
+    in set order and the score is recomputed over all of them with the metric's own aggregate
+    (a corpus-level metric is not a mean of shares; perplexity comes from the pooled NLL), so the
+    result is the single-process score.
     """
     predictions: list[Optional[dict[str, Any]]] = [None] * count
     nll, tokens = 0.0, 0
@@ -229,7 +210,10 @@ def merge_shares(shares: list[tuple[list[int], TaskScore]], count: int, seconds:
     if pooled:
         return TaskScore(math.exp(nll / max(1, tokens)), [], speed, count, nll=(nll, tokens))
     records = [r for r in predictions if r is not None]
-    score = 100.0 * sum(r["score"] for r in records) / max(1, count)
+    score = float(get_metric(metric_name).aggregate(
+        [r["score"] for r in records], [r["prediction"] for r in records],
+        [r["target"] for r in records], [r.get("prompt", "") for r in records],
+    ))
     union_score = None
     if records and "union_score" in records[0]:
         union_score = 100.0 * sum(r["union_score"] for r in records) / max(1, count)

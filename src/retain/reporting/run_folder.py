@@ -10,7 +10,7 @@ Layout (all files written atomically, so a crash never leaves half a file)::
     single_task.json     single-task fine-tuning scores per task, for FWT vs single-task (optional)
     report_sections.json extra report sections from methods, kept so ``retain report`` can redo them
     predictions/rowJJ_<task>.jsonl
-    run.log, report.md, heatmap.png, ap_curve.png
+    run.log, report.md, heatmap.png, ap_curve.png, general.png (with general sets)
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ LOG_FILE = "run.log"
 REPORT_FILE = "report.md"
 HEATMAP_FILE = "heatmap.png"
 AP_CURVE_FILE = "ap_curve.png"
+GENERAL_PLOT_FILE = "general.png"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
