@@ -155,19 +155,20 @@ def test_nothing_is_measured_in_eval_mode_or_on_a_skipped_first_task() -> None:
 
 
 def test_data_parallel_statistic_is_averaged_before_the_mask() -> None:
-    # this process sees fc1 = (15, 9, 24, 15) / 63; the other process (simulated) sees (1, 0, 0, 0):
-    # the mean (15/63 + 1, ...) / 2 puts unit 0 on top, so with threshold 0.7 only unit 0 is kept.
+    # this process sees fc1 = (15, 9, 24, 15) / 63; the other process (simulated) adds a large
+    # magnitude sum on unit 0 and no tokens: sums and token counts are added over processes
+    # (one all-reduce) before the mean, so unit 0 is on top and, with threshold 0.7, alone kept.
     calls = []
 
     def reduce(tensor: torch.Tensor, reduction: str) -> torch.Tensor:
         calls.append(reduction)
         other = torch.zeros_like(tensor)
-        other[0] = 1.0  # fc1 is the first group (4 units), unit 0
-        return (tensor + other) / 2
+        other[0] = 100.0  # fc1 is the first group (4 units), unit 0
+        return tensor + other
 
     model, migu = Toy(), Migu(MiguParams(threshold=0.7))
     one_step(migu, model, [(X, MASK)], fake_ctx(model, SimpleNamespace(num_processes=2, reduce=reduce)))
-    assert calls == ["mean"]
+    assert calls == ["sum"]
     assert migu.last_masks()["fc1"].tolist() == [True, False, False, False]
 
 
