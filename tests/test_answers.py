@@ -115,3 +115,14 @@ def test_run_header_and_report_name_each_tasks_metric(tmp_path: Path, monkeypatc
     report = (run_dir / "report.md").read_text()
     assert "## Scoring" in report and "| meetings | task | ROUGE-L | higher is better |" in report
     assert "| lengths | task | Length ratio | lower is better |" in report
+
+
+def test_numeric_qa_keeps_every_record_by_default(tmp_path: Path) -> None:
+    train = [{"instruction": "How many legs?", "input": f"animal {i}", "output": str(2 + 2 * (i % 2))} for i in range(12)]
+    evaluation = [{"instruction": "How many legs?", "input": "spider", "output": o} for o in ("8", "2", "6")]
+    (tmp_path / "train.json").write_text(json.dumps(train))
+    (tmp_path / "dev.json").write_text(json.dumps(evaluation))
+    task = {"name": "legs", "train": str(tmp_path / "train.json"), "eval": str(tmp_path / "dev.json")}
+    (built,) = build_stream(StreamConfig(benchmark="custom", tasks=[task]), seed=0).tasks
+    assert built.labels is None and [e.target for e in built.eval] == ["8", "2", "6"] and built.skipped_records == 0
+    assert built.metric == "accuracy" and built.metric_reason == "numeric answers, exact match (numbers are not a label set)"

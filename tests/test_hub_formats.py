@@ -151,6 +151,9 @@ def test_hub_config_superni_templates_and_chat_from_the_cli(tmp_path: Path) -> N
     assert main(["run", str(path), "--quiet"]) == 0
     run_dir = tmp_path / "runs" / "run"
     assert json.loads((run_dir / "matrix.json").read_text())["task_names"] == ["sst2", "task1_colours"]
+    log = (run_dir / "run.log").read_text()
+    assert "prompts: one user turn each, rendered with model.chat_template's chat template" in log
+    assert "task sst2: Accuracy (accuracy, higher is better): label set of 2 inferred" in log
     predictions = sorted((run_dir / "predictions").rglob("*.json*"))
     assert predictions, "no predictions written"
     config["model"]["chat_template"] = "tokenizer"

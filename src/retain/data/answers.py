@@ -46,7 +46,7 @@ def _not_labels(labels: Sequence[str], train: Sequence[Example], evaluation: Seq
     if options is not None and set(options) == set(labels):
         return None  # the prompts name exactly these labels: answers outside them are bad records
     if all(_is_number(label) for label in labels):
-        return "numeric answers"
+        return "numbers are not a label set"
     long = [label for label in labels if len(label.split()) > MAX_LABEL_WORDS]
     if long:
         return f"answers longer than {MAX_LABEL_WORDS} words"

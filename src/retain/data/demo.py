@@ -60,5 +60,6 @@ def build_demo_stream(config: StreamConfig, seed: int) -> Stream:
         name = f"demo{t + 1}"
         train = _make_examples(rng, name, table, labels, config.demo_train_size, "train")
         evaluation = _make_examples(rng, name, table, labels, config.demo_eval_size, "eval")
-        tasks.append(Task(name=name, train=train, eval=evaluation, metric="accuracy", labels=labels))
+        tasks.append(Task(name=name, train=train, eval=evaluation, metric="accuracy", labels=labels,
+                          metric_reason=f"generated label task ({len(labels)} labels)"))
     return Stream(name="demo", tasks=tasks)

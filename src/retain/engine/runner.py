@@ -325,6 +325,9 @@ class ContinualRunner:
         )
         for line in scoring_lines(stream):
             logger.info("%s", line)
+        if ctx.encoder.chat:
+            source = "the tokenizer's own" if config.model.chat_template == "tokenizer" else "model.chat_template's"
+            logger.info("prompts: one user turn each, rendered with %s chat template", source)
         if start_phase == 0 and not matrix.rows:
             if config.eval.before_training:
                 self._evaluate_row(ctx, matrix, folder, "before training", None)

@@ -26,8 +26,7 @@ def _saved_config(path: Path, config: str) -> Path:
     folder = path / config
     if not _is_saved_dataset(folder):
         found = sorted(p.name for p in path.iterdir() if _is_saved_dataset(p))
-        where = f"saved configs: {', '.join(found)}" if found else "it is a single saved dataset"
-        raise DataError(f"{path}: no config {config!r} ({where})")
+        raise DataError(f"{path}: no config {config!r} (saved configs: {', '.join(found)})")
     return folder
 
 
