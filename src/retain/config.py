@@ -234,6 +234,12 @@ class TrainConfig:
         "no | bf16 | fp16 (Accelerate mixed precision).", "no", choices=("no", "bf16", "fp16")
     )
     gradient_checkpointing: bool = option("Trade compute for memory.", False)
+    sharding: str = option(
+        "none | fsdp (FSDP2: parameters, gradients and optimizer state sharded over processes) | "
+        "zero2 (DeepSpeed ZeRO-2: gradients and optimizer state) | zero3 (DeepSpeed ZeRO-3: also "
+        "parameters). Launch with torchrun or accelerate launch; see docs/scale-out.md.",
+        "none", choices=("none", "fsdp", "zero2", "zero3"),
+    )
     label_space: Optional[str] = option(
         "Classifier training: the classes each example's loss (and a method's distillation) competes "
         "over: task (its own task's labels) | union (every label of the stream, class-incremental); "

@@ -11,7 +11,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ContextManager, Optional
 
 import torch
 
@@ -89,6 +89,13 @@ class RunContext:
         """The model for statistics passes and evaluation: without the data-parallel wrapper,
         whose forward may hold a collective (buffer broadcast) that uneven shares would hang on."""
         return self.unwrapped_model()
+
+    def full_parameters(self) -> ContextManager[None]:
+        """Inside: full parameters on every process and no collective in forward or backward
+        (FSDP2, see :func:`retain.engine.sharding.full_parameters`); a no-op otherwise."""
+        from retain.engine.sharding import full_parameters
+
+        return full_parameters(self.unwrapped_model())
 
     def trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         return [(n, p) for n, p in self.unwrapped_model().named_parameters() if p.requires_grad]

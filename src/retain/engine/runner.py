@@ -49,6 +49,7 @@ from retain.engine.hooks import HookDispatcher
 from retain.engine.loop import local_plan, new_task_plan, optimizer_steps, run_extra_steps, train_phase
 from retain.engine.optim import build_optimizer, build_scheduler
 from retain.engine.preparation import bare_model, prepare_task, release
+from retain.engine.sharding import build_accelerator, distributed_mode, forget_engine, full_state_dict, requested_mode
 from retain.engine.preflight import Prepared, check_run_folder, prepare, read_saved_config, resume_changes
 from retain.errors import RetainError
 from retain.evaluation.cells import cells_to_evaluate
@@ -196,12 +197,16 @@ class ContinualRunner:
         # (the distributed set-up, PartialState, is kept).
         AcceleratorState._reset_state(reset_partial_state=False)
         GradientState._reset_state()
-        accelerator = Accelerator(
-            mixed_precision=config.train.mixed_precision,
-            gradient_accumulation_steps=config.train.grad_accum,
-        )
-        distributed = str(accelerator.distributed_type).split(".")[-1].lower()
-        check_combination(methods, kind, lora, distributed)
+        train = config.train
+        sharding = requested_mode(train.sharding)
+        if sharding != "none" and not train.reset_optimizer_per_task:
+            raise RetainError(
+                f"train.reset_optimizer_per_task=false with sharding {sharding}: a carried optimizer's "
+                "state is sharded over processes and checkpoints hold full weights only, so a resumed run "
+                "could not restore it; use train.reset_optimizer_per_task=true"
+            )
+        accelerator = build_accelerator(sharding, train)
+        check_combination(methods, kind, lora, distributed_mode(accelerator))
         set_seed(config.seed)
         # Data errors surface here, before the run folder exists: nothing half-written is left.
         stream = self.stream if self.stream is not None else build_stream(config.stream, config.seed)
@@ -327,7 +332,8 @@ class ContinualRunner:
             if config.eval.before_training:
                 self._evaluate_row(ctx, matrix, folder, "before training", None)
             if general is not None:
-                general.rows.append(evaluate_tasks(ctx, stream.general, 10_000).scores)
+                with ctx.full_parameters():
+                    general.rows.append(evaluate_tasks(ctx, stream.general, 10_000).scores)
                 folder.write_general(general)
             if config.eval.before_training or general is not None:
                 self._checkpoint(ctx, methods, matrix, general, 0)
@@ -337,7 +343,8 @@ class ContinualRunner:
             self._train_one_phase(ctx, methods, phase_index, phase_index == start_phase and self.resume)
             self._evaluate_row(ctx, matrix, folder, f"after {ctx.phase.name}", ctx.task_index)
             if general is not None:
-                general.rows.append(evaluate_tasks(ctx, stream.general, 10_000).scores)
+                with ctx.full_parameters():
+                    general.rows.append(evaluate_tasks(ctx, stream.general, 10_000).scores)
                 folder.write_general(general)
             self._checkpoint(ctx, methods, matrix, general, phase_index + 1)
 
@@ -356,7 +363,8 @@ class ContinualRunner:
         config, logger, hooks = self.config, ctx.logger, self._hooks_for(ctx, methods)
         ctx.state.phase_index = phase_index
         set_seed(config.seed + 1000 * (phase_index + 1))
-        hooks.call("on_phase_start", ctx)
+        with ctx.full_parameters():  # snapshots and teacher passes (no-op unless FSDP-sharded)
+            hooks.call("on_phase_start", ctx)
         fresh = (
             ctx.optimizer is None
             or config.train.reset_optimizer_per_task
@@ -373,7 +381,8 @@ class ContinualRunner:
         started = time.perf_counter()
         stats = train_phase(ctx, hooks, plan, show_progress=not self.quiet)
         ctx.unwrapped_model().zero_grad(set_to_none=True)
-        hooks.call("on_phase_end", ctx)
+        with ctx.full_parameters():  # statistics passes over the finished task
+            hooks.call("on_phase_end", ctx)
         if config.train.reset_optimizer_per_task or any(m.needs_fresh_optimizer for m in methods):
             self._release_optimizer(ctx)  # the next phase builds its own (contract point 4)
         self.folder.write_method_files(hooks.call("on_run_files"))
@@ -399,6 +408,7 @@ class ContinualRunner:
         optimizer = build_optimizer(parameters, config.train)
         total_steps = steps if config.train.reset_optimizer_per_task else steps * len(ctx.phases)
         ctx.scheduler = build_scheduler(optimizer, config.train, total_steps)
+        forget_engine(accelerator)  # DeepSpeed: one engine per prepared optimizer
         ctx.model, ctx.optimizer = prepare_task(accelerator, model, optimizer)
 
     @staticmethod
@@ -414,7 +424,8 @@ class ContinualRunner:
 
     def _evaluate_row(self, ctx: RunContext, matrix: AccuracyMatrix, folder: RunFolder, label: str, task_index: Optional[int]) -> None:
         cells = cells_to_evaluate(self.config.eval.cells, len(ctx.stream.tasks), task_index, with_next=matrix.has_initial_row)
-        row = evaluate_tasks(ctx, ctx.stream.tasks, only=cells)
+        with ctx.full_parameters():
+            row = evaluate_tasks(ctx, ctx.stream.tasks, only=cells)
         row_index = len(matrix.rows)
         matrix.rows.append(row.scores)
         matrix.row_labels.append(label)
@@ -448,7 +459,7 @@ class ContinualRunner:
         carried = not self.config.train.reset_optimizer_per_task and ctx.optimizer is not None
         ctx.accelerator.wait_for_everyone()
         # On every process: under sharding, gathering the full state dict is a collective.
-        full_state = ctx.accelerator.get_state_dict(ctx.model)
+        full_state = full_state_dict(ctx.accelerator, ctx.model)
         if not ctx.accelerator.is_main_process:
             return
         ckpt.save_checkpoint(

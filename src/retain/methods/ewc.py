@@ -27,6 +27,7 @@ import torch
 
 from retain.config import option
 from retain.engine.collective import sum_over_processes
+from retain.engine.sharding import local_part, local_tensor
 from retain.methods.base import CARRIES_KNOWLEDGE, Method
 from retain.methods.registry import register_method
 from retain.models.kinds import eval_mode
@@ -57,12 +58,19 @@ Tensors = dict[str, torch.Tensor]
 
 
 def ewc_penalty(parameters: Iterable[tuple[str, torch.Tensor]], fisher: Tensors, anchor: Tensors) -> torch.Tensor:
-    """sum_i F_i (theta_i - theta*_i)^2 over the named parameters that have a Fisher entry."""
+    """sum_i F_i (theta_i - theta*_i)^2 over the named parameters that have a Fisher entry.
+
+    A parameter FSDP2 shards contributes the rows this process holds (the Fisher and anchor are
+    full tensors): the gradient of the penalty lands on the local shard, once, as the gradient of
+    the whole penalty would in one process; the value is this process's part of the sum.
+    """
     total: Optional[torch.Tensor] = None
     for name, theta in parameters:
         if name not in fisher or name not in anchor:
             continue
-        term = (fisher[name] * (theta - anchor[name]).pow(2)).sum()
+        local = local_tensor(theta)
+        difference = local - local_part(anchor[name], theta)
+        term = (local_part(fisher[name], theta) * difference.pow(2)).sum()
         total = term if total is None else total + term
     if total is None:
         return torch.zeros(())
@@ -111,7 +119,14 @@ class EWC(Method):
     name = "ewc"
     summary = "Elastic Weight Consolidation: lam * sum F (theta - theta*)^2, online diagonal Fisher."
     params_class = EwcParams
-    distributed = ("no", "multi_gpu")  # the Fisher and anchor are keyed by unsharded parameter names
+    #: FSDP: the Fisher pass runs on gathered parameters, the penalty on each process's rows.
+    #: DeepSpeed: its engine owns the gradients (flat partitioned buffers), and the penalty needs
+    #: the parameters themselves inside the loss, which ZeRO-3 partitions out of the module.
+    distributed = ("no", "multi_gpu", "fsdp")
+    distributed_refusals = {
+        "zero2": "EWC's penalty and Fisher need per-parameter tensors; DeepSpeed keeps gradients in flat partitioned buffers",
+        "zero3": "EWC's penalty reads every parameter inside the loss; ZeRO-3 partitions them out of the module",
+    }
     capabilities = frozenset({CARRIES_KNOWLEDGE})
 
     def __init__(self, params: Any = None) -> None:

@@ -112,6 +112,11 @@ class OLoRA(Method):
     needs_lora = True
     needs_fresh_optimizer = True
     distributed = ("no", "multi_gpu")
+    distributed_refusals = {
+        "fsdp": "O-LoRA adds a LoRA adapter every task; FSDP2 fixes the parameters it shards when the model is first prepared, so later adapters would train unsynchronised on each process",
+        "zero2": "O-LoRA adds a LoRA adapter every task; a DeepSpeed engine fixes its parameter partition when it is built",
+        "zero3": "O-LoRA adds a LoRA adapter every task; a DeepSpeed engine fixes its parameter partition when it is built",
+    }
     capabilities = frozenset({CARRIES_KNOWLEDGE, GROWS_PARAMETERS})
 
     def __init__(self, params: Any = None) -> None:

@@ -80,6 +80,8 @@ def supports_mode(method: Method, distributed: str) -> bool:
     declared = set(method.distributed)
     if declared & set(DATA_PARALLEL):
         declared |= set(DATA_PARALLEL)
+    if "deepspeed" in declared:  # a declaration without a stage: the stage every method may claim
+        declared.add("zero2")
     return distributed in declared
 
 
@@ -107,7 +109,11 @@ def check_combination(methods: list[Method], kind: str, lora: bool, distributed:
                 f"methods: {method.name} is full fine-tuning; with model.lora.enabled=true use seqlora"
             )
         if not supports_mode(method, distributed):
-            raise MethodError(f"methods: {method.name} does not support distributed mode {distributed}")
+            reason = method.distributed_refusals.get(distributed)
+            raise MethodError(
+                f"methods: {method.name} does not support distributed mode {distributed}"
+                + (f": {reason}" if reason else "")
+            )
     for first, second, why in INCOMPATIBLE:
         for a in (m for m in methods if m.declares(first)):
             for b in (m for m in methods if m.declares(second) and m is not a):

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from retain.engine.sharding import load_full_weights
+
 from retain.methods.base import RESETS_MODEL, Method
 from retain.methods.registry import register_method
 
@@ -39,5 +41,5 @@ class Single(Method):
     @torch.no_grad()
     def on_phase_start(self, ctx: "RunContext") -> None:
         assert ctx.initial_state is not None
-        ctx.unwrapped_model().load_state_dict(ctx.initial_state)
+        load_full_weights(ctx.unwrapped_model(), ctx.initial_state)  # sharded or not
         ctx.logger.info("single: weights reset to the initial model for %s", ctx.state.phase.name)

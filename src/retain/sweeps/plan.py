@@ -167,6 +167,7 @@ def config_differences(planned: dict[str, Any], saved: dict[str, Any]) -> list[s
         want["model"]["kind"] = have["model"]["kind"]
     if not want["model"]["lora"]["enabled"]:
         want["model"]["lora"]["enabled"] = have["model"]["lora"]["enabled"]
+    # both sides: a folder may record auto (written before the engine resolved it, or by a tool)
     for side in (want, have):
         side["model"]["dtype"] = resolve_dtype(side["model"]["dtype"], side["train"]["mixed_precision"])
     flat_want, flat_have = flatten_config(want), flatten_config(have)

@@ -125,6 +125,11 @@ class KIF(Method):
     )
     params_class = KIFParams
     distributed = ("no", "multi_gpu")  # units are whole local tensors: no sharded parameters
+    distributed_refusals = {
+        "fsdp": "KIF rewrites LoRA weights between tasks (unit fusion) and reads unit importance from whole local gradient tensors; under FSDP2 the weights and gradients are row shards",
+        "zero2": "KIF reads unit importance from whole per-parameter gradients; DeepSpeed keeps gradients in flat partitioned buffers",
+        "zero3": "KIF reads unit importance from whole per-parameter gradients; DeepSpeed keeps gradients in flat partitioned buffers",
+    }
     capabilities = frozenset({CARRIES_KNOWLEDGE, FIXED_PARAMETERS})
 
     def __init__(self, params: Any = None) -> None:

@@ -21,6 +21,8 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from retain.engine.sharding import local_part, local_tensor
+
 #: paper: per-token |h| / ||h||_1 averaged over tokens; code: sum of |h| over tokens.
 STATISTICS = ("l1_mean", "raw_sum")
 
@@ -260,9 +262,9 @@ def quantile_masks(statistics: torch.Tensor, threshold: float) -> torch.Tensor:
 @torch.no_grad()
 def mask_gradient_rows(param: nn.Parameter, dim: int, keep: torch.Tensor) -> None:
     """Zero the gradient slices of ``param`` along ``dim`` where ``keep`` is false (in place)."""
-    grad = param.grad
-    if grad is None:
+    if param.grad is None:
         return
+    grad, keep = local_tensor(param.grad), local_part(keep, param.grad, dim)
     shape = [1] * grad.dim()
     shape[dim] = keep.numel()
     grad.mul_(keep.to(grad.dtype).reshape(shape))
@@ -278,9 +280,10 @@ def mask_gradient_rows_many(masks: list[tuple[nn.Parameter, int, torch.Tensor]])
     grads: list[torch.Tensor] = []
     factors: list[torch.Tensor] = []
     for param, dim, keep in masks:
-        grad = param.grad
-        if grad is None:
+        if param.grad is None:
             continue
+        # FSDP2: this process holds some rows of the gradient; it masks them with their units.
+        grad, keep = local_tensor(param.grad), local_part(keep, param.grad, dim)
         shape = [1] * grad.dim()
         shape[dim] = keep.numel()
         grads.append(grad)

@@ -19,8 +19,10 @@ Where the pieces are: layer discovery, padding handling, the statistic and the m
   parallelism, so every process masks the same rows) and multiplies the gradients the optimizer
   reads: ``param.grad``, which is fp32 under Accelerate's autocast mixed precision.
 
-Sharded gradients (FSDP, DeepSpeed) are not supported: their flat buffers do not keep the row
-layout of a weight, so the engine refuses those modes at start-up.
+Under FSDP2 each process holds some rows of every gradient (its shard); the statistic is the
+full-size one (averaged over processes), so each process masks its own rows with their units'
+keep flags. DeepSpeed is refused at start-up: its flat partitioned gradient buffers do not keep
+the row layout of a weight.
 """
 
 from __future__ import annotations
@@ -94,7 +96,11 @@ class Migu(Method):
     name = "migu"
     summary = "MIGU: only the output units with the largest activation magnitude update (gradient row mask)."
     params_class = MiguParams
-    distributed = ("no", "multi_gpu")
+    distributed = ("no", "multi_gpu", "fsdp")
+    distributed_refusals = {
+        "zero2": "MIGU masks gradient rows of each weight; DeepSpeed keeps gradients in flat partitioned buffers without that row layout",
+        "zero3": "MIGU masks gradient rows of each weight; DeepSpeed keeps gradients in flat partitioned buffers without that row layout",
+    }
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
