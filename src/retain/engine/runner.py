@@ -33,6 +33,7 @@ from retain.engine.optim import build_optimizer, build_scheduler
 from retain.engine.preflight import Prepared, check_run_folder, prepare, read_saved_config, resume_changes
 from retain.errors import RetainError
 from retain.evaluation.cells import cells_to_evaluate
+from retain.exporting.task_model import save_task_model, task_model_dir
 from retain.evaluation.cl_metrics import AccuracyMatrix, GeneralScores, compute_cl_metrics
 from retain.engine.state import Phase, TrainingState
 from retain.methods.base import Method
@@ -56,6 +57,11 @@ class RunResult:
     #: labels (class-incremental), and their metrics; None otherwise
     union_matrix: Optional[AccuracyMatrix] = None
     union_metrics: Optional[dict[str, Any]] = None
+    #: the trained model after the last phase run (unwrapped from Accelerate; a PEFT model under LoRA)
+    #: and its tokenizer, ready for ``generate`` or ``save_pretrained``; ``retain export`` writes
+    #: the same model from the run folder
+    model: Any = None
+    tokenizer: Any = None
 
 
 class _NoWrites:
@@ -308,6 +314,8 @@ class ContinualRunner:
             if general is not None:
                 general.rows.append(evaluate_tasks(ctx, stream.general, 10_000).scores)
                 folder.write_general(general)
+            # Before the checkpoint: a crash in between redoes the phase and writes the model again.
+            self._keep_task_model(ctx, phase_index + 1)
             self._checkpoint(ctx, methods, matrix, general, phase_index + 1)
 
         single = [self.single_task[name] for name in names] if self.single_task is not None else None
@@ -319,7 +327,10 @@ class ContinualRunner:
             union_metrics = compute_cl_metrics(self._union)
             folder.write_metrics(union_metrics, variant="union")
         self._write_report(ctx, methods)
-        return RunResult(ctx.run_dir, matrix, metrics, text, ctx.accelerator.is_main_process, self._union, union_metrics)
+        return RunResult(
+            ctx.run_dir, matrix, metrics, text, ctx.accelerator.is_main_process, self._union, union_metrics,
+            model=ctx.unwrapped_model(), tokenizer=ctx.tokenizer,
+        )
 
     def _train_one_phase(self, ctx: RunContext, methods: list[Method], phase_index: int, resumed: bool) -> None:
         config, logger, hooks = self.config, ctx.logger, self._hooks_for(ctx, methods)
@@ -392,6 +403,21 @@ class ContinualRunner:
                     folder.write_predictions(row_index, name, records)
         scores = ", ".join(f"{n}={s:.1f}" for n, s in zip(matrix.task_names, row.scores) if s is not None)
         ctx.logger.info("row %d (%s): %s  [%.0f eval examples/s]", row_index, label, scores, row.examples_per_second)
+
+    def _keep_task_model(self, ctx: RunContext, completed: int) -> None:
+        """The exportable model after this phase (every phase with output.keep_task_models, else the last)."""
+        total = len(ctx.phases)
+        if completed != total and not self.config.output.keep_task_models:
+            return
+        ctx.accelerator.wait_for_everyone()
+        if not ctx.accelerator.is_main_process:
+            return
+        started = time.perf_counter()
+        folder = save_task_model(
+            task_model_dir(ctx.run_dir, completed), ctx.unwrapped_model(), ctx.tokenizer, ctx.kind,
+            self.config.model.name_or_path, completed, total, ctx.phase.name,
+        )
+        ctx.logger.info("kept the model after task %d/%d in %s (%.1fs)", completed, total, folder, time.perf_counter() - started)
 
     def _checkpoint(self, ctx: RunContext, methods: list[Method], matrix: AccuracyMatrix, general: Optional[GeneralScores], completed: int) -> None:
         carried = not self.config.train.reset_optimizer_per_task and ctx.optimizer is not None
