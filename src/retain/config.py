@@ -210,6 +210,11 @@ class TrainConfig:
         "tensorboard (the tensorboard package) | wandb (the wandb package) | none.",
         factory=lambda: ["jsonl"],
     )
+    logging_steps: int = option(
+        "Optimizer steps between two tracker records of loss, learning rate and method loss terms "
+        "(each record holds the means since the last; the last steps of a task are always recorded).",
+        10, low=1,
+    )
     label_space: Optional[str] = option(
         "Classifier training: the classes each example's loss (and a method's distillation) competes "
         "over: task (its own task's labels) | union (every label of the stream, class-incremental); "

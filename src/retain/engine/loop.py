@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from retain.engine.context import RunContext
 from retain.engine.hooks import HookDispatcher
+from retain.engine.step_log import StepLog
 from retain.methods.base import ExtraSteps, StepStats
 from retain.methods.common.batch_plan import BatchPlan, PlannedBatch, Shard, phase_seed
 
@@ -112,8 +113,13 @@ def _steps(
     return losses
 
 
-def train_phase(ctx: RunContext, hooks: HookDispatcher, plan: BatchPlan, show_progress: bool = True) -> dict[str, float]:
-    """Train the current phase on ``plan``; returns simple statistics (mean loss, steps)."""
+def train_phase(
+    ctx: RunContext, hooks: HookDispatcher, plan: BatchPlan, show_progress: bool = True, step_log: Optional[StepLog] = None
+) -> dict[str, float]:
+    """Train the current phase on ``plan``; returns simple statistics (mean loss, steps).
+
+    ``step_log``: where the loss, learning rate and methods' loss terms go for the trackers.
+    """
     state = ctx.state
     optimizer = ctx.optimizer
     assert optimizer is not None
@@ -127,12 +133,20 @@ def train_phase(ctx: RunContext, hooks: HookDispatcher, plan: BatchPlan, show_pr
         dynamic_ncols=True,
     )
 
+    logging = step_log is not None and step_log.enabled
+
     def loss_of(batch):  # type: ignore[no-untyped-def]
         hooks.call("on_batch_start", ctx, batch)
         outputs = ctx.forward(batch)
-        return hooks.call("on_loss", ctx, batch, outputs, ctx.base_loss(batch, outputs))
+        if not logging:
+            return hooks.call("on_loss", ctx, batch, outputs, ctx.base_loss(batch, outputs))
+        loss, terms = hooks.chain_with_terms("on_loss", ctx, batch, outputs, ctx.base_loss(batch, outputs))
+        step_log.add(loss, terms)
+        return loss
 
     def after_step() -> None:
+        if logging:  # before the scheduler moves it: the rate of the step just taken
+            step_log.step_done(state.global_step + 1, optimizer)
         if ctx.scheduler is not None:
             ctx.scheduler.step()
         state.global_step += 1
@@ -144,6 +158,8 @@ def train_phase(ctx: RunContext, hooks: HookDispatcher, plan: BatchPlan, show_pr
         list(ctx.model.parameters()), progress,
     )
     progress.close()
+    if logging:
+        step_log.step_done(state.global_step, optimizer, force=True)  # the phase's last steps
     return {"mean_loss": losses.mean(), "micro_batches": losses.count, "steps": state.step_in_phase}
 
 

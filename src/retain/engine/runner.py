@@ -36,6 +36,8 @@ from retain.evaluation.cells import cells_to_evaluate
 from retain.exporting.task_model import save_task_model, task_model_dir
 from retain.evaluation.cl_metrics import AccuracyMatrix, GeneralScores, compute_cl_metrics
 from retain.engine.state import Phase, TrainingState
+from retain.engine.step_log import StepLog
+from retain.engine.trackers import build_trackers, flat_config, set_resume_step
 from retain.methods.base import Method
 from retain.methods.registry import check_combination, instantiate
 from retain.models.loading import load_model
@@ -108,6 +110,8 @@ class ContinualRunner:
         self.logger: Optional[logging.Logger] = None
         self.hooks = HookDispatcher([])
         self.folder: Any = _NoWrites()  # the run folder once built (only the main process writes)
+        self.accelerator: Optional[Accelerator] = None
+        self.step_log: Optional[StepLog] = None  # records for the trackers (train.report_to)
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -179,9 +183,12 @@ class ContinualRunner:
         # (the distributed set-up, PartialState, is kept).
         AcceleratorState._reset_state(reset_partial_state=False)
         GradientState._reset_state()
-        accelerator = Accelerator(
+        # Built before anything else: a tracker whose package is missing stops the run here.
+        trackers = build_trackers([n for n in config.train.report_to if n != "none"], config.run_dir, config.name)
+        accelerator = self.accelerator = Accelerator(
             mixed_precision=config.train.mixed_precision,
             gradient_accumulation_steps=config.train.grad_accum,
+            log_with=trackers or None,
         )
         distributed = str(accelerator.distributed_type).split(".")[-1].lower()
         check_combination(methods, kind, lora, distributed)
@@ -194,6 +201,11 @@ class ContinualRunner:
         main = accelerator.is_main_process
         folder: Any = RunFolder(run_dir) if main else _NoWrites()
         logger = self.logger = _make_logger(run_dir if main else None, self.quiet or not main)
+        if trackers:
+            if self.checkpoint is not None:
+                set_resume_step(trackers, int(self.checkpoint.state["global_step"]))
+            accelerator.init_trackers("retain", config=flat_config(config.to_dict()))
+        self.step_log = StepLog(accelerator, config.train.logging_steps)
         for note in self.notes:
             logger.warning(note)
         loaded = load_model(model_config, stream, config.seed)
@@ -239,15 +251,24 @@ class ContinualRunner:
         try:
             return self._run()
         except BaseException:
+            self._finish_trackers()
             self._close_log()
             run_dir = self.config.run_dir
             if self.created and not ckpt.has_checkpoint(run_dir):
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
         finally:
+            self._finish_trackers()
             self._close_log()
             if self.lock is not None:
                 self.lock.release()
+
+    def _finish_trackers(self) -> None:
+        """Close the trackers' files and runs (not ``end_training``: it would end the process group)."""
+        if self.accelerator is not None:
+            for tracker in self.accelerator.trackers:
+                tracker.finish()
+            self.accelerator.trackers = []
 
     def _close_log(self) -> None:
         if self.logger is not None:
@@ -357,11 +378,13 @@ class ContinualRunner:
         ctx.accelerator.step = 0
         ctx.accelerator.gradient_state._set_sync_gradients(True)
         started = time.perf_counter()
-        stats = train_phase(ctx, hooks, plan, show_progress=not self.quiet)
+        stats = train_phase(ctx, hooks, plan, show_progress=not self.quiet, step_log=self.step_log)
         ctx.unwrapped_model().zero_grad(set_to_none=True)
         hooks.call("on_phase_end", ctx)
         self.folder.write_method_files(hooks.call("on_run_files"))
         logs = hooks.call("on_log")
+        if self.step_log is not None:
+            self.step_log.log({f"method/{k}": v for k, v in logs.items()}, ctx.state.global_step)
         trunc = ctx.encoder.truncation
         logger.info(
             "phase %d/%d %s: %d micro-batches, %d steps, mean loss %.4f, %.1fs%s%s",
@@ -401,6 +424,9 @@ class ContinualRunner:
             for name, records in row.predictions.items():
                 if records:
                     folder.write_predictions(row_index, name, records)
+        if self.step_log is not None:
+            cells = {f"matrix/{n}": s for n, s in zip(matrix.task_names, row.scores) if s is not None}
+            self.step_log.log({"matrix/row": row_index, **cells}, ctx.state.global_step)
         scores = ", ".join(f"{n}={s:.1f}" for n, s in zip(matrix.task_names, row.scores) if s is not None)
         ctx.logger.info("row %d (%s): %s  [%.0f eval examples/s]", row_index, label, scores, row.examples_per_second)
 

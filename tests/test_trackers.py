@@ -1,0 +1,103 @@
+"""train.report_to: steps.jsonl by default, CSV, TensorBoard and W&B through Accelerate's trackers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import retain
+from retain.cli import main
+from retain.config import make_config
+from retain.errors import ConfigError
+from tests.conftest import tiny_config
+
+
+def _records(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "steps.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def _train_steps(records: list[dict[str, Any]]) -> list[int]:
+    return [r["step"] for r in records if "train/loss" in r]
+
+
+def test_steps_jsonl_by_default_with_loss_lr_method_terms_and_matrix(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, methods=[{"name": "ewc", "lam": 100.0}], train={"logging_steps": 2, "report_to": ["jsonl", "csv"]})
+    result = retain.run(config, quiet=True)
+    records = _records(result.run_dir)
+    train = [r for r in records if "train/loss" in r]
+    # 32 examples / batch 8 = 4 steps per task, a record every 2 steps
+    assert _train_steps(records) == [2, 4, 6, 8]
+    assert all(r["train/lr"] == pytest.approx(3e-3) for r in train)
+    # EWC's penalty exists from the second task on, and is logged as its loss term
+    assert "loss/ewc" not in train[0] and train[-1]["loss/ewc"] > 0
+    assert any("method/ewc_fisher_sum" in r for r in records)
+    rows = [r for r in records if "matrix/row" in r]
+    assert [r["matrix/row"] for r in rows] == [0, 1, 2]
+    matrix = json.loads((result.run_dir / "matrix.json").read_text())
+    assert [r["matrix/demo1"] for r in rows] == pytest.approx([row[0] for row in matrix["rows"]])
+    lines = (result.run_dir / "steps.csv").read_text().splitlines()
+    assert lines[0] == "step,key,value"
+    assert [line.split(",")[0] for line in lines if ",train/loss," in line] == ["2", "4", "6", "8"]
+
+
+def test_report_to_none_writes_no_steps_file(tmp_path: Path) -> None:
+    quiet = retain.run(tiny_config(tmp_path, name="none", train={"report_to": ["none"]}), quiet=True, stop_after=1)
+    assert not (quiet.run_dir / "steps.jsonl").exists() and not (quiet.run_dir / "steps.csv").exists()
+
+
+def test_resume_appends_without_duplicating_steps(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, name="r", train={"logging_steps": 1})
+    retain.run(config, quiet=True, stop_after=1)
+    run_dir = tmp_path / "runs" / "r"
+    # what a crash in task 2 leaves: records past the checkpoint's step, the last one cut short
+    with open(run_dir / "steps.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"step": 5, "train/loss": 9.0}) + "\n" + '{"step": 6, "train/lo')
+    retain.run(run_dir, resume=True, quiet=True)
+    records = _records(run_dir)
+    assert _train_steps(records) == list(range(1, 9))  # 4 steps per task, each once
+    assert [r["matrix/row"] for r in records if "matrix/row" in r] == [0, 1, 2]
+    assert all(r.get("train/loss") != 9.0 for r in records)
+
+
+def test_tensorboard_tracker(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = retain.run(tiny_config(tmp_path, train={"report_to": ["jsonl", "tensorboard"]}), quiet=True)
+    events = EventAccumulator(str(result.run_dir / "tensorboard"))
+    events.Reload()
+    assert "train/loss" in events.Tags()["scalars"]
+    assert [e.step for e in events.Scalars("matrix/demo1")] == [0, 4, 8]
+    assert (result.run_dir / "steps.jsonl").is_file()
+
+
+def test_wandb_tracker_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    result = retain.run(tiny_config(tmp_path, train={"report_to": ["wandb"]}), quiet=True)
+    runs = list((result.run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+
+
+def test_bad_report_to_values(tmp_path: Path) -> None:
+    assert make_config({"train": {"report_to": "csv"}}).train.report_to == ["csv"]
+    for value, message in ((["mlflw"], r"train\.report_to\[0\]: .mlflw. is not one of"), (["none", "csv"], "cannot be combined")):
+        with pytest.raises(ConfigError, match=message):
+            make_config({"train": {"report_to": value}})
+
+
+def test_missing_tracker_package_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(tiny_config(tmp_path, train={"report_to": ["jsonl", "wandb"]})))
+    assert main(["run", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "train.report_to: wandb needs the wandb package" in err and "Traceback" not in err
+    assert not (tmp_path / "runs" / "run").exists()
