@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from retain.engine.context import RunContext
 from retain.engine.hooks import HookDispatcher
+from retain.engine.progress import progress_bar
 from retain.engine.step_log import StepLog
 from retain.methods.base import ExtraSteps, StepStats
 from retain.methods.common.batch_plan import BatchPlan, PlannedBatch, Shard, phase_seed
@@ -125,12 +126,9 @@ def train_phase(
     assert optimizer is not None
     ctx.model.train()
     state.step_in_phase = 0
-    progress = tqdm(
-        total=len(plan),
-        desc=f"task {state.phase_index + 1}/{len(state.phases)} {state.phase.name}",
-        disable=not show_progress or not ctx.accelerator.is_local_main_process,
+    progress = progress_bar(
+        show_progress and ctx.show_progress, len(plan), f"task {state.phase_index + 1}/{len(state.phases)} {state.phase.name}",
         leave=True,
-        dynamic_ncols=True,
     )
 
     logging = step_log is not None and step_log.enabled
@@ -191,6 +189,8 @@ def run_extra_steps(ctx: RunContext, extra: ExtraSteps) -> StepStats:
         steps += 1
         ctx.unwrapped_model().zero_grad(set_to_none=True)
 
-    losses = _steps(ctx, extra.plan, optimizer, loss_of, extra.edit_gradients, after_step, extra.parameters)
+    bar = progress_bar(ctx.show_progress, len(extra.plan), extra.name)
+    losses = _steps(ctx, extra.plan, optimizer, loss_of, extra.edit_gradients, after_step, extra.parameters, bar)
+    bar.close()
     ctx.unwrapped_model().zero_grad(set_to_none=True)  # an unfinished accumulation window
     return StepStats(steps, losses.count, losses.mean())

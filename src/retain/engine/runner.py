@@ -36,6 +36,7 @@ from retain.evaluation.cells import cells_to_evaluate
 from retain.exporting.task_model import save_task_model, task_model_dir
 from retain.evaluation.cl_metrics import AccuracyMatrix, GeneralScores, compute_cl_metrics
 from retain.engine.state import Phase, TrainingState
+from retain.engine.progress import bars_allowed
 from retain.engine.step_log import StepLog
 from retain.engine.trackers import build_trackers, flat_config, set_resume_step
 from retain.methods.base import Method
@@ -233,7 +234,7 @@ class ContinualRunner:
             config=config, accelerator=accelerator, model=model, tokenizer=loaded.tokenizer,
             kind=loaded.kind, stream=stream, encoder=encoder, run_dir=run_dir, state=TrainingState(phases),
             logger=logger, lora=lora, capabilities=frozenset(c for m in methods for c in m.capabilities),
-            components=components,
+            components=components, show_progress=bars_allowed(config, self.quiet, accelerator.is_local_main_process),
         )
         hooks.run_steps = lambda steps: run_extra_steps(ctx, steps)
         self.hooks, self.folder = hooks, folder
@@ -323,7 +324,7 @@ class ContinualRunner:
             if config.eval.before_training:
                 self._evaluate_row(ctx, matrix, folder, "before training", None)
             if general is not None:
-                general.rows.append(evaluate_tasks(ctx, stream.general, 10_000).scores)
+                self._evaluate_general(ctx, general)
                 folder.write_general(general)
             if config.eval.before_training or general is not None:
                 self._checkpoint(ctx, methods, matrix, general, 0)
@@ -333,7 +334,7 @@ class ContinualRunner:
             self._train_one_phase(ctx, methods, phase_index, phase_index == start_phase and self.resume)
             self._evaluate_row(ctx, matrix, folder, f"after {ctx.phase.name}", ctx.task_index)
             if general is not None:
-                general.rows.append(evaluate_tasks(ctx, stream.general, 10_000).scores)
+                self._evaluate_general(ctx, general)
                 folder.write_general(general)
             # Before the checkpoint: a crash in between redoes the phase and writes the model again.
             self._keep_task_model(ctx, phase_index + 1)
@@ -402,7 +403,7 @@ class ContinualRunner:
 
     def _evaluate_row(self, ctx: RunContext, matrix: AccuracyMatrix, folder: RunFolder, label: str, task_index: Optional[int]) -> None:
         cells = cells_to_evaluate(self.config.eval.cells, len(ctx.stream.tasks), task_index, with_next=matrix.has_initial_row)
-        row = evaluate_tasks(ctx, ctx.stream.tasks, only=cells)
+        row = evaluate_tasks(ctx, ctx.stream.tasks, only=cells, name=f"eval row {len(matrix.rows)} ({label})")
         row_index = len(matrix.rows)
         matrix.rows.append(row.scores)
         matrix.row_labels.append(label)
@@ -428,7 +429,9 @@ class ContinualRunner:
             cells = {f"matrix/{n}": s for n, s in zip(matrix.task_names, row.scores) if s is not None}
             self.step_log.log({"matrix/row": row_index, **cells}, ctx.state.global_step)
         scores = ", ".join(f"{n}={s:.1f}" for n, s in zip(matrix.task_names, row.scores) if s is not None)
-        ctx.logger.info("row %d (%s): %s  [%.0f eval examples/s]", row_index, label, scores, row.examples_per_second)
+        ctx.logger.info(
+            "row %d (%s): %s  [%.0f eval examples/s, %.1fs]", row_index, label, scores, row.examples_per_second, row.seconds
+        )
 
     def _keep_task_model(self, ctx: RunContext, completed: int) -> None:
         """The exportable model after this phase (every phase with output.keep_task_models, else the last)."""
@@ -444,6 +447,12 @@ class ContinualRunner:
             self.config.model.name_or_path, completed, total, ctx.phase.name,
         )
         ctx.logger.info("kept the model after task %d/%d in %s (%.1fs)", completed, total, folder, time.perf_counter() - started)
+
+    def _evaluate_general(self, ctx: RunContext, general: GeneralScores) -> None:
+        row = evaluate_tasks(ctx, ctx.stream.general, 10_000, name="eval general sets")
+        general.rows.append(row.scores)
+        scores = ", ".join(f"{n}={s:.1f}" for n, s in zip(general.names, row.scores) if s is not None)
+        ctx.logger.info("general sets: %s  [%.1fs]", scores, row.seconds)
 
     def _checkpoint(self, ctx: RunContext, methods: list[Method], matrix: AccuracyMatrix, general: Optional[GeneralScores], completed: int) -> None:
         carried = not self.config.train.reset_optimizer_per_task and ctx.optimizer is not None

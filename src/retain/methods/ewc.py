@@ -137,7 +137,7 @@ class EWC(Method):
     def on_phase_end(self, ctx: "RunContext") -> None:
         parameters = ctx.trainable_parameters()
         size = self.params.fisher_batch_size or ctx.config.train.batch_size
-        batches = ctx.iterate_batches(self._fisher_items(ctx), batch_size=size)
+        batches = ctx.iterate_batches(self._fisher_items(ctx), batch_size=size, progress="ewc: Fisher")
         # eval mode, no dropout: the Fisher of the model that will be evaluated
         with eval_mode(ctx.model), torch.enable_grad():
             losses = (ctx.base_loss(batch, ctx.forward(batch)) for batch in batches)

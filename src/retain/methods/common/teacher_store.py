@@ -35,10 +35,15 @@ class TeacherLogits:
         return sum(t.numel() * t.element_size() for t in self.logits.values())
 
     @torch.no_grad()
-    def record(self, ctx: "RunContext", items: list[EncodedExample], batch_size: Optional[int] = None) -> None:
-        """Run the current model (eval mode) over ``items`` and store their answer logits."""
+    def record(
+        self, ctx: "RunContext", items: list[EncodedExample], batch_size: Optional[int] = None, name: str = "teacher outputs"
+    ) -> None:
+        """Run the current model (eval mode) over ``items`` and store their answer logits.
+
+        ``name``: the pass's name on its progress bar and log line.
+        """
         with eval_mode(ctx.model):
-            for batch in ctx.iterate_batches(items, batch_size=batch_size or ctx.config.eval.batch_size):
+            for batch in ctx.iterate_batches(items, batch_size=batch_size or ctx.config.eval.batch_size, progress=name):
                 outputs = ctx.forward(batch)
                 for key, rows in zip(batch.keys, split_answer_rows(ctx, batch, outputs.logits)):
                     self.logits[key] = rows.detach().to("cpu", self.dtype).clone()

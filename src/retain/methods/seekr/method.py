@@ -247,7 +247,7 @@ class Seekr(Method):
             encoded = ctx.encoded(task_index, "train")
             items.extend(encoded[i] for i in self.buffer_indices_for(ctx, task_index))
         with eval_mode(ctx.model):
-            for batch in ctx.iterate_batches(items, batch_size=self._pass_batch_size(ctx)):
+            for batch in ctx.iterate_batches(items, batch_size=self._pass_batch_size(ctx), progress="seekr: attention before the task"):
                 with torch.no_grad(), self.capture.recording(self._layers) as maps:
                     ctx.forward(batch)
                 self._before.update(self._sample_rows(ctx, batch, maps)[0])
@@ -259,7 +259,7 @@ class Seekr(Method):
         for task_index in ctx.state.phase.task_indices:
             items = self.buffer.task_items(ctx, task_index)
             if self.capture is None:
-                self.teacher.record(ctx, items, self._pass_batch_size(ctx))
+                self.teacher.record(ctx, items, self._pass_batch_size(ctx), name="seekr: teacher logits")
                 continue
             if self.buffer.indices[task_index] != self.buffer_indices_for(ctx, task_index):
                 raise RuntimeError(f"seekr: the replay buffer of task {task_index} differs from the one drawn at its start")
@@ -308,7 +308,7 @@ class Seekr(Method):
         after: SampleMaps = {}
         rows: dict[str, dict[str, torch.Tensor]] = {}
         with eval_mode(ctx.model):
-            for batch in ctx.iterate_batches(items, batch_size=self._pass_batch_size(ctx)):
+            for batch in ctx.iterate_batches(items, batch_size=self._pass_batch_size(ctx), progress="seekr: head importance"):
                 with torch.enable_grad(), self.capture.recording(self._layers, force_grad=True) as maps:
                     outputs = ctx.forward(batch)
                     loss = per_example_loss(ctx.kind, batch, outputs.logits).sum()
