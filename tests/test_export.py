@@ -150,3 +150,22 @@ def test_export_refuses_unfinished_runs_and_tasks_not_kept(tmp_path: Path, capsy
     assert main(["export", str(run_dir), str(tmp_path / "out")]) == 0
     assert "after task 2 (demo2)" in capsys.readouterr().out
     assert sorted(p.name for p in (run_dir / "models").iterdir()) == ["task-02"]
+
+
+def test_export_lora_on_a_named_base_points_at_it(full_run: tuple[dict[str, Any], Any], tmp_path: Path) -> None:
+    """A base loaded by name or path (as from the Hub) is named, not copied, by the adapter export."""
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base_dir = retain.export(full_run[1].run_dir, tmp_path / "base_model").out
+    config = tiny_config(tmp_path, name="named", model=str(base_dir), methods=["seqlora"], eval={"cells": "all"})
+    config["model"]["lora"] = {"enabled": True}
+    result = retain.run(config, quiet=True)
+    expected = {t: _predictions(result.run_dir, 2, t) for t in ("demo1", "demo2")}
+    adapter = retain.export(result.run_dir, tmp_path / "adapter").out
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == str(base_dir)
+    assert not (adapter / "base" / "model.safetensors").exists()
+    tokenizer = AutoTokenizer.from_pretrained(adapter)
+    assert _rescore(AutoPeftModelForCausalLM.from_pretrained(adapter), tokenizer, config, "causal") == expected
+    merged = retain.export(result.run_dir, tmp_path / "merged", merge=True).out
+    assert _rescore(AutoModelForCausalLM.from_pretrained(merged), tokenizer, config, "causal") == expected
