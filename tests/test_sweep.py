@@ -91,6 +91,16 @@ def test_plan_names_runs_from_labels_and_sets_seed_and_methods(tmp_path: Path) -
     assert runs[1].config["stream"]["order"] == 2
 
 
+def test_a_methods_entry_carries_its_own_overrides_after_the_settings(tmp_path: Path) -> None:
+    methods = ["seqft", {"label": "fast", "methods": ["seqft"], "overrides": {"train.lr": 0.02}}]
+    settings = [{"label": "slow", "overrides": {"train.lr": 1e-4}}]
+    spec = load_spec(sweep_spec(tmp_path, methods=methods, settings=settings, seeds=[1]))
+    runs = plan_runs(spec)
+    assert [make_config(r.config).train.lr for r in runs] == [1e-4, 0.02]
+    assert spec.to_dict()["methods"][1]["overrides"] == ["train.lr=0.02"]
+    assert "overrides" not in spec.to_dict()["methods"][0]
+
+
 def test_table_is_mean_and_sample_std_of_the_runs_metrics(grid: dict[str, Any]) -> None:
     result = grid["result"]
     runs_dir = result.folder / "runs"
@@ -235,6 +245,8 @@ def test_a_crash_keeps_its_traceback_in_a_file(tmp_path: Path) -> None:
         ({"methods": ["seqft", {"label": "seqft!", "methods": ["ewc"]}]}, "same folder name 'seqft-s1'"),
         ({"methods": [[{"name": "replay", "ratio": 7}]]}, "replay.ratio"),
         ({"methods": [{"methods": ["seqft"], "params": 1}]}, "methods[0]: unknown key 'params'"),
+        ({"methods": [{"methods": ["seqft"], "overrides": 3}]}, "methods[0].overrides: expected a mapping"),
+        ({"methods": [{"methods": ["seqft"], "overrides": {"train.lr": -1}}]}, "train.lr"),
         ({"seeds": [1, 1]}, "seeds: [1, 1] lists a value twice"),
         ({"settings": [{"overrides": {}}]}, "settings[0]: expected {label"),
         ({"base": "missing.yaml"}, "missing.yaml: config file not found"),

@@ -91,7 +91,7 @@ def _plan_runs(spec: SweepSpec) -> list[PlannedRun]:
                 for seed in spec.seeds:
                     name = run_name(setting.label, entry.label, order, seed)
                     where = f"run {name} ({', '.join(filter(None, [entry.label, setting.label]))})"
-                    data = apply_overrides(copy.deepcopy(spec.base), setting.overrides)
+                    data = apply_overrides(copy.deepcopy(spec.base), setting.overrides + entry.overrides)
                     data["methods"] = copy.deepcopy(entry.methods)
                     data["seed"] = seed
                     if order is not None:

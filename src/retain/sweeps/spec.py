@@ -10,6 +10,7 @@
       - seqft                      #   a method name,
       - [migu, {name: replay, ratio: 0.02}]   # a method list as in a run config,
       - {label: replay-2%, methods: [{name: replay, ratio: 0.02}]}   # or a list with a label
+      - {label: kif, methods: [kif], overrides: {train.lr: 2.0e-3}}   # and its own overrides
     orders: [1, 2, 3]              # stream.order values (omit: the base's order)
     seeds: [42, 1, 2]              # omit: the base's seed
     settings:                      # optional extra axis, e.g. label spaces or learning rates
@@ -49,7 +50,9 @@ class SweepFile:
     output_dir: str = option("Parent folder of the sweep folder.", "runs")
     base: Any = option("Base run config: a YAML path (relative to the sweep file) or a mapping.", None)
     overrides: Any = option("Overrides of the base: {dotted.key: value} or ['key=value', ...].", None)
-    methods: list[Any] = option("Compared method lists: a name, a list, or {label, methods}.", factory=list)
+    methods: list[Any] = option(
+        "Compared method lists: a name, a list, or {label, methods, overrides}.", factory=list
+    )
     orders: list[Optional[int]] = option("stream.order values; empty = the base's order.", factory=list)
     seeds: list[int] = option("Seeds; empty = the base's seed.", factory=list)
     settings: list[Any] = option("Extra grid axis: {label, overrides} entries.", factory=list)
@@ -57,8 +60,12 @@ class SweepFile:
 
 @dataclass
 class MethodsEntry:
+    """One compared method list; ``overrides`` are its own settings (LoRA methods often want another
+    learning rate than full fine-tuning), applied after the base and the setting's."""
+
     label: str
     methods: list[Any]
+    overrides: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -90,7 +97,10 @@ class SweepSpec:
             "name": self.name,
             "output_dir": self.output_dir,
             "base": self.base,
-            "methods": [{"label": m.label, "methods": m.methods} for m in self.methods],
+            "methods": [
+                {"label": m.label, "methods": m.methods, **({"overrides": m.overrides} if m.overrides else {})}
+                for m in self.methods
+            ],
             "orders": self.orders,
             "seeds": self.seeds,
         }
@@ -113,11 +123,15 @@ def as_override_list(value: Any, where: str) -> list[str]:
 def _methods_entry(entry: Any, index: int) -> MethodsEntry:
     where = f"methods[{index}]"
     label: Optional[str] = None
+    overrides: list[str] = []
     if isinstance(entry, dict) and "methods" in entry:
-        unknown = sorted(set(entry) - {"label", "methods"})
+        unknown = sorted(set(entry) - {"label", "methods", "overrides"})
         if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (an entry with 'methods' takes: label, methods)")
+            raise ConfigError(
+                f"{where}: unknown key {unknown[0]!r} (an entry with 'methods' takes: label, methods, overrides)"
+            )
         label, methods = entry.get("label"), entry["methods"]
+        overrides = as_override_list(entry.get("overrides"), f"{where}.overrides")
         if label is not None and (not isinstance(label, str) or not label.strip()):
             raise ConfigError(f"{where}.label: expected a non-empty string, got {label!r}")
     else:
@@ -129,7 +143,7 @@ def _methods_entry(entry: Any, index: int) -> MethodsEntry:
         parse_method_list(methods)
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
-    return MethodsEntry(label or method_label(methods), methods)
+    return MethodsEntry(label or method_label(methods), methods, overrides)
 
 
 def _setting_entry(entry: Any, index: int) -> SettingEntry:
