@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +68,22 @@ def quiet_hf_progress() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+@contextlib.contextmanager
+def _os_errors(where: Path) -> Iterator[None]:
+    """safetensors reports a full disk from Rust as "... (os error 28)" in a generic exception;
+    turn it into the OSError the command line reports as one line (as the checkpoint writer does)."""
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as err:
+        found = re.search(r"os error (\d+)", str(err))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(where)) from None
+
+
 def peft_adapters(model: Any) -> list[str]:
     """The PEFT adapters of ``model`` that take part in its forward pass ([] without PEFT)."""
     from peft import PeftModel
@@ -87,7 +105,7 @@ def save_task_model(
         adapters=adapters, base_weights=bool(adapters) and builtin,
         base_name=None if builtin or not adapters else name_or_path,
     )
-    with quiet_hf_progress(), atomic_dir(folder) as tmp:
+    with quiet_hf_progress(), atomic_dir(folder) as tmp, _os_errors(folder):
         model.save_pretrained(str(tmp))
         if adapters:
             base = model.get_base_model()
