@@ -42,12 +42,15 @@ def _rescore(model: Any, tokenizer: Any, config: dict[str, Any], kind: str) -> d
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Any]:
     tmp = tmp_path_factory.mktemp("full")
-    config = tiny_config(tmp, name="full", eval={"cells": "all"}, output={"keep_task_models": True})
+    config = tiny_config(tmp, name="full", eval={"cells": "all"}, output={"keep_task_models": True},
+                         train={"report_to": "none"})
     return config, retain.run(config, quiet=True)
 
 
 def test_run_returns_the_trained_model(full_run: tuple[dict[str, Any], Any]) -> None:
     config, result = full_run
+    # (train.report_to: none) no tracker file
+    assert not (result.run_dir / "steps.jsonl").exists() and not (result.run_dir / "steps.csv").exists()
     assert isinstance(result.model, torch.nn.Module) and result.tokenizer is not None
     rescored = _rescore(result.model, result.tokenizer, config, "causal")
     assert rescored["demo2"] == _predictions(result.run_dir, 2, "demo2")
@@ -137,14 +140,23 @@ def test_export_refusals(full_run: tuple[dict[str, Any], Any], tmp_path: Path, c
     assert not (tmp_path / "o1").exists()
 
 
-def test_export_refuses_unfinished_runs_and_tasks_not_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = tiny_config(tmp_path, name="partial")
+def test_unfinished_run_is_refused_then_resumed_without_duplicate_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An unfinished run is not exported; its resume (steps.jsonl appended, never a step twice) is."""
+    config = tiny_config(tmp_path, name="partial", train={"logging_steps": 1})
     retain.run(config, quiet=True, stop_after=1)
     run_dir = tmp_path / "runs" / "partial"
     assert main(["export", str(run_dir), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "unfinished" in err and f"retain run --resume {run_dir}" in err
+    # what a crash in task 2 leaves: records past the checkpoint's step, the last one cut short
+    with open(run_dir / "steps.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"step": 5, "train/loss": 9.0}) + "\n" + '{"step": 6, "train/lo')
     retain.run(run_dir, resume=True, quiet=True)
+    records = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["step"] for r in records if "train/loss" in r] == list(range(1, 9))  # 4 steps per task, each once
+    assert [r["matrix/row"] for r in records if "matrix/row" in r] == [0, 1, 2]
+    assert all(r.get("train/loss") != 9.0 for r in records)
+
     assert main(["export", str(run_dir), str(tmp_path / "out"), "--after-task", "1"]) == 2
     assert "output.keep_task_models: true" in capsys.readouterr().err
     assert main(["export", str(run_dir), str(tmp_path / "out")]) == 0

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-import retain
 from retain.config import make_config
 from retain.engine.progress import bars_allowed, progress_bar
-from tests.conftest import tiny_config
 
 
-def test_method_passes_and_evaluation_rows_are_logged_with_their_time(tmp_path: Path) -> None:
-    config = tiny_config(tmp_path, methods=[{"name": "ewc", "lam": 1.0}, "lwf", {"name": "der", "ratio": 0.25}])
-    result = retain.run(config, quiet=True)
-    log = (result.run_dir / "run.log").read_text(encoding="utf-8")
+def test_method_passes_and_evaluation_rows_are_logged_with_their_time(traced_run: Any) -> None:
+    log = (traced_run.run_dir / "run.log").read_text(encoding="utf-8")
     for name in ("ewc: Fisher", "lwf: teacher outputs", "der: stored logits"):
         assert re.search(rf"{name}: (\d+)/\1 batches, \d+\.\ds", log), name
     for row in (0, 1, 2):
