@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import yaml
 
 from retain.config import StreamConfig
 from retain.data.benchmarks import BENCHMARK_ORDERS, BENCHMARKS, build_stream
@@ -249,3 +250,23 @@ def test_gpu_throughput_looks_up_the_bf16_peak_and_counts_flops() -> None:
     assert gpu_throughput.peak_tflops("NVIDIA H200", 500.0) == (500.0, "--peak-tflops")
     assert gpu_throughput.peak_tflops("Mystery GPU", None)[0] is None
     assert gpu_throughput.training_flops_per_token(1000, 2, 8, 16) == 6000 + 12 * 2 * 8 * 16
+
+
+def test_benchmark_grids_plan_with_their_placeholders_filled(tmp_path: Path) -> None:
+    """Every shipped grid is a valid sweep once MINILM and CL_DATA are filled (no run starts)."""
+    from benchmarks import grid
+    from retain.sweeps.plan import plan_runs
+    from retain.sweeps.spec import build_spec
+
+    grids = sorted(grid.GRIDS.glob("*.yaml"))
+    assert grids
+    for path in grids:
+        data = grid.substitute(yaml.safe_load(path.read_text()), {"MINILM": "builtin:tiny-bert", "CL_DATA": str(tmp_path)})
+        runs = plan_runs(build_spec(data, path.parent, path))
+        assert runs and not any(f'"{p}"' in json.dumps(r.config) for r in runs for p in grid.PLACEHOLDERS)
+    spec = build_spec(grid.substitute(yaml.safe_load((grid.GRIDS / "minilm-classifier.yaml").read_text()),
+                                      {"MINILM": "builtin:tiny-bert", "CL_DATA": str(tmp_path)}), grid.GRIDS)
+    kif = next(r for r in plan_runs(spec) if r.name == "kif-o1-s42")
+    assert kif.config["train"]["lr"] == 2e-3 and kif.config["model"]["lora"]["enabled"] is True
+    assert [r.name for r in plan_runs(spec) if r.method == "seqft"] == [
+        "seqft-o1-s42", "seqft-o1-s1", "seqft-o1-s2", "seqft-o2-s42", "seqft-o3-s42"]

@@ -6,6 +6,7 @@ import copy
 import csv
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,18 @@ def test_plan_names_runs_from_labels_and_sets_seed_and_methods(tmp_path: Path) -
     assert len(long_name) < 80 and long_name != run_name("", "x" * 99, 1, 1)
     assert make_config(runs[0].config).train.lr == 0.01 and make_config(runs[3].config).train.lr == 1e-4
     assert runs[1].config["stream"]["order"] == 2
+
+
+def test_seeds_can_differ_per_order(tmp_path: Path) -> None:
+    spec = sweep_spec(tmp_path, orders=[1, 2], seeds={1: [42, 1], 2: [42]}, methods=["seqft"])
+    spec["base"]["stream"] = {"benchmark": "standard-cl", "data_root": str(tmp_path)}
+    loaded = load_spec(spec)
+    assert [r.name for r in plan_runs(loaded)] == ["seqft-o1-s42", "seqft-o1-s1", "seqft-o2-s42"]
+    assert loaded.seeds == [42, 1] and loaded.to_dict()["seeds"] == {1: [42, 1], 2: [42]}
+    for seeds, fragment in (({1: [42]}, "exactly the sweep's orders"), ({1: [], 2: [1]}, "seeds.1: expected a non-empty"),
+                            ({1: [3, 3], 2: [1]}, "seeds.1: [3, 3] lists a value twice"), (["x"], "seeds: expected a list")):
+        with pytest.raises(ConfigError, match=re.escape(fragment)):
+            load_spec({**spec, "seeds": seeds})
 
 
 def test_a_methods_entry_carries_its_own_overrides_after_the_settings(tmp_path: Path) -> None:

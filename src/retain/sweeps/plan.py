@@ -88,7 +88,7 @@ def _plan_runs(spec: SweepSpec) -> list[PlannedRun]:
     for setting in spec.settings:
         for entry in spec.methods:
             for order in spec.orders:
-                for seed in spec.seeds:
+                for seed in spec.seeds_for(order):
                     name = run_name(setting.label, entry.label, order, seed)
                     where = f"run {name} ({', '.join(filter(None, [entry.label, setting.label]))})"
                     data = apply_overrides(copy.deepcopy(spec.base), setting.overrides + entry.overrides)

