@@ -182,3 +182,20 @@ def test_sweep_over_orders_tabulates_each_order_and_the_mean_over_orders(tmp_pat
     assert {"ap_t_overall.png", "ap_t_order1.png", "tasks_order1.png", "tasks_order2.png", "ap_t_overall_union.png"} <= names
     rows = json.loads((result.folder / "summary.json").read_text())["rows"]
     assert rows[0]["overall"]["values"]["union.ap"]["mean"] == pytest.approx(23.0)
+
+
+def test_compare_warns_when_only_the_caps_differ_and_lists_every_method_parameter(tmp_path: Path) -> None:
+    capped = config(1)
+    capped["stream"]["max_train_per_task"] = 50
+    write_run(tmp_path / "full", config(1), matrix((80.0, 60.0), (50.0, 60.0)))
+    write_run(tmp_path / "capped", capped, matrix((80.0, 60.0), (50.0, 60.0)))
+    out = compare_runs([tmp_path / "full", tmp_path / "capped"])
+    assert out.startswith("warning: the runs are on different streams")
+    assert "full: demo; tasks a, b; max_train_per_task=null" in out and "capped: demo; tasks a, b; max_train_per_task=50" in out
+    # the same caps: no warning; each row's methods are spelled out with their defaults
+    write_run(tmp_path / "rp", config(1, [{"name": "replay", "ratio": 0.1}]), matrix((80.0, 60.0), (75.0, 60.0)))
+    out = compare_runs([tmp_path / "full", tmp_path / "rp"])
+    assert "different streams" not in out
+    assert "- seqft: seqft" in out
+    line = next(x for x in out.splitlines() if x.startswith("- replay(ratio=0.1): "))
+    assert "replay(ratio=0.1, " in line and "balanced=" in line

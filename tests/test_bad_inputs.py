@@ -199,7 +199,7 @@ DATA_CASES: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
     ("empty-train", lambda p: _custom(p, []), "data.json"),
     ("not-a-list", lambda p: _custom(p, {"instruction": "a"}), "data.json"),
     ("unknown-format", lambda p: _custom(p, GOOD, format="xml"), "stream.tasks[0].format: 'xml' is not one of"),
-    ("unknown-metric", lambda p: _custom(p, GOOD, metric="bleu"), "stream.tasks[0].metric: 'bleu'"),
+    ("unknown-metric", lambda p: _custom(p, GOOD, metric="blue"), "stream.tasks[0].metric: 'blue' is not a metric"),
     ("task-not-mapping", lambda p: {"benchmark": "custom", "tasks": [5]}, "stream.tasks[0]: expected a mapping"),
     ("no-tasks", lambda p: {"benchmark": "custom", "tasks": []}, "stream.tasks: benchmark custom needs at least one task"),
     ("duplicate-tasks", lambda p: {**_custom(p, GOOD), "tasks": _custom(p, GOOD)["tasks"] * 2}, "stream.tasks[1]: duplicate task name 't1'"),

@@ -184,8 +184,8 @@ def test_custom_stream_errors(data_root: Path) -> None:
         build_stream(duplicate, seed=0)
     with pytest.raises(ConfigError, match=r"stream.tasks\[0\].colour: unknown key"):
         build_stream(StreamConfig(benchmark="custom", tasks=[{"colour": "red"}]), seed=0)
-    with pytest.raises(ConfigError, match=r"stream.tasks\[0\].metric: 'bleu' is not one of"):
-        bleu = [{"train": train, "eval": train, "metric": "bleu"}]
+    with pytest.raises(ConfigError, match=r"stream.tasks\[0\].metric: 'blue' is not a metric"):
+        bleu = [{"train": train, "eval": train, "metric": "blue"}]
         build_stream(StreamConfig(benchmark="custom", tasks=bleu), seed=0)
     with pytest.raises(ConfigError, match="stream.tasks: benchmark custom needs at least one task"):
         build_stream(StreamConfig(benchmark="custom"), seed=0)

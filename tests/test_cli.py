@@ -33,6 +33,7 @@ def test_list_shows_methods_formats_and_benchmarks(capsys: pytest.CaptureFixture
     assert "Warm-up optimizer steps per task. Valid: >= 0." in out
     assert "Valid: in [1, 8]." in out and "Valid: one of constant | linear | cosine." in out
     assert "Valid: one of causal | seq2seq | classifier or null." in out
+    assert "sari       SARI (higher is better)" in out and "perplexity Perplexity (lower is better)" in out
 
 
 @pytest.mark.parametrize(
@@ -106,3 +107,7 @@ def test_raw_text_tasks_and_general_sets_use_perplexity(tmp_path: Path) -> None:
     assert rows[1][0] < rows[0][0], "training on news did not lower its perplexity"
     assert result.metrics["general_delta"]["value"] is not None
     assert json.loads((result.run_dir / "general.json").read_text())["rows"]
+    report = (result.run_dir / "report.md").read_text()
+    assert "## Perplexity matrix (lower is better)" in report and "AP (mean perplexity, lower is better)" in report
+    assert "## General ability (held-out sets)" in report and (result.run_dir / "general.png").is_file()
+    assert "| after sport |" in report.split("## General ability")[1]

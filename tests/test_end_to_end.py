@@ -27,7 +27,10 @@ def test_tiny_run_writes_the_run_folder(tmp_path: Path, kind: str, method: str) 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["ap"]["value"] == pytest.approx(sum(matrix["rows"][-1]) / 2)
     assert (run_dir / "checkpoint" / "model.safetensors").is_file()
-    assert list((run_dir / "predictions").glob("*.jsonl"))
+    assert matrix["task_metrics"] == ["accuracy", "accuracy"] and "la" in metrics
+    predictions = sorted((run_dir / "predictions").glob("*.jsonl"))
+    record = json.loads(predictions[0].read_text().splitlines()[0])
+    assert record["prompt"] and {"target", "prediction", "score"} <= set(record)  # the prompt beside the answer
 
 
 def test_lora_checkpoint_holds_only_adapter_tensors(tmp_path: Path) -> None:

@@ -302,7 +302,7 @@ def test_read_source_dispatch_and_errors(tmp_path: Path) -> None:
     folder = make_olora_task(tmp_path)
     olora = DataSourceConfig(name="imdb", format="olora", path=str(folder))
     assert read_source(olora, "eval", eval_split="test").source.endswith("test.json")
-    assert set(FORMATS) == {"alpaca", "olora", "trace", "hf", "text"}
+    assert set(FORMATS) == {"alpaca", "olora", "trace", "hf", "superni", "text"}
     assert all(reader.description for reader in FORMATS.values())
 
 

@@ -67,6 +67,8 @@ def test_wandb_tracker_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def test_bad_report_to_values(tmp_path: Path) -> None:
     assert make_config({"train": {"report_to": "csv"}}).train.report_to == ["csv"]
+    aliased = make_config({"report_to": ["tensorboard"], "logging_steps": 5}).train  # HF TrainingArguments names
+    assert (aliased.report_to, aliased.logging_steps) == (["tensorboard"], 5)
     for value, message in ((["mlflw"], r"train\.report_to\[0\]: .mlflw. is not one of"), (["none", "csv"], "cannot be combined")):
         with pytest.raises(ConfigError, match=message):
             make_config({"train": {"report_to": value}})

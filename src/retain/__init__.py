@@ -49,6 +49,33 @@ def export(run_dir: Any, out: Any, after_task: int | None = None, merge: bool = 
     return export_run(run_dir, out, after_task=after_task, merge=merge)
 
 
+def dry_run(config: Any = None, overrides: list[str] | None = None) -> str:
+    """What ``run(config, overrides)`` would do, as ``retain run --dry-run`` prints it: the resolved
+    config, the stream (counts, truncation, label sets) and the methods; nothing is run or written."""
+    from retain.engine.dry_run import describe_run
+
+    return describe_run(config, overrides)
+
+
+def init(name: str, dest: Any = None) -> list[Any]:
+    """Copy the shipped example config ``name`` to ``dest`` (a folder or a .yaml file name; default:
+    the current folder); returns the paths written. ``retain.examples.example_configs()`` lists them."""
+    from pathlib import Path
+
+    from retain.examples import copy_example
+
+    return copy_example(name, Path(dest) if dest is not None else None)
+
+
+def compare(run_dirs: list[Any]) -> str:
+    """The ``retain compare`` table (markdown) over run folders, seeds pooled."""
+    from pathlib import Path
+
+    from retain.reporting.compare import compare_runs
+
+    return compare_runs([Path(d) for d in run_dirs])
+
+
 from retain import errors  # noqa: E402
 
-__all__ = ["run", "sweep", "export", "errors", "__version__"]
+__all__ = ["run", "sweep", "export", "dry_run", "init", "compare", "errors", "__version__"]

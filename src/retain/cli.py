@@ -1,4 +1,4 @@
-"""Command line: ``retain run | demo | sweep | report | export | compare | list``.
+"""Command line: ``retain run | demo | sweep | report | export | compare | list | init``.
 
 User mistakes (bad config, bad data, impossible method lists) and what the machine refuses (a full
 disk, a read-only folder) print one message and exit 2 (``--debug`` adds the traceback); Ctrl-C
@@ -27,6 +27,13 @@ def _demo_config_path() -> Path:
 def _cmd_run(args: argparse.Namespace) -> int:
     from retain.engine.preflight import prepare
 
+    if args.dry_run:
+        from retain.engine.dry_run import describe_run
+
+        if args.resume or args.config is None:
+            raise RetainError("retain run --dry-run takes a CONFIG.yaml (a resumed run is described by its folder's config.yaml)")
+        print(describe_run(args.config, args.overrides))
+        return 0
     if args.resume:
         if args.config is not None:
             raise RetainError(f"retain run --resume RUN_DIR takes no config file (got {args.config}); a resumed run keeps its own config.yaml")
@@ -97,10 +104,22 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    from retain.examples import copy_example, describe_examples
+
+    if args.name is None:
+        print("shipped configs (retain init NAME [DEST] copies one):\n" + describe_examples())
+        return 0
+    for path in copy_example(args.name, Path(args.dest) if args.dest else None):
+        print(f"wrote {path}")
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from retain.config import RunConfig, describe_fields
     from retain.data.benchmarks import BENCHMARKS
     from retain.data.readers import FORMATS
+    from retain.evaluation.metrics import METRICS
     from retain.methods.registry import method_table
     from retain.models.builtin import BUILTIN_MODELS
 
@@ -116,16 +135,28 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for name, reader in FORMATS.items():
         description = getattr(reader, "description", None) or (reader.__doc__ or "").strip().splitlines()[0]
         print(f"  {name:<8} {description}")
+    print("\nmetrics (a task's metric; or an import path package.module:Class):")
+    for name, metric_class in METRICS.items():
+        direction = "higher is better" if metric_class.higher_is_better else "lower is better"
+        print(f"  {name:<10} {metric_class.display_name} ({direction}): {metric_class.definition}")
     print("\nbuilt-in models: " + ", ".join(f"builtin:{n} ({k})" for n, (k, _) in BUILTIN_MODELS.items()))
     if args.config:
         print("\nconfig keys:")
         for key, default, help_text in describe_fields(RunConfig):  # help ends with the valid values
             print(f"  {key} = {default!r}\n      {help_text}")
+        from retain.config_aliases import KEY_ALIASES
+
+        print("\nkey aliases (Hugging Face TrainingArguments / LLaMA-Factory names):")
+        for alias, canonical in KEY_ALIASES.items():
+            print(f"  {alias} -> {canonical}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from retain import __version__
+
     parser = argparse.ArgumentParser(prog="retain", description="Continual learning of language models.")
+    parser.add_argument("--version", action="version", version=f"retain {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run an experiment from a YAML config")
@@ -135,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars or log lines on the terminal")
     p.add_argument("--stop-after", type=int, metavar="N", help="stop (resumably) after N tasks")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved config, the stream (counts, truncation, labels) and the methods' plan; run nothing")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set_overrides",
+                   help="an override, as the positional key=value ones (repeatable)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("demo", help="run the embedded default (generated stream, tiny model)")
@@ -164,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="one table over run folders; seeds of one config pooled as mean ± std (n)")
     p.add_argument("run_dirs", nargs="+")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("init", help="copy a shipped example config (no NAME: list them)")
+    p.add_argument("name", nargs="?", help="a shipped config, e.g. demo-replay (see `retain init`)")
+    p.add_argument("dest", nargs="?", help="destination folder (default: here) or file name ending in .yaml")
+    p.set_defaults(func=_cmd_init)
 
     p = sub.add_parser("list", help="registered methods, benchmarks, data formats")
     p.add_argument("--config", action="store_true", help="also list every config key with its default")
@@ -226,6 +266,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
+    if getattr(args, "set_overrides", None):
+        bad = [item for item in args.set_overrides if "=" not in item]
+        if bad:
+            parser.error(f"--set {bad[0]}: expected KEY=VALUE")
+        args.overrides = [*args.overrides, *args.set_overrides]
     if getattr(args, "config", None) and "=" in str(args.config) and args.command == "run":
         args.overrides = [args.config, *args.overrides]
         args.config = None

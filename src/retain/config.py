@@ -19,6 +19,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from retain.config_aliases import canonical_override, check_override_aliases, normalise_aliases
 from retain.errors import ConfigError
 
 
@@ -129,6 +130,11 @@ class ModelConfig:
     dtype: str = option("Weight dtype: float32 | bfloat16 | float16 (CPU runs use float32).", "float32",
         choices=("float32", "bfloat16", "float16"),
     )
+    chat_template: Optional[str] = option(
+        "Causal models: render each prompt as a user turn with the tokenizer's apply_chat_template. "
+        "'tokenizer' = the tokenizer's own template; other text = a Jinja chat template; null = plain prompts.",
+        None,
+    )
     lora: LoraConfig = option("LoRA settings.", factory=LoraConfig)
 
 
@@ -137,14 +143,29 @@ class DataSourceConfig:
     """One custom task: where its data lives and how to read it."""
 
     name: str = option("Task name (unique in the stream).", "")
-    format: str = option("alpaca | olora | trace | hf | text (see `retain list`).", "alpaca")
+    format: str = option("alpaca | olora | trace | hf | superni | text (see `retain list`).", "alpaca")
     train: Optional[str] = option("Train file or folder (format dependent).", None)
     eval: Optional[str] = option("Evaluation file or folder.", None)
     path: Optional[str] = option("Task folder (olora / trace) or dataset name/path (hf).", None)
-    metric: Optional[str] = option("accuracy | rouge_l | perplexity; null = inferred.", None)
+    metric: Optional[str] = option(
+        "accuracy | rouge_l | perplexity | bleu | sari | edit_sim, or an import path 'package.module:Class' "
+        "(a retain.evaluation.metrics.Metric subclass); null = inferred from the answers.", None,
+    )
     fields: dict[str, str] = option(
         "Field-name mapping, e.g. {instruction: question, input: context, output: answer}.",
         factory=dict,
+    )
+    infer_labels: Optional[bool] = option(
+        "Infer a label set from the answers (records outside it are left out); false: open answers, "
+        "nothing left out (numeric QA); null = stream.infer_labels.", None,
+    )
+    template: Optional[str] = option(
+        "Prompt template: a format string over the record's own fields, e.g. 'Review: {sentence}\\nSentiment:' "
+        "(formats alpaca, trace, hf); null = the format's prompt.", None,
+    )
+    hf_config: Optional[str] = option(
+        "Dataset config / subset (format hf), e.g. sst2 with path: glue; for a folder of saved datasets, "
+        "the sub-folder.", None,
     )
     hf_train_split: str = option("Split name for training (format hf).", "train")
     hf_eval_split: str = option("Split name for evaluation (format hf).", "validation")
@@ -170,6 +191,11 @@ class StreamConfig:
         "Held-out general-ability evaluation sets (same form as custom tasks), scored before "
         "training and after every task.",
         factory=list,
+    )
+    infer_labels: bool = option(
+        "Infer each task's label set from its answers when they look like classes (few, short, repeated, "
+        "not numbers, covering the evaluation answers); records outside it are left out. false: no label "
+        "sets, no records left out.", True,
     )
     max_train_per_task: Optional[int] = option("Cap on train examples per task (seeded sample).", None, low=1)
     max_eval_per_task: Optional[int] = option("Cap on evaluation examples per task (seeded sample).", None, low=1)
@@ -229,7 +255,7 @@ class EvalConfig:
     before_training: bool = option("Score every task before training (row 0 of the matrix; needed for FWT).", True)
     max_new_tokens: Optional[int] = option("Generation budget; null = longest target of the task + 2.", None, low=1)
     scoring: str = option(
-        "generate (greedy decoding, exact match / ROUGE-L) | rank (pick the label with the highest "
+        "generate (greedy decoding, scored by each task's metric) | rank (pick the label with the highest "
         "likelihood: a fast option for label-set tasks).",
         "generate",
         choices=("generate", "rank"),
@@ -430,9 +456,14 @@ def _parse_scalar(text: str) -> Any:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides to a nested dict (a copy)."""
-    data = json.loads(json.dumps(data))
-    for item in overrides:
+    """Apply ``a.b.c=value`` overrides to a nested dict (a copy).
+
+    Hugging Face key names (``learning_rate=...``, see :mod:`retain.config_aliases`) set their
+    canonical key, in ``data`` as in the overrides.
+    """
+    data = normalise_aliases(json.loads(json.dumps(data)))
+    check_override_aliases(overrides)
+    for item in map(canonical_override, overrides):
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value (e.g. train.lr=1e-4)")
         key, text = item.split("=", 1)
@@ -514,7 +545,7 @@ def load_config_dict(path: str | Path) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    return data
+    return normalise_aliases(data, str(path))
 
 
 # A run name becomes one folder under output_dir: one plain path component, nothing that a shell
@@ -575,7 +606,7 @@ def make_config(
     elif source is None:
         data = {}
     elif isinstance(source, dict):
-        data = source
+        data = normalise_aliases(source)
     else:
         data = load_config_dict(source)
     if overrides:

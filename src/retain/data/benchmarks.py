@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from retain.config import DataSourceConfig, StreamConfig, build_dataclass
-from retain.data.labels import filter_unknown_labels, infer_labels
+from retain.data.answers import answer_shape
+from retain.data.labels import filter_unknown_labels
 from retain.data.readers import ReadResult, read_alpaca, read_source
-from retain.data.types import METRIC_HIGHER_IS_BETTER, Example, Stream, Task
+from retain.data.types import Example, Stream, Task
+from retain.evaluation.metrics import check_metric
 from retain.errors import ConfigError, DataError
 
 #: benchmark -> order number -> task names (train on the first, then the second, ...).
@@ -124,6 +126,7 @@ def _build_benchmark(config: StreamConfig, seed: int) -> Stream:
             read_alpaca(root / config.eval_split / f"{name}.json"),
             config,
             seed,
+            infer=_infer(config),
         )
         for name in _task_names(config, order)
     ]
@@ -145,10 +148,8 @@ def _sources(entries: Sequence[Any], key: str) -> list[tuple[str, DataSourceConf
             source = build_dataclass(DataSourceConfig, entry, path)
         else:
             raise ConfigError(f"{path}: expected a mapping (name, format, train, eval, ...), got {entry!r}")
-        if source.metric is not None and source.metric not in METRIC_HIGHER_IS_BETTER:
-            raise ConfigError(
-                f"{path}.metric: {source.metric!r} is not one of {', '.join(METRIC_HIGHER_IS_BETTER)}"
-            )
+        if source.metric is not None:
+            check_metric(source.metric, f"{path}.metric")
         sources.append((path, source))
     return sources
 
@@ -157,6 +158,8 @@ def _source_name(source: DataSourceConfig, path: str) -> str:
     """The task name: given, else the stem of the file / folder / dataset it reads."""
     if source.name:
         return source.name
+    if source.hf_config:
+        return source.hf_config
     location = source.eval or source.path or source.train
     if not location:
         raise ConfigError(f"{path}.name: required (no file or path to name the task after)")
@@ -185,6 +188,7 @@ def _build_custom_tasks(config: StreamConfig, seed: int) -> list[Task]:
             config,
             seed,
             metric=source.metric,
+            infer=_infer(config, source),
         )
         for name, (path, source) in zip(names, sources)
     ]
@@ -198,31 +202,21 @@ def _build_general(config: StreamConfig, seed: int) -> list[Task]:
     general = []
     for name, (path, source) in zip(names, sources):
         result = read_source(source, "eval", config.eval_split, path)
-        labels = None if result.raw_text else (result.labels or infer_labels(result.examples))
-        metric = source.metric or _default_metric(result, labels)
+        shape = answer_shape(
+            result.examples, [], declared=result.labels, raw_text=result.raw_text, metric=source.metric,
+            infer=_infer(config, source),
+        )
         examples = _require(result.examples, name, "eval", result.source)
         examples = _cap(examples, config.max_eval_per_task, f"{seed}-general-{name}-eval")
         general.append(
-            Task(name, [], examples, metric, labels, result.raw_text, skipped_records=result.skipped)
+            Task(name, [], examples, shape.metric, shape.labels, result.raw_text, skipped_records=result.skipped,
+                 metric_reason=shape.reason)
         )
     return general
 
 
 # ---------------------------------------------------------------------------------------------
 # One task: labels, unknown-label filtering, caps.
-
-
-def _default_metric(result: ReadResult, labels: Optional[list[str]]) -> str:
-    if result.raw_text:
-        return "perplexity"
-    return "accuracy" if labels else "rouge_l"
-
-
-def _task_labels(train: ReadResult, metric: Optional[str]) -> Optional[list[str]]:
-    """Declared labels win over inferred ones; an explicit non-accuracy metric means free text."""
-    if train.raw_text or (metric is not None and metric != "accuracy"):
-        return None
-    return train.labels or infer_labels(train.examples)
 
 
 def _require(examples: list[Example], task: str, part: str, file: str) -> list[Example]:
@@ -246,9 +240,14 @@ def _make_task(
     config: StreamConfig,
     seed: int,
     metric: Optional[str] = None,
+    infer: bool = True,
 ) -> Task:
-    """Read results -> Task: label set, unknown labels reported and dropped, then caps."""
-    labels = _task_labels(train, metric)
+    """Read results -> Task: label set and metric, unknown labels reported and dropped, then caps."""
+    shape = answer_shape(
+        train.examples, evaluation.examples, declared=train.labels, raw_text=train.raw_text, metric=metric,
+        infer=infer,
+    )
+    labels = shape.labels
     train_kept, train_unknown = filter_unknown_labels(name, train.source, train.examples, labels)
     eval_kept, eval_unknown = filter_unknown_labels(name, evaluation.source, evaluation.examples, labels)
     train_kept = _require(train_kept, name, "train", train.source)
@@ -257,11 +256,19 @@ def _make_task(
         name=name,
         train=_cap(train_kept, config.max_train_per_task, f"{seed}-{name}-train"),
         eval=_cap(eval_kept, config.max_eval_per_task, f"{seed}-{name}-eval"),
-        metric=metric or _default_metric(train, labels),
+        metric=shape.metric,
         labels=labels,
         raw_text=train.raw_text,
         skipped_records=train.skipped + evaluation.skipped + train_unknown + eval_unknown,
+        metric_reason=shape.reason,
     )
+
+
+def _infer(config: StreamConfig, source: Optional[DataSourceConfig] = None) -> bool:
+    """A task's own ``infer_labels`` wins over the stream's."""
+    if source is not None and source.infer_labels is not None:
+        return source.infer_labels
+    return config.infer_labels
 
 
 __all__ = ["BENCHMARKS", "BENCHMARK_ORDERS", "build_stream"]

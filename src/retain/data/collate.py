@@ -1,6 +1,6 @@
 """Turning examples into model inputs, per model kind.
 
-- causal: prompt + target (+ eos); labels mask the prompt (-100); right padding for training,
+- causal: prompt (through the chat template when one is set) + target (+ eos); labels mask the prompt (-100); right padding for training,
   left padding for generation; raw-text examples put the loss on every token.
 - seq2seq: the prompt feeds the encoder, the target (+ eos) is the label sequence.
 - classifier: the prompt is encoded, the label is an index into the stream's label union; a
@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 import torch
 
+from retain.data.chat import render_chat
 from retain.data.types import Example, Task
 
 from retain.models.kinds import IGNORE_INDEX  # noqa: E402  (re-exported: the collation's label padding)
@@ -75,8 +76,11 @@ class Encoder:
         max_target_length: int,
         label_space: str = "task",
         train_label_space: Optional[str] = None,
+        chat: bool = False,
     ) -> None:
         self.tokenizer = tokenizer
+        #: causal prompts go through the tokenizer's chat template (retain.data.chat)
+        self.chat = chat and kind == "causal"
         self.kind = kind
         self.label_names = label_names
         self.label_ids = {name: i for i, name in enumerate(label_names)}
@@ -96,7 +100,11 @@ class Encoder:
         return list(self.tokenizer(text, add_special_tokens=special, verbose=False)["input_ids"])
 
     def _source(self, prompt: str) -> list[int]:
-        ids = self._tokens(prompt, special=True)
+        if self.chat and prompt:
+            # The rendered template carries its own special tokens (BOS, turn markers).
+            ids = self._tokens(render_chat(self.tokenizer, prompt), special=False)
+        else:
+            ids = self._tokens(prompt, special=True)
         if len(ids) > self.max_source_length:
             self.truncation.sources += 1
             if self.kind == "classifier":

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from retain.evaluation.metrics import get_metric
+
 
 @dataclass(frozen=True)
 class Example:
@@ -24,20 +26,13 @@ class Example:
     key: str = ""
 
 
-#: metric name -> True when higher is better. Every metric declares its direction.
-METRIC_HIGHER_IS_BETTER: dict[str, bool] = {
-    "accuracy": True,  # exact match of the normalised answer (generative) or argmax (classifier)
-    "rouge_l": True,
-    "perplexity": False,
-}
-
-
 @dataclass
 class Task:
     """A task of the stream.
 
     ``labels`` is the label set of a classification-style task (None for free text or raw text).
-    ``metric`` is one of :data:`METRIC_HIGHER_IS_BETTER`.
+    ``metric`` is a registered metric name or an import path (:mod:`retain.evaluation.metrics`);
+    ``metric_reason`` says how it was chosen (shown in the run header and the report).
     """
 
     name: str
@@ -47,10 +42,12 @@ class Task:
     labels: Optional[list[str]] = None
     raw_text: bool = False
     skipped_records: int = 0  # records reported and left out while reading (counted warnings)
+    metric_reason: str = ""
+
 
     @property
     def higher_is_better(self) -> bool:
-        return METRIC_HIGHER_IS_BETTER[self.metric]
+        return get_metric(self.metric).higher_is_better
 
 
 @dataclass

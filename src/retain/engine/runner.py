@@ -34,7 +34,7 @@ from retain.engine.preflight import Prepared, check_run_folder, prepare, read_sa
 from retain.errors import RetainError
 from retain.evaluation.cells import cells_to_evaluate
 from retain.exporting.task_model import save_task_model, task_model_dir
-from retain.evaluation.cl_metrics import AccuracyMatrix, GeneralScores, compute_cl_metrics
+from retain.evaluation.cl_metrics import AccuracyMatrix, GeneralScores, compute_cl_metrics, never_learned
 from retain.engine.state import Phase, TrainingState
 from retain.engine.progress import bars_allowed
 from retain.engine.step_log import StepLog
@@ -43,7 +43,10 @@ from retain.methods.base import Method
 from retain.methods.registry import check_combination, instantiate
 from retain.models.loading import load_model
 from retain.reporting.reference import read_single_task_reference
+from retain.reporting.metric_text import never_learned_text
 from retain.reporting.report import format_matrix_text, format_metrics_text
+from retain.reporting.scoring import scoring_lines
+from retain.data.chat import configure_chat_template
 from retain.reporting.guard import RunLock, clear_run_folder, create_run_folder
 from retain.log import make_logger
 from retain.reporting.run_folder import RunFolder
@@ -217,10 +220,11 @@ class ContinualRunner:
         if config.train.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         model = accelerator.prepare(model)
+        chat = configure_chat_template(loaded.tokenizer, model_config.chat_template, loaded.kind)
         encoder = Encoder(
             loaded.tokenizer, loaded.kind, loaded.label_names,
             config.stream.max_source_length, config.stream.max_target_length, config.eval.label_space,
-            config.train.label_space,
+            config.train.label_space, chat=chat,
         )
         hooks = HookDispatcher(methods)
         phases: Optional[list[Phase]] = hooks.call("on_plan_phases", stream)
@@ -287,12 +291,12 @@ class ContinualRunner:
             task_names=names,
             higher_is_better=[t.higher_is_better for t in stream.tasks],
             row_labels=[], rows=[], has_initial_row=config.eval.before_training,
-            phase_task_index=[],
+            phase_task_index=[], task_metrics=[t.metric for t in stream.tasks],
         )
         general = GeneralScores(
             names=[g.name for g in stream.general],
             higher_is_better=[g.higher_is_better for g in stream.general],
-            rows=[],
+            rows=[], metrics=[g.metric for g in stream.general],
         ) if stream.general else None
         start_phase = 0
         if self.resume and self.checkpoint is not None:
@@ -300,6 +304,7 @@ class ContinualRunner:
             start_phase = state["completed_phases"]
             ctx.state.global_step = state["global_step"]
             matrix = AccuracyMatrix.from_dict(state["matrix"])
+            matrix.task_metrics = matrix.task_metrics or [t.metric for t in stream.tasks]
             if matrix.task_names != names:
                 raise RetainError(
                     f"{ctx.run_dir}: the checkpoint's tasks ({', '.join(matrix.task_names)}) are not the stream's "
@@ -320,6 +325,8 @@ class ContinualRunner:
             config.name, ctx.kind, config.model.name_or_path,
             "+".join(m.name for m in methods), len(names), ", ".join(names),
         )
+        for line in scoring_lines(stream):
+            logger.info("%s", line)
         if start_phase == 0 and not matrix.rows:
             if config.eval.before_training:
                 self._evaluate_row(ctx, matrix, folder, "before training", None)
@@ -343,7 +350,7 @@ class ContinualRunner:
         single = [self.single_task[name] for name in names] if self.single_task is not None else None
         metrics = compute_cl_metrics(matrix, general=general, single_task_scores=single)
         folder.write_metrics(metrics)
-        text = format_matrix_text(matrix) + "\n\n" + format_metrics_text(metrics)
+        text = format_matrix_text(matrix) + "\n\n" + format_metrics_text(metrics, matrix)
         union_metrics = None
         if self._union is not None:
             union_metrics = compute_cl_metrics(self._union)
@@ -415,6 +422,7 @@ class ContinualRunner:
                 self._union = AccuracyMatrix(
                     task_names=matrix.task_names, higher_is_better=matrix.higher_is_better,
                     row_labels=[], rows=[], has_initial_row=matrix.has_initial_row, phase_task_index=[],
+                    task_metrics=["accuracy"] * len(matrix.task_names),
                 )
             self._union.rows.append(row.union_scores)
             self._union.row_labels.append(label)
@@ -432,6 +440,10 @@ class ContinualRunner:
         ctx.logger.info(
             "row %d (%s): %s  [%.0f eval examples/s, %.1fs]", row_index, label, scores, row.examples_per_second, row.seconds
         )
+        if task_index is not None:
+            for name, before, after in never_learned(matrix):
+                if name == matrix.task_names[task_index]:
+                    ctx.logger.warning(never_learned_text(name, before, after))
 
     def _keep_task_model(self, ctx: RunContext, completed: int) -> None:
         """The exportable model after this phase (every phase with output.keep_task_models, else the last)."""

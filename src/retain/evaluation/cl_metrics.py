@@ -33,6 +33,11 @@ DIRECTION_NOTE = "sign flipped for lower-is-better tasks"
 #: metric key -> (display label, definition). The order is the display order.
 METRIC_DEFINITIONS: dict[str, tuple[str, str]] = {
     "ap": ("AP", "AP = (1/T) sum_i a[T][i] (mean over tasks of the final row)"),
+    "la": (
+        "LA (learning accuracy)",
+        "LA = (1/T) sum_i a[i][i] (mean of the diagonal: each task's score right after it was trained; "
+        "plasticity, beside BWT's stability)",
+    ),
     "bwt": (
         "BWT (GEM)",
         "BWT_GEM = (1/(T-1)) sum_{i<T} (a[T][i] - a[i][i]); negative = forgetting; " + DIRECTION_NOTE,
@@ -91,6 +96,8 @@ class AccuracyMatrix:
     ``i`` after row ``j``; ``None`` = not evaluated. When ``has_initial_row`` is true, row 0 holds the
     scores before any training. ``phase_task_index`` has one entry per *training* row: the index of
     the last task that row's phase trained (multi-task training: one row with index ``T-1``).
+    ``task_metrics`` names each column's metric (``accuracy``, ``perplexity`` ...) so that reports
+    word and draw it correctly; empty in files written before it was recorded.
     """
 
     task_names: list[str]
@@ -99,6 +106,9 @@ class AccuracyMatrix:
     rows: list[list[Score]] = field(default_factory=list)
     has_initial_row: bool = False
     phase_task_index: list[int] = field(default_factory=list)
+    #: each task's metric (registry name or import path; :mod:`retain.evaluation.metrics`); empty
+    #: in run folders written before metrics were recorded
+    task_metrics: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -112,6 +122,8 @@ class AccuracyMatrix:
             raise ValueError(f"task names are not unique: {self.task_names}")
         if len(self.higher_is_better) != n:
             raise ValueError(f"{len(self.higher_is_better)} directions for {n} tasks")
+        if self.task_metrics and len(self.task_metrics) != n:
+            raise ValueError(f"{len(self.task_metrics)} metrics for {n} tasks")
         if len(self.row_labels) != len(self.rows):
             raise ValueError(f"{len(self.row_labels)} row labels for {len(self.rows)} rows")
         for label, row in zip(self.row_labels, self.rows):
@@ -132,6 +144,13 @@ class AccuracyMatrix:
     @property
     def num_tasks(self) -> int:
         return len(self.task_names)
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Each column's metric; for older files, the name implied by its direction."""
+        from retain.evaluation.metric_info import legacy_metric_name  # noqa: PLC0415
+
+        return list(self.task_metrics) or [legacy_metric_name(h) for h in self.higher_is_better]
 
     @property
     def initial_row(self) -> Optional[list[Score]]:
@@ -189,7 +208,7 @@ class AccuracyMatrix:
     # -- serialisation -----------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "task_names": list(self.task_names),
             "higher_is_better": list(self.higher_is_better),
             "row_labels": list(self.row_labels),
@@ -197,6 +216,9 @@ class AccuracyMatrix:
             "has_initial_row": self.has_initial_row,
             "phase_task_index": list(self.phase_task_index),
         }
+        if self.task_metrics:
+            data["task_metrics"] = list(self.task_metrics)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "AccuracyMatrix":
@@ -208,6 +230,7 @@ class AccuracyMatrix:
             rows=[[_as_score(v) for v in row] for row in data["rows"]],
             has_initial_row=bool(data.get("has_initial_row", False)),
             phase_task_index=[int(i) for i in data.get("phase_task_index", [])],
+            task_metrics=[str(m) for m in data.get("task_metrics", [])],
         )
 
 
@@ -219,8 +242,12 @@ class GeneralScores:
     higher_is_better: list[bool]
     rows: list[list[Score]] = field(default_factory=list)
     row_labels: list[str] = field(default_factory=list)
+    #: each set's metric, as :attr:`AccuracyMatrix.task_metrics`
+    metrics: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.metrics and len(self.metrics) != len(self.names):
+            raise ValueError(f"{len(self.metrics)} metrics for {len(self.names)} general sets")
         if len(self.higher_is_better) != len(self.names):
             raise ValueError(f"{len(self.higher_is_better)} directions for {len(self.names)} general sets")
         for row in self.rows:
@@ -231,13 +258,22 @@ class GeneralScores:
         self.rows.append(_scores_list(scores, self.names, label or "general scores"))
         self.row_labels.append(label)
 
+    @property
+    def metric_names(self) -> list[str]:
+        from retain.evaluation.metric_info import legacy_metric_name  # noqa: PLC0415
+
+        return list(self.metrics) or [legacy_metric_name(h) for h in self.higher_is_better]
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "names": list(self.names),
             "higher_is_better": list(self.higher_is_better),
             "rows": [[_as_score(v) for v in row] for row in self.rows],
             "row_labels": list(self.row_labels),
         }
+        if self.metrics:
+            data["metrics"] = list(self.metrics)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "GeneralScores":
@@ -246,6 +282,7 @@ class GeneralScores:
             higher_is_better=[bool(h) for h in data["higher_is_better"]],
             rows=[[_as_score(v) for v in row] for row in data["rows"]],
             row_labels=[str(label) for label in data.get("row_labels", [])],
+            metrics=[str(m) for m in data.get("metrics", [])],
         )
 
 
@@ -327,6 +364,35 @@ def _fwt_single_task(matrix: AccuracyMatrix, single: Sequence[Score], T: int) ->
     return _mean(diffs)
 
 
+def learning_accuracy(matrix: AccuracyMatrix) -> Score:
+    """Mean of a[i][i] over the tasks trained so far (None if a diagonal cell is missing, or for a
+    multi-task run, whose one row follows no single task)."""
+    diagonal = []
+    for i in range(matrix.tasks_trained):
+        row = matrix.row_after_task(i)
+        if row is None or row[i] is None:
+            return None
+        diagonal.append(row[i])
+    return sum(diagonal) / len(diagonal) if diagonal else None
+
+
+def never_learned(matrix: AccuracyMatrix) -> list[tuple[str, float, float]]:
+    """Tasks whose score right after training is no better than before any training:
+    (name, row-0 score, diagonal score). Needs row 0; a missing cell is not judged."""
+    initial = matrix.initial_row
+    if initial is None:
+        return []
+    found = []
+    for i in range(matrix.tasks_trained):
+        after = _cell(matrix.row_after_task(i), i)
+        if after is None or initial[i] is None:
+            continue
+        gain = _signed_diff(after, initial[i], matrix.higher_is_better[i])
+        if gain is not None and gain <= 0:
+            found.append((matrix.task_names[i], float(initial[i]), float(after)))
+    return found
+
+
 def general_delta(general: GeneralScores) -> Score:
     """Mean over held-out sets of (last row - row 0), oriented so that positive = better."""
     if len(general.rows) < 2 or not general.names:
@@ -351,6 +417,7 @@ def compute_cl_metrics(
     if training:
         final = training[-1]
         values["ap"] = _mean(final[:T])
+        values["la"] = learning_accuracy(matrix)
         if T >= 2:
             total = _bwt_sum(matrix, final, T)
             if total is not None:

@@ -1,13 +1,12 @@
 """Per-task scoring: greedy batched generation, rank classification, classifier argmax, perplexity.
 
-Scores are on a 0-100 scale except perplexity (lower is better).
+How answers are compared with targets is the task's metric (:mod:`retain.evaluation.metrics`);
+bounded metrics are on a 0-100 scale, perplexity on its own (lower is better).
 """
 
 from __future__ import annotations
 
 import math
-import re
-import string
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -15,38 +14,17 @@ import torch
 
 from retain.data.collate import IGNORE_INDEX, EncodedExample, Encoder
 from retain.data.types import Task
+from retain.evaluation.metrics import RougeL, exact_match, get_metric, normalize_answer
 from retain.evaluation.rank import rank_answers
 from retain.models.kinds import mask_disallowed
 
 __all__ = ["TaskScore", "classify", "exact_match", "generate_answers", "normalize_answer", "perplexity",
            "rank_answers", "rouge_l", "score_task"]
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = str.maketrans("", "", string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """Lowercase, drop punctuation and articles, collapse white space."""
-    text = text.lower().translate(_PUNCT)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
-
-
-def exact_match(prediction: str, target: str) -> bool:
-    return normalize_answer(prediction) == normalize_answer(target)
-
-
-_ROUGE = None
-
 
 def rouge_l(prediction: str, target: str) -> float:
-    """ROUGE-L F1 (rouge-score package)."""
-    global _ROUGE
-    if _ROUGE is None:
-        from rouge_score import rouge_scorer
-
-        _ROUGE = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    return _ROUGE.score(target, prediction)["rougeL"].fmeasure
+    """ROUGE-L F1 (rouge-score package); the ``rouge_l`` metric's per-example score."""
+    return RougeL().score(prediction, target)
 
 
 @dataclass
@@ -162,7 +140,8 @@ def score_task(
     import time
 
     start = time.perf_counter()
-    if task.metric == "perplexity":
+    metric = get_metric(task.metric)
+    if metric.inputs == "likelihood":
         value = perplexity(model, encoder, items, batch_size, device)
         elapsed = time.perf_counter() - start
         return TaskScore(value, [], len(items) / max(elapsed, 1e-9), len(items))
@@ -176,15 +155,16 @@ def score_task(
         answers = generate_answers(model, encoder, items, batch_size, budget, device)
     elapsed = time.perf_counter() - start
     predictions = []
-    total = 0.0
+    values: list[float] = []
     for example, answer in zip(examples, answers):
-        if task.metric == "rouge_l":
-            value = rouge_l(answer, example.target)
-        else:
-            value = float(exact_match(answer, example.target))
-        total += value
-        predictions.append({"key": example.key, "target": example.target, "prediction": answer, "score": value})
-    score = 100.0 * total / max(1, len(items))
+        value = float(metric.score(answer, example.target, example.prompt))
+        values.append(value)
+        predictions.append(
+            {"key": example.key, "prompt": example.prompt, "target": example.target, "prediction": answer, "score": value}
+        )
+    score = float(metric.aggregate(
+        values, answers, [ex.target for ex in examples], [ex.prompt for ex in examples]
+    ))
     union_score = None
     if union_answers is not None:
         union_total = 0.0

@@ -30,18 +30,37 @@ def _sources() -> Iterable[Path]:
             yield from sorted(p for p in path.rglob("*.py"))
 
 
-def _registered_names(tree: ast.AST) -> Iterable[str]:
+def _class_constants(tree: ast.AST) -> Iterable[dict[str, str]]:
+    """The string constants (``name``, ``summary``) of every ``@register_method`` class."""
     for node in ast.walk(tree):
         if not isinstance(node, ast.ClassDef):
             continue
         decorators = {d.id if isinstance(d, ast.Name) else getattr(d, "attr", None) for d in node.decorator_list}
         if "register_method" not in decorators:
             continue
+        constants: dict[str, str] = {}
         for statement in node.body:
             targets = statement.targets if isinstance(statement, ast.Assign) else [getattr(statement, "target", None)]
             value = getattr(statement, "value", None)
-            if any(isinstance(t, ast.Name) and t.id == "name" for t in targets) and isinstance(value, ast.Constant):
-                yield str(value.value)
+            for target in targets:
+                if isinstance(target, ast.Name) and isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    constants[target.id] = value.value
+        if "name" in constants:
+            yield constants
+
+
+def _registered_names(tree: ast.AST) -> Iterable[str]:
+    for constants in _class_constants(tree):
+        yield constants["name"]
+
+
+def shipped_method_summaries() -> dict[str, str]:
+    """Shipped method name -> its one-line ``summary`` (read from source, like the names)."""
+    summaries: dict[str, str] = {}
+    for path in _sources():
+        for constants in _class_constants(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            summaries[constants["name"]] = constants.get("summary", "")
+    return summaries
 
 
 def known_method_names() -> set[str]:

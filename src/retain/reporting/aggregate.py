@@ -30,7 +30,14 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from retain.errors import RetainError
-from retain.evaluation.cl_metrics import AccuracyMatrix, Score, compute_cl_metrics, metric_label
+from retain.evaluation.cl_metrics import (
+    METRIC_DEFINITIONS,
+    AccuracyMatrix,
+    Score,
+    compute_cl_metrics,
+    learning_accuracy,
+    metric_label,
+)
 from retain.reporting.run_folder import MATRIX_JSON, RunFolder
 
 MISSING = "—"
@@ -38,10 +45,7 @@ MISSING = "—"
 #: The metrics shown in seed tables, in column order (other keys are kept in the JSON).
 SUMMARY_METRICS: tuple[str, ...] = ("ap", "bwt", "fwt", "forgetting", "la")
 
-LA_DEFINITION = (
-    "LA = (1/T) sum_i a[i][i] (learning accuracy: the mean of the diagonal, each task's score "
-    "right after it was trained)"
-)
+LA_DEFINITION = METRIC_DEFINITIONS["la"][1]
 
 #: Score families a run folder may hold beside matrix.json: family name -> its matrix file.
 MATRIX_FAMILIES: dict[str, str] = {"union": "matrix_union.json"}
@@ -107,17 +111,6 @@ def family_keys(family: str, metrics: Sequence[str] = SUMMARY_METRICS) -> list[s
 
 
 # -- one run ---------------------------------------------------------------------------------------
-
-
-def learning_accuracy(matrix: AccuracyMatrix) -> Score:
-    """Mean of a[i][i] over the tasks trained so far (None if a diagonal cell is missing)."""
-    diagonal = []
-    for i in range(matrix.tasks_trained):
-        row = matrix.row_after_task(i)
-        if row is None or row[i] is None:
-            return None
-        diagonal.append(row[i])
-    return sum(diagonal) / len(diagonal) if diagonal else None
 
 
 def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, Score], dict[str, list[Score]]]:
@@ -209,7 +202,7 @@ def _matrix_scores(folder: RunFolder, matrix: AccuracyMatrix, prefix: str, extra
     except ValueError as err:
         raise RetainError(f"{folder.path}: inconsistent run files ({err})") from err
     values, curves = flatten_metrics(metrics, prefix)
-    values[f"{prefix}la"] = learning_accuracy(matrix)
+    values[f"{prefix}la"] = learning_accuracy(matrix)  # also in metrics.json since it was added there
     return values, curves
 
 

@@ -45,25 +45,52 @@ def seed_group_key(config: Mapping[str, Any]) -> str:
     return json.dumps(rest, sort_keys=True, default=str)
 
 
-def _stream_of(run: RunScores) -> str:
+#: stream settings that change which examples a run sees (beyond benchmark, order and task list).
+STREAM_CAPS = ("eval_split", "max_train_per_task", "max_eval_per_task", "max_source_length", "max_target_length",
+               "demo_train_size", "demo_eval_size")
+
+
+def _stream_of(run: RunScores, caps: Sequence[str] = ()) -> str:
     stream = run.config.get("stream") or {}
     parts = [str(stream.get("benchmark", MISSING))]
     if stream.get("order") is not None:
         parts.append(f"order {stream['order']}")
     parts.append("tasks " + (", ".join(run.task_names) or MISSING))
+    parts += [f"{key}={format_value(stream.get(key))}" for key in caps]
     return "; ".join(parts)
 
 
 def stream_warnings(runs: Sequence[RunScores]) -> list[str]:
-    """One warning when the runs do not share a stream (benchmark, order, task list)."""
+    """One warning when the runs do not share a stream (benchmark, order, task list, caps)."""
+    known = [run for run in runs if run.main is not None or run.config]
+    caps = [key for key in STREAM_CAPS
+            if len({json.dumps((r.config.get("stream") or {}).get(key), default=str) for r in known}) > 1]
     streams: dict[str, list[str]] = {}
-    for run in runs:
-        if run.main is not None or run.config:
-            streams.setdefault(_stream_of(run), []).append(run.name)
+    for run in known:
+        streams.setdefault(_stream_of(run, caps), []).append(run.name)
     if len(streams) < 2:
         return []
     detail = " | ".join(f"{', '.join(names)}: {stream}" for stream, names in streams.items())
     return [f"warning: the runs are on different streams, their numbers are not commensurable ({detail})"]
+
+
+def method_parameters(entries: Sequence[list[RunScores]], labels: Sequence[str]) -> list[str]:
+    """'- label: replay(ratio=0.1, balanced=false, ...)' per row: every parameter, defaults included."""
+    lines = []
+    for label, entry in zip(labels, entries):
+        if not entry[0].config:
+            continue
+        described = []
+        for method in canonical_methods(entry[0].config.get("methods")):
+            if not isinstance(method, Mapping):
+                described.append(str(method))
+                continue
+            params = ", ".join(f"{k}={format_value(v)}" for k, v in method.items() if k != "name")
+            described.append(f"{method.get('name')}({params})" if params else str(method.get("name")))
+        line = f"- {label}: {' + '.join(described)}"
+        if line not in lines:
+            lines.append(line)
+    return lines
 
 
 def _grouped(runs: Sequence[RunScores]) -> tuple[list[list[RunScores]], list[str]]:
@@ -138,6 +165,9 @@ def compare_runs(run_dirs: Sequence[Union[str, Path]]) -> str:
             parts += [f"### {FAMILY_TITLES.get(family, family)}", ""]
         parts += [_family_table(family, entries, labels), ""]
     parts.append("mean ± std (n) over seeds (sample std; — when n = 1); LA = mean of the diagonal a[i][i].")
+    parameters = method_parameters(entries, labels)
+    if parameters:
+        parts += ["", "Methods with every parameter (defaults included):", *parameters]
     if any(not entry[0].finished for entry in entries):
         parts.append(
             f"{UNFINISHED_MARK} unfinished run: values over the tasks trained so far (see 'tasks'), "

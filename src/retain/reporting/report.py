@@ -14,12 +14,15 @@ from retain.errors import RetainError
 from retain.evaluation.cl_metrics import (
     METRIC_DEFINITIONS,
     AccuracyMatrix,
+    GeneralScores,
     Score,
     compute_cl_metrics,
     metric_label,
+    never_learned,
 )
 from retain.reporting.atomic import write_text_atomic
-from retain.reporting.run_folder import AP_CURVE_FILE, HEATMAP_FILE, RunFolder
+from retain.reporting.metric_text import ap_wording, la_wording, matrix_title, never_learned_text, scale_text, scoring_text
+from retain.reporting.run_folder import AP_CURVE_FILE, GENERAL_PLOT_FILE, HEATMAP_FILE, RunFolder
 
 MISSING = "—"
 
@@ -38,6 +41,20 @@ def _metric_items(metrics: Mapping[str, Any]) -> list[tuple[str, Mapping[str, An
     keys = [k for k in METRIC_DEFINITIONS if k in metrics]
     keys += [k for k in metrics if k not in METRIC_DEFINITIONS and isinstance(metrics[k], Mapping)]
     return [(k, metrics[k]) for k in keys if isinstance(metrics[k], Mapping)]
+
+
+def metric_rows(metrics: Mapping[str, Any], matrix: Optional[AccuracyMatrix] = None) -> list[list[str]]:
+    """[label, value, definition] per metric; AP and LA are named for what the matrix holds
+    (a mean perplexity is called one, never an average accuracy)."""
+    wording: dict[str, tuple[str, str]] = {}
+    if matrix is not None:
+        wording = {"ap": ap_wording(matrix), "la": la_wording(matrix)}
+    rows = []
+    for key, entry in _metric_items(metrics):
+        label, note = wording.get(key, (metric_label(key), ""))
+        definition = str(entry.get("definition", ""))
+        rows.append([label, format_score(entry.get("value")), f"{definition}; {note}" if note else definition])
+    return rows
 
 
 def _md_escape(text: str) -> str:
@@ -66,15 +83,11 @@ _LABEL_SPACE_TEXT = {
 }
 
 
-def _scoring_text(kind: Optional[str], scoring: Optional[str]) -> Optional[str]:
-    """How answers were scored, in words (the classifier ignores eval.scoring)."""
-    if kind == "classifier":
-        return "argmax over the label space"
-    return {"generate": "greedy generation, exact match / ROUGE-L", "rank": "rank classification over the task's labels"}.get(scoring or "", scoring)
+def summarize_config(config: Optional[Mapping[str, Any]], matrix: Optional[AccuracyMatrix] = None) -> dict[str, Any]:
+    """The few settings a reader needs to interpret the numbers (model, methods, stream, scoring).
 
-
-def summarize_config(config: Optional[Mapping[str, Any]]) -> dict[str, Any]:
-    """The few settings a reader needs to interpret the numbers (model, methods, stream, scoring)."""
+    With the run's ``matrix`` the scoring line names the metrics its tasks actually used.
+    """
     config = config or {}
     model = config.get("model") or {}
     stream = config.get("stream") or {}
@@ -98,7 +111,7 @@ def summarize_config(config: Optional[Mapping[str, Any]]) -> dict[str, Any]:
         "kind": model.get("kind"),
         "label space": _LABEL_SPACE_TEXT.get(evaluation.get("label_space", ""), evaluation.get("label_space"))
         if model.get("kind") == "classifier" else None,
-        "scoring": _scoring_text(model.get("kind"), evaluation.get("scoring")),
+        "scoring": scoring_text(matrix, model.get("kind"), evaluation.get("scoring")),
         "seed": config.get("seed"),
     }
     if model.get("lora", {}).get("enabled"):
@@ -115,9 +128,37 @@ def union_report_section(union: AccuracyMatrix, metrics: Mapping[str, Any]) -> t
         "files matrix_union.json and metrics_union.json.", "",
         markdown_table(header, [[label, *(format_score(v) for v in row)] for label, row in zip(union.row_labels, union.rows)]),
         "",
-        markdown_table(["metric", "value"], [[metric_label(k), format_score(e.get("value"))] for k, e in _metric_items(metrics)]),
+        markdown_table(["metric", "value"], [row[:2] for row in metric_rows(metrics, union)]),
     ]
     return "Class-incremental scores (label space: union)", "\n".join(lines)
+
+
+def general_row_labels(general: GeneralScores, matrix: Optional[AccuracyMatrix] = None) -> list[str]:
+    """Labels of the general rows: row 0 before training, then the matrix's training rows."""
+    if len(general.row_labels) == len(general.rows) and all(general.row_labels):
+        return list(general.row_labels)
+    training = matrix.training_row_labels if matrix is not None else []
+    labels = ["before training", *training]
+    if len(labels) < len(general.rows):
+        labels += [f"after phase {j}" for j in range(len(labels), len(general.rows))]
+    return labels[: len(general.rows)]
+
+
+def general_report_section(general: GeneralScores, matrix: Optional[AccuracyMatrix] = None) -> tuple[str, str]:
+    """The held-out general-ability sets, row by row (not only their delta), and their plot."""
+    header = ["row", *(n if h else f"{n} (↓)" for n, h in zip(general.names, general.higher_is_better))]
+    labels = general_row_labels(general, matrix)
+    from retain.evaluation.metric_info import metric_info  # noqa: PLC0415
+
+    metrics = ", ".join(f"{n}: {metric_info(m, h).display} ({metric_info(m, h).direction})"
+                        for n, m, h in zip(general.names, general.metric_names, general.higher_is_better))
+    body = [
+        f"Held-out sets scored before training and after every phase ({metrics}). "
+        "The general ability delta above is the mean change from the first row to the last.", "",
+        markdown_table(header, [[label, *(format_score(v) for v in row)] for label, row in zip(labels, general.rows)]),
+        "", f"![general-ability sets]({GENERAL_PLOT_FILE})",
+    ]
+    return "General ability (held-out sets)", "\n".join(body)
 
 
 def render_markdown(
@@ -125,38 +166,39 @@ def render_markdown(
     metrics: Mapping[str, Any],
     config_summary: Mapping[str, Any],
     extra_sections: Sequence[tuple[str, str]] = (),
+    warnings: Sequence[str] = (),
 ) -> str:
-    """The report.md text: configuration, matrix, metrics with their definitions, plots."""
+    """The report.md text: configuration, warnings, matrix, metrics with their definitions, plots."""
     name = config_summary.get("run")
     parts = [f"# retain run report{f': {name}' if name else ''}", "", "## Configuration", ""]
     parts += [f"- **{key}**: {_summary_value(value)}" for key, value in config_summary.items() if key != "run"]
     if len(parts) == 4:
         parts.append("- (no configuration found)")
+    if warnings:
+        parts += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
 
-    parts += ["", "## Accuracy matrix", "",
+    parts += ["", f"## {matrix_title(matrix)}", "",
               "Rows: the model after each training phase (row 0: before training); columns: tasks. "
-              f"Scores on a 0-100 scale unless marked (↓ = lower is better); {MISSING} = not evaluated.", ""]
+              f"Scores: {scale_text(matrix)} (↓ marks a lower-is-better column); {MISSING} = not evaluated.", ""]
     header = ["row", *(_task_header(n, h) for n, h in zip(matrix.task_names, matrix.higher_is_better))]
     parts.append(markdown_table(header, [[label, *(format_score(v) for v in row)]
                                     for label, row in zip(matrix.row_labels, matrix.rows)]))
 
     parts += ["", "## Metrics", "",
               f"T = {matrix.tasks_trained} of {matrix.num_tasks} tasks trained. {MISSING} = undefined.", ""]
-    parts.append(markdown_table(["metric", "value", "definition"],
-                           [[metric_label(k), format_score(e.get("value")), str(e.get("definition", ""))]
-                            for k, e in _metric_items(metrics)]))
+    parts.append(markdown_table(["metric", "value", "definition"], metric_rows(metrics, matrix)))
     ap_t = metrics.get("ap_t") or []
     if ap_t:
         parts += ["", "AP_t (running): " + ", ".join(format_score(v) for v in ap_t)]
 
-    parts += ["", "## Plots", "", f"![accuracy matrix heatmap]({HEATMAP_FILE})", "",
+    parts += ["", "## Plots", "", f"![{matrix_title(matrix)} heatmap]({HEATMAP_FILE})", "",
               f"![AP_t curve]({AP_CURVE_FILE})"]
     for title, body in extra_sections:
         parts += ["", f"## {title}", "", body.rstrip()]
     return "\n".join(parts) + "\n"
 
 
-def _text_table(
+def text_table(
     header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Optional[set[int]] = None
 ) -> str:
     """Aligned columns: text left-aligned; the ``numeric`` columns (default: all but the first)
@@ -178,14 +220,13 @@ def format_matrix_text(matrix: AccuracyMatrix) -> str:
     """The matrix as an aligned plain-text table for the terminal."""
     header = ["row", *(_task_header(n, h) for n, h in zip(matrix.task_names, matrix.higher_is_better))]
     rows = [[label, *(format_score(v) for v in row)] for label, row in zip(matrix.row_labels, matrix.rows)]
-    return _text_table(header, rows)
+    return text_table(header, rows)
 
 
-def format_metrics_text(metrics: Mapping[str, Any]) -> str:
+def format_metrics_text(metrics: Mapping[str, Any], matrix: Optional[AccuracyMatrix] = None) -> str:
     """Metrics as aligned text lines: label, value (right-aligned), definition."""
-    rows = [[metric_label(k), format_score(e.get("value")), str(e.get("definition", ""))]
-            for k, e in _metric_items(metrics)]
-    text = _text_table(["metric", "value", "definition"], rows, numeric={1})
+    rows = metric_rows(metrics, matrix)
+    text = text_table(["metric", "value", "definition"], rows, numeric={1})
     lines = text.splitlines()
     ap_t = metrics.get("ap_t")
     if ap_t:
@@ -202,7 +243,8 @@ def render_report(
     ``extra_sections`` are (title, markdown) pairs appended to report.md, e.g. from methods; they
     are saved in the folder, and ``None`` reuses the saved ones, so ``retain report`` keeps them.
     """
-    from retain.reporting.plots import plot_ap_curve, plot_heatmap  # matplotlib only when needed
+    from retain.reporting.plots import plot_ap_curve, plot_general, plot_heatmap  # matplotlib only when needed
+    from retain.reporting.scoring import scoring_section
 
     folder = RunFolder(run_dir)
     if not folder.path.is_dir():
@@ -217,20 +259,26 @@ def render_report(
         raise RetainError(f"{folder.path}: inconsistent run files ({err})") from err
     folder.write_metrics(metrics)
     union = folder.read_union_matrix()
-    union_section = []
+    scoring = scoring_section(matrix, general)
+    sections = [scoring] if scoring is not None else []
     if union is not None:
         union_metrics = compute_cl_metrics(union)
         folder.write_metrics(union_metrics, variant="union")
-        union_section = [union_report_section(union, union_metrics)]
+        sections.append(union_report_section(union, union_metrics))
+    if general is not None and general.rows:
+        plot_general(general, folder.path / GENERAL_PLOT_FILE, general_row_labels(general, matrix))
+        sections.append(general_report_section(general, matrix))
     plot_heatmap(matrix, folder.path / HEATMAP_FILE)
     plot_ap_curve(matrix, metrics, folder.path / AP_CURVE_FILE)
-    summary = summarize_config(config)
+    summary = summarize_config(config, matrix)
     summary.setdefault("run", folder.path.name)
     if extra_sections is None:
         extra_sections = folder.read_report_sections()
     else:
         folder.write_report_sections(extra_sections)
+    warnings = [never_learned_text(*found) for found in never_learned(matrix)]
     write_text_atomic(
-        folder.report_path, render_markdown(matrix, metrics, summary, [*union_section, *extra_sections])
+        folder.report_path, render_markdown(matrix, metrics, summary, [*sections, *extra_sections], warnings)
     )
-    return format_matrix_text(matrix) + "\n\n" + format_metrics_text(metrics)
+    text = format_matrix_text(matrix) + "\n\n" + format_metrics_text(metrics, matrix)
+    return text + "".join(f"\nwarning: {w}" for w in warnings)

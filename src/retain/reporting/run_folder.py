@@ -12,7 +12,7 @@ Layout (all files written atomically, so a crash never leaves half a file)::
     predictions/rowJJ_<task>.jsonl
     steps.jsonl, steps.csv  tracker records (retain.engine.trackers)
     models/task-NN/      exportable models (retain.exporting.task_model)
-    run.log, report.md, heatmap.png, ap_curve.png
+    run.log, report.md, heatmap.png, ap_curve.png, general.png (with general sets)
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ LOG_FILE = "run.log"
 REPORT_FILE = "report.md"
 HEATMAP_FILE = "heatmap.png"
 AP_CURVE_FILE = "ap_curve.png"
+GENERAL_PLOT_FILE = "general.png"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -1,6 +1,6 @@
 """Format readers: turn files, folders and datasets into :class:`Example` lists.
 
-One module per format (``alpaca``, ``olora``, ``trace``, ``text``, ``hf``), what they share in
+One module per format (``alpaca``, ``olora``, ``trace``, ``text``, ``hf``, ``superni``), what they share in
 ``records`` (JSON loading, field checks, the examples of a record list) and the format registry in
 ``registry``. Every reader returns a :class:`ReadResult` (the examples plus the number of records
 it left out, each reported), and every unusable file or record raises a :class:`DataError` whose
@@ -15,6 +15,7 @@ from retain.data.readers.hf import read_hf
 from retain.data.readers.olora import read_olora
 from retain.data.readers.records import MAX_LABELS, DataWarning, ReadResult, load_records
 from retain.data.readers.registry import FORMATS, Reader, read_source
+from retain.data.readers.superni import read_superni
 from retain.data.readers.text import read_text
 from retain.data.readers.trace import read_trace
 
@@ -29,6 +30,7 @@ __all__ = [
     "read_hf",
     "read_olora",
     "read_source",
+    "read_superni",
     "read_text",
     "read_trace",
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from retain.data.types import Example
+from retain.data.templates import PromptTemplate
 from retain.errors import ConfigError, DataError
 
 
@@ -221,6 +222,22 @@ def _warn_skipped_empty(file: str, keys: list[str]) -> None:
 
 def _records(count: int) -> str:
     return f"{count} record" if count == 1 else f"{count} records"
+
+
+def _templated(
+    make: Callable[[Mapping[str, Any], _Where], tuple[str, str]],
+    template: Optional["PromptTemplate"],
+    fields: Mapping[str, str],
+    target: str,
+) -> Callable[[Mapping[str, Any], _Where], tuple[str, str]]:
+    """``make`` with the prompt built by ``template`` from the record (the target read as before)."""
+    if template is None:
+        return make
+
+    def templated(record: Mapping[str, Any], where: _Where) -> tuple[str, str]:
+        return template.render(record, where), _field_text(record, target, fields, where)
+
+    return templated
 
 
 def _examples_from_records(

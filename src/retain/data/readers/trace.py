@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from retain.errors import DataError
-from retain.data.readers.records import ReadResult, _Where, _check_fields, _examples_from_records, _field_text, load_records
+from retain.data.readers.records import ReadResult, _Where, _check_fields, _examples_from_records, _field_text, _templated, load_records
+from retain.data.templates import PromptTemplate
 
 
 _TRACE_FIELDS = ("prompt", "answer", "id")
@@ -30,8 +31,12 @@ def _prompt_answer(fields: Mapping[str, str]) -> Callable[[Mapping[str, Any], _W
     return make
 
 
-def read_trace(folder: str | Path, split: str, fields: Optional[Mapping[str, str]] = None) -> ReadResult:
-    """Read one split of a TRACE style task folder (records of prompt / answer)."""
+def read_trace(
+    folder: str | Path, split: str, fields: Optional[Mapping[str, str]] = None,
+    template: Optional[PromptTemplate] = None,
+) -> ReadResult:
+    """Read one split of a TRACE style task folder (records of prompt / answer; ``template``
+    builds the prompt from the record's fields instead)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: task folder not found")
@@ -39,7 +44,8 @@ def read_trace(folder: str | Path, split: str, fields: Optional[Mapping[str, str
     path = _trace_file(folder, split)
     stem = f"{folder.name}/{path.stem}"
     records = load_records(path)
-    return _examples_from_records(records, str(path), stem, _prompt_answer(fields), fields.get("id", "id"))
+    make = _templated(_prompt_answer(fields), template, fields, "answer")
+    return _examples_from_records(records, str(path), stem, make, fields.get("id", "id"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,18 @@
+"""Per-task metrics: the :class:`Metric` interface, the built-in metrics and their registry.
+
+Continual-learning metrics over the accuracy matrix (AP, BWT, ...) are in
+:mod:`retain.evaluation.cl_metrics`; this package scores one task's predictions.
+"""
+
+from retain.evaluation.metrics.base import METRIC_INPUTS, Metric
+from retain.evaluation.metrics.builtin import (
+    Accuracy, Bleu, EditSimilarity, Perplexity, RougeL, exact_match, normalize_answer,
+)
+from retain.evaluation.metrics.registry import METRICS, check_metric, get_metric, higher_is_better, register_metric
+from retain.evaluation.metrics.sari import Sari, sari
+
+__all__ = [
+    "METRICS", "METRIC_INPUTS", "Accuracy", "Bleu", "EditSimilarity", "Metric", "Perplexity", "RougeL",
+    "Sari", "check_metric", "exact_match", "get_metric", "higher_is_better", "normalize_answer",
+    "register_metric", "sari",
+]

@@ -1,0 +1,92 @@
+"""The metric registry: names to metric classes, plus user metrics by import path.
+
+A task's ``metric`` is either a registered name (``retain list`` shows them) or
+``package.module:ClassName``, a :class:`~retain.evaluation.metrics.base.Metric` subclass that is
+imported when the stream is built, so a typo fails before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+from typing import TypeVar
+
+from retain.errors import ConfigError
+from retain.evaluation.metrics.base import METRIC_INPUTS, Metric
+from retain.evaluation.metrics.builtin import Accuracy, Bleu, EditSimilarity, Perplexity, RougeL
+from retain.evaluation.metrics.sari import Sari
+
+M = TypeVar("M", bound=type[Metric])
+
+#: registered name -> metric class, in display order.
+METRICS: dict[str, type[Metric]] = {}
+
+
+def register_metric(cls: M) -> M:
+    """Register a Metric subclass under its ``name`` (usable as a class decorator)."""
+    _check_class(cls, cls.__name__)
+    if not cls.name:
+        raise ValueError(f"{cls.__name__}: a registered metric needs a name")
+    METRICS[cls.name] = cls
+    get_metric.cache_clear()
+    return cls
+
+
+def _check_class(obj: object, spec: str) -> None:
+    if not (isinstance(obj, type) and issubclass(obj, Metric)):
+        raise ConfigError(
+            f"{spec} is not a metric: expected a subclass of retain.evaluation.metrics.Metric, got {obj!r}"
+        )
+    if obj.inputs not in METRIC_INPUTS:
+        raise ConfigError(f"{spec}: inputs {obj.inputs!r} is not one of {', '.join(METRIC_INPUTS)}")
+
+
+def _import_metric(spec: str) -> type[Metric]:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"{spec!r}: an import path is 'package.module:ClassName'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any import failure is the user's module to fix
+        raise ConfigError(f"{spec}: cannot import module {module_name!r} ({type(exc).__name__}: {exc})") from None
+    obj: object = module
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"{spec}: module {module_name!r} has no attribute {attribute!r}")
+        obj = getattr(obj, part)
+    _check_class(obj, spec)
+    return obj  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=None)
+def get_metric(spec: str) -> Metric:
+    """The metric instance for a registered name or an import path; ConfigError otherwise."""
+    if spec in METRICS:
+        return METRICS[spec]()
+    if ":" in spec:
+        cls = _import_metric(spec)
+        metric = cls()
+        if not metric.display_name:
+            metric.display_name = cls.name or cls.__name__  # type: ignore[misc]
+        return metric
+    raise ConfigError(
+        f"{spec!r} is not a metric (known: {', '.join(METRICS)}; or an import path 'package.module:ClassName')"
+    )
+
+
+def check_metric(spec: str, key: str) -> Metric:
+    """:func:`get_metric` with the config key in front of the message."""
+    try:
+        return get_metric(spec)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def higher_is_better(spec: str) -> bool:
+    return get_metric(spec).higher_is_better
+
+
+for _builtin in (Accuracy, RougeL, Perplexity, Bleu, Sari, EditSimilarity):
+    register_metric(_builtin)
+
+__all__ = ["METRICS", "check_metric", "get_metric", "higher_is_better", "register_metric"]

@@ -1,0 +1,56 @@
+"""Which metric scores each task, in words: the run header's lines and the report's section.
+
+A matrix column is only readable with its metric (a ROUGE-L of 40 is not an accuracy of 40, a
+perplexity falls as the model learns), so both places name it, with its direction.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from retain.errors import ConfigError
+from retain.evaluation.metrics import get_metric
+
+
+def _describe(spec: str) -> tuple[str, str, str]:
+    """(display name, direction, definition); an import path that no longer imports is named as is."""
+    try:
+        metric = get_metric(spec)
+    except ConfigError:
+        return spec, "", "(cannot be imported here)"
+    direction = "higher is better" if metric.higher_is_better else "lower is better"
+    return metric.display_name or spec, direction, metric.definition
+
+
+def scoring_lines(stream: Any) -> list[str]:
+    """One line per task and general set: ``task agnews: Accuracy (accuracy, higher is better): why``."""
+    lines = []
+    for kind, tasks in (("task", stream.tasks), ("general set", stream.general)):
+        for task in tasks:
+            display, direction, _ = _describe(task.metric)
+            why = f": {task.metric_reason}" if getattr(task, "metric_reason", "") else ""
+            lines.append(f"{kind} {task.name}: {display} ({task.metric}, {direction}){why}")
+    return lines
+
+
+def scoring_rows(names: Sequence[str], metrics: Sequence[str], kind: str) -> list[list[str]]:
+    rows = []
+    for name, spec in zip(names, metrics):
+        display, direction, definition = _describe(spec)
+        rows.append([name, kind, display, direction, definition])
+    return rows
+
+
+def scoring_section(matrix: Any, general: Optional[Any] = None) -> Optional[tuple[str, str]]:
+    """The report's "Scoring" section (None for run folders written before metrics were recorded)."""
+    from retain.reporting.report import markdown_table
+
+    rows = scoring_rows(matrix.task_names, matrix.task_metrics, "task") if matrix.task_metrics else []
+    if general is not None and getattr(general, "metrics", None):
+        rows += scoring_rows(general.names, general.metrics, "general set")
+    if not rows:
+        return None
+    return "Scoring", markdown_table(["task", "kind", "metric", "direction", "definition"], rows)
+
+
+__all__ = ["scoring_lines", "scoring_rows", "scoring_section"]
