@@ -43,3 +43,18 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("benchmark data (../shared/data/cl_benchmark) not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def traced_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One 2-task run with three methods that each make a pass over data (EWC's Fisher, LwF's and
+    DER's teacher outputs), recorded to steps.jsonl and steps.csv every 2 steps: shared by the
+    tracker and progress tests, which read its files."""
+    import retain
+
+    config = tiny_config(
+        tmp_path_factory.mktemp("traced"), name="traced",
+        methods=[{"name": "ewc", "lam": 100.0}, "lwf", {"name": "der", "ratio": 0.25}],
+        train={"logging_steps": 2, "report_to": ["jsonl", "csv"]},
+    )
+    return retain.run(config, quiet=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -307,6 +308,8 @@ def test_lora_run_with_replay_is_kif_m(tmp_path: Path) -> None:
     log = (result.run_dir / "run.log").read_text()
     assert "rank units" in log and "adaptive fusion" in log
     assert log.count("kif-m:") == 2  # after tasks 2 and 3 (nothing earlier to replay after task 1)
+    assert len(re.findall(r"kif-m: .*, \d+\.\ds\n", log)) == 2  # timed
+    assert len(re.findall(r"kif: unit importance and fusion after demo\d: \d+\.\ds", log)) == 2
     assert log.count(": 3 micro-batches") == 3  # replay does not mix the buffer into the tasks
     saved = json.loads((result.run_dir / "kif_importance.json").read_text())
     assert saved["tasks"] == ["demo1", "demo2", "demo3"] and saved["lambda_new"][0] is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -321,6 +322,9 @@ def test_tiny_run_stores_signals_per_kind(tmp_path: Path, kind: str) -> None:
     log = (result.run_dir / "run.log").read_text()
     assert "seekr store: 4 examples" in log and "seekr_map_bytes" in log
     assert "seekr_replay_ce=" in log and "seekr_replay_attention_kl=" in log  # the terms, for calibrating w_ad
+    # its passes over data, each timed (and with a bar on a terminal)
+    assert re.search(r"seekr: head importance: (\d+)/\1 batches, \d+\.\ds", log)
+    assert re.search(r"seekr: attention before the task: (\d+)/\1 batches, \d+\.\ds", log)
     state = load_method_states(result.run_dir)[0]  # what a resume restores
     assert len(state["maps"]["maps"]) == 8 and len(state["teacher"]["logits"]) == 8  # 4 per task
     assert state["importance"]["tasks"] == 2 and set(state["maps"]["heads"]) == {0, 1}

@@ -17,7 +17,8 @@ def run(
 ) -> Any:
     """Run an experiment from a YAML path, a dict or a RunConfig (or resume a run folder).
 
-    Returns a :class:`retain.api.RunResult` with the run folder, the matrix and the metrics.
+    Returns a :class:`retain.api.RunResult` with the run folder, the matrix and the metrics, and
+    the trained model and its tokenizer (``result.model``, ``result.tokenizer``).
     ``stop_after=N`` stops (resumably) after N tasks.
     """
     from retain.api import run as _run
@@ -34,6 +35,18 @@ def sweep(source: Any, dry_run: bool = False, quiet: bool = False, verbose_runs:
     from retain.sweeps import run_sweep
 
     return run_sweep(source, dry_run=dry_run, quiet=quiet, verbose_runs=verbose_runs)
+
+
+def export(run_dir: Any, out: Any, after_task: int | None = None, merge: bool = False) -> Any:
+    """Write a finished run's model to ``out``: ``save_pretrained`` weights (or, for a LoRA run, the
+    PEFT adapter; ``merge=True``: merged into the base) plus the tokenizer, loadable without retain.
+
+    ``after_task=N``: the model after task N (the run needs ``output.keep_task_models: true``).
+    Returns a :class:`retain.exporting.ExportResult`.
+    """
+    from retain.exporting import export_run
+
+    return export_run(run_dir, out, after_task=after_task, merge=merge)
 
 
 def dry_run(config: Any = None, overrides: list[str] | None = None) -> str:
@@ -65,4 +78,4 @@ def compare(run_dirs: list[Any]) -> str:
 
 from retain import errors  # noqa: E402
 
-__all__ = ["run", "sweep", "dry_run", "init", "compare", "errors", "__version__"]
+__all__ = ["run", "sweep", "export", "dry_run", "init", "compare", "errors", "__version__"]

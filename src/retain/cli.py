@@ -1,4 +1,4 @@
-"""Command line: ``retain run | demo | sweep | report | compare | list | init``.
+"""Command line: ``retain run | demo | sweep | report | export | compare | list | init``.
 
 User mistakes (bad config, bad data, impossible method lists) and what the machine refuses (a full
 disk, a read-only folder) print one message and exit 2 (``--debug`` adds the traceback); Ctrl-C
@@ -85,6 +85,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from retain.reporting.report import render_report
 
     print(render_report(Path(args.run_dir)))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from retain.exporting import export_run  # torch, transformers, PEFT: only export needs them
+
+    result = export_run(Path(args.run_dir), Path(args.out), after_task=args.after_task, merge=args.merge)
+    what = "PEFT adapter (PeftModel.from_pretrained)" if result.form == "adapter" else f"model ({result.auto_class}.from_pretrained)"
+    print(f"exported the model after task {result.after_phase} ({result.phase_name}) to {result.out}: {what}, with its tokenizer")
     return 0
 
 
@@ -178,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="re-print and re-render a run's results")
     p.add_argument("run_dir")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("export", help="write a run's model as a transformers model or a PEFT adapter, with its tokenizer")
+    p.add_argument("run_dir", help="a finished run folder")
+    p.add_argument("out", help="a new (or empty) folder")
+    p.add_argument("--after-task", type=int, metavar="N", help="the model after task N (default: the last; "
+                   "other tasks need output.keep_task_models: true in the run)")
+    p.add_argument("--merge", action="store_true", help="LoRA runs: merge the adapter(s) into the base weights (a plain model)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("compare", help="one table over run folders; seeds of one config pooled as mean ± std (n)")
     p.add_argument("run_dirs", nargs="+")

@@ -240,6 +240,17 @@ class TrainConfig:
         "parameters). Launch with torchrun or accelerate launch; see docs/scale-out.md.",
         "none", choices=("none", "fsdp", "zero2", "zero3"),
     )
+    report_to: Union[list[str], str] = option(
+        "Trackers (through Accelerate) that get the per-step loss, learning rate and methods' loss terms, "
+        "and the matrix after every task: jsonl (steps.jsonl in the run folder) | csv (steps.csv) | "
+        "tensorboard (the tensorboard package) | wandb (the wandb package) | none.",
+        factory=lambda: ["jsonl"],
+    )
+    logging_steps: int = option(
+        "Optimizer steps between two tracker records of loss, learning rate and method loss terms "
+        "(each record holds the means since the last; the last steps of a task are always recorded).",
+        10, low=1,
+    )
     label_space: Optional[str] = option(
         "Classifier training: the classes each example's loss (and a method's distillation) competes "
         "over: task (its own task's labels) | union (every label of the stream, class-incremental); "
@@ -281,6 +292,26 @@ class EvalConfig:
     )
 
 
+REPORT_TO_CHOICES = ("jsonl", "csv", "tensorboard", "wandb", "none")
+
+
+@dataclass
+class OutputConfig:
+    """What a run keeps and shows beyond its results: exportable models, trackers, progress bars."""
+
+    keep_task_models: bool = option(
+        "Keep an exportable model (save_pretrained weights, or the PEFT adapter, plus the tokenizer) "
+        "after every task in models/task-NN/, so that `retain export --after-task N` works for any N; "
+        "false keeps only the last task's (each kept model is one more copy of the weights on disk).",
+        False,
+    )
+    progress: bool = option(
+        "Progress bars on the terminal (training, evaluation, importance and teacher passes); bars "
+        "are never drawn when stderr is not a terminal or RETAIN_PROGRESS=0 is set.",
+        True,
+    )
+
+
 @dataclass
 class MethodSpec:
     name: str
@@ -308,6 +339,7 @@ class RunConfig:
     stream: StreamConfig = option("Task stream settings.", factory=StreamConfig)
     train: TrainConfig = option("Training settings.", factory=TrainConfig)
     eval: EvalConfig = option("Evaluation settings.", factory=EvalConfig)
+    output: OutputConfig = option("What the run keeps and shows: task models, trackers, progress bars.", factory=OutputConfig)
     methods: list[Any] = option(
         "Methods in hook order: names or {name: ..., <param>: ...} mappings.",
         factory=lambda: ["seqft"],
@@ -561,12 +593,27 @@ def _check_sections(obj: Any, path: str = "") -> None:
             _check_sections(value, f"{path}.{f.name}" if path else f.name)
 
 
+def _check_report_to(config: RunConfig) -> None:
+    """One name or a list (as HF's TrainingArguments accept); stored as a list."""
+    if isinstance(config.train.report_to, str):
+        config.train.report_to = [config.train.report_to]
+    report_to = config.train.report_to
+    for i, name in enumerate(report_to):
+        if name not in REPORT_TO_CHOICES:
+            raise ConfigError(f"train.report_to[{i}]: {name!r} is not one of {', '.join(REPORT_TO_CHOICES)}")
+    if "none" in report_to and len(report_to) > 1:
+        raise ConfigError(f"train.report_to: 'none' cannot be combined with other trackers (got {report_to})")
+    if len(set(report_to)) != len(report_to):
+        raise ConfigError(f"train.report_to: a tracker is listed twice ({report_to})")
+
+
 def validate(config: RunConfig) -> RunConfig:
     """Declared ranges and choices, then the checks that span fields; method checks happen in the engine."""
     _check_sections(config)
     if len(config.train.betas) != 2:
         raise ConfigError(f"train.betas: expected two numbers, got {config.train.betas}")
     check_run_name(config.name)
+    _check_report_to(config)
     config.method_specs()
     return config
 

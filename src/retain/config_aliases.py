@@ -27,6 +27,8 @@ KEY_ALIASES: dict[str, str] = {
     "weight_decay": "train.weight_decay",
     "max_grad_norm": "train.max_grad_norm",
     "per_device_eval_batch_size": "eval.batch_size",
+    "report_to": "train.report_to",
+    "logging_steps": "train.logging_steps",
 }
 
 #: Scheduler names of transformers that mean one of ours (our "constant" already warms up).

@@ -18,6 +18,7 @@ import torch
 from retain.config import RunConfig
 from retain.data.collate import EncodedExample, Encoder, MicroBatch
 from retain.data.types import Stream, Task
+from retain.engine.progress import timed_pass
 from retain.engine.state import Phase, TrainingState
 from retain.models.kinds import ModelKind, model_kind
 
@@ -42,6 +43,8 @@ class RunContext:
     capabilities: frozenset[str] = frozenset()
     #: components methods offer each other, by kind (e.g. "replay_buffer"), in method order
     components: dict[str, list[Any]] = field(default_factory=dict)
+    #: this process may draw progress bars (see retain.engine.progress)
+    show_progress: bool = False
 
     # -- where we are (shorthands for ``state``) -------------------------------------------
 
@@ -119,12 +122,16 @@ class RunContext:
         seed: Optional[int] = None,
         source: str = "new",
         shard: bool = False,
+        progress: Optional[str] = None,
     ) -> Iterator[MicroBatch]:
         """Micro-batches over ``items`` on the run's device (shuffled with ``seed`` if asked).
 
         ``shard``: under data parallelism each process takes every n-th batch (the order is the
         same on every process, as the seed is); shares may differ by one batch, so a sharded pass
         runs on :meth:`pass_model` and combines its results with :mod:`retain.engine.collective`.
+
+        ``progress``: the name of the pass (e.g. "ewc: Fisher"); it gets a progress bar and a log
+        line with its time (:mod:`retain.engine.progress`).
         """
         size = batch_size or self.config.train.batch_size
         order = list(range(len(items)))
@@ -134,9 +141,14 @@ class RunContext:
         processes = self.accelerator.num_processes
         if shard and processes > 1:
             starts = starts[self.accelerator.process_index :: processes]
-        for start in starts:
-            chunk = [items[i] for i in order[start : start + size]]
-            yield self.encoder.collate(chunk, source=source, label_space=self.encoder.train_label_space).to(self.device)
+        batches = (
+            self.encoder.collate([items[i] for i in order[start : start + size]], source=source,
+                                 label_space=self.encoder.train_label_space).to(self.device)
+            for start in starts
+        )
+        if progress is not None:
+            batches = timed_pass(self, batches, len(starts), progress)
+        yield from batches
 
     def forward(self, batch: MicroBatch, model: Optional[torch.nn.Module] = None, **kwargs: Any) -> Any:
         """Run the model on a batch (labels included, so HF computes the token loss)."""

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 from retain.engine.context import RunContext
 from retain.engine.collective import gather_objects
+from retain.engine.progress import progress_bar
 from retain.evaluation.scoring import TaskScore, merge_shares, score_task
 from retain.models.kinds import eval_mode
 
@@ -21,18 +22,25 @@ class EvaluationRow:
     examples_per_second: float = 0.0
     #: class-incremental scores of the same model (classifier scored within task labels), else None
     union_scores: Optional[list[Optional[float]]] = None
+    #: wall time of the whole row (encoding and scoring)
+    seconds: float = 0.0
 
 
 def evaluate_tasks(
-    ctx: RunContext, tasks: list[Any], split_cache_offset: int = 0, only: Optional[Sequence[int]] = None
+    ctx: RunContext, tasks: list[Any], split_cache_offset: int = 0, only: Optional[Sequence[int]] = None,
+    name: str = "eval",
 ) -> EvaluationRow:
     """Score ``tasks`` with the current model in eval mode; restores train mode afterwards.
 
     ``only``: positions in ``tasks`` to score (None: all); the others get None in the row.
+    ``name``: the progress bar's label (the bar counts examples, the task being scored beside it).
     """
     model = ctx.unwrapped_model()
+    started = time.perf_counter()
     with eval_mode(model):
-        return _evaluate(ctx, model, tasks, split_cache_offset, only)
+        row = _evaluate(ctx, model, tasks, split_cache_offset, only, name)
+    row.seconds = time.perf_counter() - started
+    return row
 
 
 def _score_shared(ctx: RunContext, model: Any, task: Any, items: list[Any]) -> TaskScore:
@@ -60,9 +68,10 @@ def _score_shared(ctx: RunContext, model: Any, task: Any, items: list[Any]) -> T
 
 
 def _evaluate(
-    ctx: RunContext, model: Any, tasks: list[Any], split_cache_offset: int, only: Optional[Sequence[int]]
+    ctx: RunContext, model: Any, tasks: list[Any], split_cache_offset: int, only: Optional[Sequence[int]], name: str
 ) -> EvaluationRow:
     selected = set(range(len(tasks)) if only is None else only)
+    bar = progress_bar(ctx.show_progress, sum(len(tasks[i].eval) for i in selected if i < len(tasks)), name)
     scores: list[Optional[float]] = []
     union_scores: list[Optional[float]] = []
     predictions: dict[str, list[dict[str, Any]]] = {}
@@ -73,6 +82,7 @@ def _evaluate(
             union_scores.append(None)
             continue
         index = split_cache_offset + offset
+        bar.set_postfix_str(task.name)
         items = ctx.encoder.encode_task(task, index, "eval")
         result = _score_shared(ctx, model, task, items)
         scores.append(result.score)
@@ -80,6 +90,8 @@ def _evaluate(
         predictions[task.name] = result.predictions
         examples += result.count
         seconds += result.count / max(result.examples_per_second, 1e-9)
+        bar.update(len(task.eval))
+    bar.close()
     scored = [union_scores[i] for i in sorted(selected) if i < len(tasks)]
     union = union_scores if scored and all(s is not None for s in scored) else None
     return EvaluationRow(scores, predictions, examples / max(seconds, 1e-9), union)

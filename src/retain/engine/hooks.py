@@ -68,6 +68,21 @@ class HookDispatcher:
             return [item for a in answers for item in a]
         return None
 
+    def chain_with_terms(self, hook: str, *args: Any) -> tuple[Any, dict[str, Any]]:
+        """A CHAIN hook, also returning what each method changed (its answer minus its input).
+
+        For ``on_loss`` these differences are the methods' loss terms (on the device, detached),
+        which the step log records without any method having to report them.
+        """
+        *head, value = args
+        terms: dict[str, Any] = {}
+        for method in self._implementers[hook]:
+            answer = getattr(method, hook)(*head, value)
+            if answer is not value:
+                terms[method.name] = (answer - value).detach()
+            value = answer
+        return value, terms
+
     def _steps(self, hook: str, methods: list[Method], args: tuple[Any, ...]) -> list[Any]:
         for method in methods:
             steps = getattr(method, hook)(*args)

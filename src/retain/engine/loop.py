@@ -26,6 +26,8 @@ from tqdm.auto import tqdm
 from retain.engine.context import RunContext
 from retain.engine.hooks import HookDispatcher
 from retain.engine.preparation import release
+from retain.engine.progress import progress_bar
+from retain.engine.step_log import StepLog
 from retain.methods.base import ExtraSteps, StepStats
 from retain.methods.common.batch_plan import BatchPlan, PlannedBatch, Shard, phase_seed
 
@@ -131,27 +133,37 @@ def _steps(
     return losses
 
 
-def train_phase(ctx: RunContext, hooks: HookDispatcher, plan: BatchPlan, show_progress: bool = True) -> dict[str, float]:
-    """Train the current phase on ``plan``; returns simple statistics (mean loss, steps)."""
+def train_phase(
+    ctx: RunContext, hooks: HookDispatcher, plan: BatchPlan, show_progress: bool = True, step_log: Optional[StepLog] = None
+) -> dict[str, float]:
+    """Train the current phase on ``plan``; returns simple statistics (mean loss, steps).
+
+    ``step_log``: where the loss, learning rate and methods' loss terms go for the trackers.
+    """
     state = ctx.state
     optimizer = ctx.optimizer
     assert optimizer is not None
     ctx.model.train()
     state.step_in_phase = 0
-    progress = tqdm(
-        total=len(plan),
-        desc=f"task {state.phase_index + 1}/{len(state.phases)} {state.phase.name}",
-        disable=not show_progress or not ctx.accelerator.is_local_main_process,
+    progress = progress_bar(
+        show_progress and ctx.show_progress, len(plan), f"task {state.phase_index + 1}/{len(state.phases)} {state.phase.name}",
         leave=True,
-        dynamic_ncols=True,
     )
+
+    logging = step_log is not None and step_log.enabled
 
     def loss_of(batch):  # type: ignore[no-untyped-def]
         hooks.call("on_batch_start", ctx, batch)
         outputs = ctx.forward(batch)
-        return hooks.call("on_loss", ctx, batch, outputs, ctx.base_loss(batch, outputs))
+        if not logging:
+            return hooks.call("on_loss", ctx, batch, outputs, ctx.base_loss(batch, outputs))
+        loss, terms = hooks.chain_with_terms("on_loss", ctx, batch, outputs, ctx.base_loss(batch, outputs))
+        step_log.add(loss, terms)
+        return loss
 
     def after_step() -> None:
+        if logging:  # before the scheduler moves it: the rate of the step just taken
+            step_log.step_done(state.global_step + 1, optimizer)
         if ctx.scheduler is not None:
             ctx.scheduler.step()
         state.global_step += 1
@@ -163,6 +175,8 @@ def train_phase(ctx: RunContext, hooks: HookDispatcher, plan: BatchPlan, show_pr
         list(ctx.model.parameters()), progress,
     )
     progress.close()
+    if logging:
+        step_log.step_done(state.global_step, optimizer, force=True)  # the phase's last steps
     return {"mean_loss": losses.mean(), "micro_batches": losses.count, "steps": state.step_in_phase}
 
 
@@ -197,7 +211,9 @@ def run_extra_steps(ctx: RunContext, extra: ExtraSteps) -> StepStats:
         steps += 1
         ctx.unwrapped_model().zero_grad(set_to_none=True)
 
-    losses = _steps(ctx, plan, optimizer, loss_of, extra.edit_gradients, after_step, extra.parameters)
-    ctx.unwrapped_model().zero_grad(set_to_none=True)
+    bar = progress_bar(ctx.show_progress, len(plan), extra.name)
+    losses = _steps(ctx, plan, optimizer, loss_of, extra.edit_gradients, after_step, extra.parameters, bar)
+    bar.close()
+    ctx.unwrapped_model().zero_grad(set_to_none=True)  # an unfinished accumulation window
     release(ctx.accelerator, optimizer)  # its moments are not needed past these steps
     return StepStats(steps, losses.count, losses.mean())

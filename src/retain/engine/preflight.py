@@ -20,7 +20,9 @@ from retain.reporting.guard import check_replaceable, probe_lock
 from retain.reporting.run_folder import CONFIG_FILE
 
 # Keys that may change on --resume: they change how fast or what is kept, never a score.
-RESUME_SAFE_KEYS = ("eval.batch_size", "eval.save_predictions")
+RESUME_SAFE_KEYS = (
+    "eval.batch_size", "eval.save_predictions", "train.report_to", "train.logging_steps", "output.keep_task_models", "output.progress",
+)
 # Keys that follow the folder being resumed, whatever the config says.
 _FOLDER_KEYS = ("name", "output_dir")
 

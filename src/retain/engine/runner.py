@@ -53,8 +53,12 @@ from retain.engine.sharding import build_accelerator, distributed_mode, forget_e
 from retain.engine.preflight import Prepared, check_run_folder, prepare, read_saved_config, resume_changes
 from retain.errors import RetainError
 from retain.evaluation.cells import cells_to_evaluate
+from retain.exporting.task_model import save_task_model, task_model_dir
 from retain.evaluation.cl_metrics import AccuracyMatrix, GeneralScores, compute_cl_metrics, never_learned
 from retain.engine.state import Phase, TrainingState
+from retain.engine.progress import bars_allowed
+from retain.engine.step_log import StepLog
+from retain.engine.trackers import build_trackers, flat_config, set_resume_step
 from retain.methods.base import Method
 from retain.methods.registry import check_combination, instantiate
 from retain.models.loading import load_model
@@ -79,6 +83,11 @@ class RunResult:
     #: labels (class-incremental), and their metrics; None otherwise
     union_matrix: Optional[AccuracyMatrix] = None
     union_metrics: Optional[dict[str, Any]] = None
+    #: the trained model after the last phase run (unwrapped from Accelerate; a PEFT model under LoRA)
+    #: and its tokenizer, ready for ``generate`` or ``save_pretrained``; ``retain export`` writes
+    #: the same model from the run folder
+    model: Any = None
+    tokenizer: Any = None
 
 
 class _NoWrites:
@@ -125,6 +134,8 @@ class ContinualRunner:
         self.logger: Optional[logging.Logger] = None
         self.hooks = HookDispatcher([])
         self.folder: Any = _NoWrites()  # the run folder once built (only the main process writes)
+        self.accelerator: Optional[Accelerator] = None
+        self.step_log: Optional[StepLog] = None  # records for the trackers (train.report_to)
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -205,7 +216,9 @@ class ContinualRunner:
                 "state is sharded over processes and checkpoints hold full weights only, so a resumed run "
                 "could not restore it; use train.reset_optimizer_per_task=true"
             )
-        accelerator = build_accelerator(sharding, train)
+        # Built before the Accelerator: a tracker whose package is missing stops the run here.
+        trackers = build_trackers([n for n in train.report_to if n != "none"], config.run_dir, config.name)
+        accelerator = self.accelerator = build_accelerator(sharding, train, trackers)
         check_combination(methods, kind, lora, distributed_mode(accelerator))
         set_seed(config.seed)
         # Data errors surface here, before the run folder exists: nothing half-written is left.
@@ -216,6 +229,11 @@ class ContinualRunner:
         main = accelerator.is_main_process
         folder: Any = RunFolder(run_dir) if main else _NoWrites()
         logger = self.logger = _make_logger(run_dir if main else None, self.quiet or not main)
+        if trackers:
+            if self.checkpoint is not None:
+                set_resume_step(trackers, int(self.checkpoint.state["global_step"]))
+            accelerator.init_trackers("retain", config=flat_config(config.to_dict()))
+        self.step_log = StepLog(accelerator, config.train.logging_steps)
         for note in self.notes:
             logger.warning(note)
         loaded = load_model(model_config, stream, config.seed)
@@ -245,7 +263,7 @@ class ContinualRunner:
             config=config, accelerator=accelerator, model=model, tokenizer=loaded.tokenizer,
             kind=loaded.kind, stream=stream, encoder=encoder, run_dir=run_dir, state=TrainingState(phases),
             logger=logger, lora=lora, capabilities=frozenset(c for m in methods for c in m.capabilities),
-            components=components,
+            components=components, show_progress=bars_allowed(config, self.quiet, accelerator.is_local_main_process),
         )
         hooks.run_steps = lambda steps: run_extra_steps(ctx, steps)
         self.hooks, self.folder = hooks, folder
@@ -263,15 +281,24 @@ class ContinualRunner:
         try:
             return self._run()
         except BaseException:
+            self._finish_trackers()
             self._close_log()
             run_dir = self.config.run_dir
             if self.created and not ckpt.has_checkpoint(run_dir):
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
         finally:
+            self._finish_trackers()
             self._close_log()
             if self.lock is not None:
                 self.lock.release()
+
+    def _finish_trackers(self) -> None:
+        """Close the trackers' files and runs (not ``end_training``: it would end the process group)."""
+        if self.accelerator is not None:
+            for tracker in self.accelerator.trackers:
+                tracker.finish()
+            self.accelerator.trackers = []
 
     def _close_log(self) -> None:
         if self.logger is not None:
@@ -333,7 +360,7 @@ class ContinualRunner:
                 self._evaluate_row(ctx, matrix, folder, "before training", None)
             if general is not None:
                 with ctx.full_parameters():
-                    general.rows.append(evaluate_tasks(ctx, stream.general, 10_000).scores)
+                    self._evaluate_general(ctx, general)
                 folder.write_general(general)
             if config.eval.before_training or general is not None:
                 self._checkpoint(ctx, methods, matrix, general, 0)
@@ -344,8 +371,10 @@ class ContinualRunner:
             self._evaluate_row(ctx, matrix, folder, f"after {ctx.phase.name}", ctx.task_index)
             if general is not None:
                 with ctx.full_parameters():
-                    general.rows.append(evaluate_tasks(ctx, stream.general, 10_000).scores)
+                    self._evaluate_general(ctx, general)
                 folder.write_general(general)
+            # Before the checkpoint: a crash in between redoes the phase and writes the model again.
+            self._keep_task_model(ctx, phase_index + 1)
             self._checkpoint(ctx, methods, matrix, general, phase_index + 1)
 
         single = [self.single_task[name] for name in names] if self.single_task is not None else None
@@ -357,7 +386,10 @@ class ContinualRunner:
             union_metrics = compute_cl_metrics(self._union)
             folder.write_metrics(union_metrics, variant="union")
         self._write_report(ctx, methods)
-        return RunResult(ctx.run_dir, matrix, metrics, text, ctx.accelerator.is_main_process, self._union, union_metrics)
+        return RunResult(
+            ctx.run_dir, matrix, metrics, text, ctx.accelerator.is_main_process, self._union, union_metrics,
+            model=ctx.unwrapped_model(), tokenizer=ctx.tokenizer,
+        )
 
     def _train_one_phase(self, ctx: RunContext, methods: list[Method], phase_index: int, resumed: bool) -> None:
         config, logger, hooks = self.config, ctx.logger, self._hooks_for(ctx, methods)
@@ -379,7 +411,7 @@ class ContinualRunner:
         ctx.accelerator.step = 0
         ctx.accelerator.gradient_state._set_sync_gradients(True)
         started = time.perf_counter()
-        stats = train_phase(ctx, hooks, plan, show_progress=not self.quiet)
+        stats = train_phase(ctx, hooks, plan, show_progress=not self.quiet, step_log=self.step_log)
         ctx.unwrapped_model().zero_grad(set_to_none=True)
         with ctx.full_parameters():  # statistics passes over the finished task
             hooks.call("on_phase_end", ctx)
@@ -387,6 +419,8 @@ class ContinualRunner:
             self._release_optimizer(ctx)  # the next phase builds its own (contract point 4)
         self.folder.write_method_files(hooks.call("on_run_files"))
         logs = hooks.call("on_log")
+        if self.step_log is not None:
+            self.step_log.log({f"method/{k}": v for k, v in logs.items()}, ctx.state.global_step)
         trunc = ctx.encoder.truncation
         logger.info(
             "phase %d/%d %s: %d micro-batches, %d steps, mean loss %.4f, %.1fs%s%s",
@@ -425,7 +459,7 @@ class ContinualRunner:
     def _evaluate_row(self, ctx: RunContext, matrix: AccuracyMatrix, folder: RunFolder, label: str, task_index: Optional[int]) -> None:
         cells = cells_to_evaluate(self.config.eval.cells, len(ctx.stream.tasks), task_index, with_next=matrix.has_initial_row)
         with ctx.full_parameters():
-            row = evaluate_tasks(ctx, ctx.stream.tasks, only=cells)
+            row = evaluate_tasks(ctx, ctx.stream.tasks, only=cells, name=f"eval row {len(matrix.rows)} ({label})")
         row_index = len(matrix.rows)
         matrix.rows.append(row.scores)
         matrix.row_labels.append(label)
@@ -448,12 +482,38 @@ class ContinualRunner:
             for name, records in row.predictions.items():
                 if records:
                     folder.write_predictions(row_index, name, records)
+        if self.step_log is not None:
+            cells = {f"matrix/{n}": s for n, s in zip(matrix.task_names, row.scores) if s is not None}
+            self.step_log.log({"matrix/row": row_index, **cells}, ctx.state.global_step)
         scores = ", ".join(f"{n}={s:.1f}" for n, s in zip(matrix.task_names, row.scores) if s is not None)
-        ctx.logger.info("row %d (%s): %s  [%.0f eval examples/s]", row_index, label, scores, row.examples_per_second)
+        ctx.logger.info(
+            "row %d (%s): %s  [%.0f eval examples/s, %.1fs]", row_index, label, scores, row.examples_per_second, row.seconds
+        )
         if task_index is not None:
             for name, before, after in never_learned(matrix):
                 if name == matrix.task_names[task_index]:
                     ctx.logger.warning(never_learned_text(name, before, after))
+
+    def _keep_task_model(self, ctx: RunContext, completed: int) -> None:
+        """The exportable model after this phase (every phase with output.keep_task_models, else the last)."""
+        total = len(ctx.phases)
+        if completed != total and not self.config.output.keep_task_models:
+            return
+        ctx.accelerator.wait_for_everyone()
+        if not ctx.accelerator.is_main_process:
+            return
+        started = time.perf_counter()
+        folder = save_task_model(
+            task_model_dir(ctx.run_dir, completed), ctx.unwrapped_model(), ctx.tokenizer, ctx.kind,
+            self.config.model.name_or_path, completed, total, ctx.phase.name,
+        )
+        ctx.logger.info("kept the model after task %d/%d in %s (%.1fs)", completed, total, folder, time.perf_counter() - started)
+
+    def _evaluate_general(self, ctx: RunContext, general: GeneralScores) -> None:
+        row = evaluate_tasks(ctx, ctx.stream.general, 10_000, name="eval general sets")
+        general.rows.append(row.scores)
+        scores = ", ".join(f"{n}={s:.1f}" for n, s in zip(general.names, row.scores) if s is not None)
+        ctx.logger.info("general sets: %s  [%.1fs]", scores, row.seconds)
 
     def _checkpoint(self, ctx: RunContext, methods: list[Method], matrix: AccuracyMatrix, general: Optional[GeneralScores], completed: int) -> None:
         carried = not self.config.train.reset_optimizer_per_task and ctx.optimizer is not None

@@ -75,9 +75,9 @@ def _has_accelerator_device() -> bool:
     return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
 
 
-def build_accelerator(mode: str, train: Any) -> Any:
+def build_accelerator(mode: str, train: Any, log_with: Optional[list[Any]] = None) -> Any:
     """An Accelerator for ``mode`` and the run's ``train`` settings (see the module docstring),
-    refusing a silent degrade."""
+    refusing a silent degrade. ``log_with``: the run's trackers (:mod:`retain.engine.trackers`)."""
     from accelerate import Accelerator
 
     _undo_promotion()
@@ -90,7 +90,8 @@ def build_accelerator(mode: str, train: Any) -> Any:
     # Without a GPU Accelerate only forms a process group when told to run on the CPU, and then
     # it drops the sharding plugins: the engine puts them back (promote below).
     cpu = launched and not _has_accelerator_device() and (mode != "none" or _flag("ACCELERATE_USE_CPU"))
-    kwargs: dict[str, Any] = {"mixed_precision": train.mixed_precision, "gradient_accumulation_steps": train.grad_accum}
+    kwargs: dict[str, Any] = {"mixed_precision": train.mixed_precision, "gradient_accumulation_steps": train.grad_accum,
+                              "log_with": log_with or None}
     plugin: Any = None
     if mode == "fsdp":
         plugin = fsdp_plugin()

@@ -74,7 +74,7 @@ class DER(Method):
     def on_phase_end(self, ctx: "RunContext") -> None:
         self.buffer.fill(ctx)
         for task_index in ctx.state.phase.task_indices:
-            self.teacher.record(ctx, self.buffer.task_items(ctx, task_index))
+            self.teacher.record(ctx, self.buffer.task_items(ctx, task_index), name="der: stored logits")
         ctx.logger.info("der teacher logits: %d examples, %d bytes (bf16)", len(self.teacher), self.teacher.nbytes())
 
     def on_loss(self, ctx: "RunContext", batch: "MicroBatch", outputs: Any, loss: torch.Tensor) -> torch.Tensor:

@@ -163,7 +163,7 @@ class EWC(Method):
         size = self.params.fisher_batch_size or ctx.config.train.batch_size
         # Each process takes its share of the same batches; the sums and the count are added up
         # over processes once, so the Fisher is the single-process one for any process count.
-        batches = ctx.iterate_batches(self._fisher_items(ctx), batch_size=size, shard=True)
+        batches = ctx.iterate_batches(self._fisher_items(ctx), batch_size=size, shard=True, progress="ewc: Fisher")
         model = ctx.pass_model()
         # eval mode, no dropout: the Fisher of the model that will be evaluated
         with eval_mode(model), torch.enable_grad():

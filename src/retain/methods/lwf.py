@@ -65,7 +65,7 @@ class LwF(Method):
         self.previous = TeacherLogits()
         if ctx.state.phase_index == 0:
             return
-        self.previous.record(ctx, ctx.phase_train_examples())
+        self.previous.record(ctx, ctx.phase_train_examples(), name="lwf: teacher outputs")
         self.old_classes = earlier_task_classes(ctx) if model_kind(ctx.kind).classes else None
         ctx.logger.info("lwf: previous model's logits on %d examples, %d bytes (bf16)", len(self.previous), self.previous.nbytes())
 

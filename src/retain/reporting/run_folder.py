@@ -10,6 +10,8 @@ Layout (all files written atomically, so a crash never leaves half a file)::
     single_task.json     single-task fine-tuning scores per task, for FWT vs single-task (optional)
     report_sections.json extra report sections from methods, kept so ``retain report`` can redo them
     predictions/rowJJ_<task>.jsonl
+    steps.jsonl, steps.csv  tracker records (retain.engine.trackers)
+    models/task-NN/      exportable models (retain.exporting.task_model)
     run.log, report.md, heatmap.png, ap_curve.png, general.png (with general sets)
 """
 

@@ -36,16 +36,21 @@ class TeacherLogits:
         return sum(t.numel() * t.element_size() for t in self.logits.values())
 
     @torch.no_grad()
-    def record(self, ctx: "RunContext", items: list[EncodedExample], batch_size: Optional[int] = None) -> None:
+    def record(
+        self, ctx: "RunContext", items: list[EncodedExample], batch_size: Optional[int] = None, name: str = "teacher outputs"
+    ) -> None:
         """Run the current model (eval mode) over ``items`` and store their answer logits.
 
         Each process runs its share of the batches; the rows are then gathered, so every process
         holds the teacher of every example (a replay batch may land on any of them).
+        ``name``: the pass's name on its progress bar and log line.
         """
         model = ctx.pass_model()
         recorded: dict[str, torch.Tensor] = {}
         with eval_mode(model):
-            for batch in ctx.iterate_batches(items, batch_size=batch_size or ctx.config.eval.batch_size, shard=True):
+            for batch in ctx.iterate_batches(
+                items, batch_size=batch_size or ctx.config.eval.batch_size, shard=True, progress=name
+            ):
                 outputs = ctx.forward(batch, model=model)
                 for key, rows in zip(batch.keys, split_answer_rows(ctx, batch, outputs.logits)):
                     recorded[key] = rows.detach().to("cpu", self.dtype).clone()

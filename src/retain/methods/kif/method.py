@@ -216,6 +216,10 @@ class KIF(Method):
                 self.cumulative, scores, self.params.cumulative_old_weight, self.families
             )
             record["fusion_seconds"] = time.perf_counter() - started
+        ctx.logger.info(
+            "kif: unit importance%s after %s: %.1fs", "" if frozen is None else " and fusion", ctx.state.phase.name,
+            time.perf_counter() - started,
+        )
         self.previous = None
         record["cumulative"] = self.cumulative.clone()
         self.history.append(record)
@@ -246,8 +250,9 @@ class KIF(Method):
 
         def done(stats: StepStats) -> None:
             ctx.logger.info(
-                "kif-m: %d replay steps on %d buffer examples, %d units frozen (%d whole tensors, %d partial), mean loss %.4f",
+                "kif-m: %d replay steps on %d buffer examples, %d units frozen (%d whole tensors, %d partial), mean loss %.4f, %.1fs",
                 stats.steps, len(items), int(frozen.sum()), split.fully_frozen, len(split.masks), stats.mean_loss,
+                time.perf_counter() - started,
             )
             record.update(replay_steps=stats.steps, replay_examples=len(items), replay_loss=stats.mean_loss,
                           replay_seconds=time.perf_counter() - started)

@@ -250,7 +250,9 @@ class Seekr(Method):
             # This process's share: the same batches its importance pass takes when the task ends
             # (the same items in the same order), so the "before" maps it needs are its own.
             with eval_mode(model):
-                for batch in ctx.iterate_batches(items, batch_size=self._pass_batch_size(ctx), shard=True):
+                for batch in ctx.iterate_batches(
+                    items, batch_size=self._pass_batch_size(ctx), shard=True, progress="seekr: attention before the task"
+                ):
                     with torch.no_grad(), self.capture.recording(self._layers) as maps:
                         ctx.forward(batch, model=model)
                     self._before.update(self._sample_rows(ctx, batch, maps)[0])
@@ -262,7 +264,7 @@ class Seekr(Method):
         for task_index in ctx.state.phase.task_indices:
             items = self.buffer.task_items(ctx, task_index)
             if self.capture is None:
-                self.teacher.record(ctx, items, self._pass_batch_size(ctx))
+                self.teacher.record(ctx, items, self._pass_batch_size(ctx), name="seekr: teacher logits")
                 continue
             if self.buffer.indices[task_index] != self.buffer_indices_for(ctx, task_index):
                 raise RuntimeError(f"seekr: the replay buffer of task {task_index} differs from the one drawn at its start")
@@ -315,7 +317,9 @@ class Seekr(Method):
         teacher: dict[str, torch.Tensor] = {}
         model = ctx.pass_model()
         with eval_mode(model):
-            for batch in ctx.iterate_batches(items, batch_size=self._pass_batch_size(ctx), shard=True):
+            for batch in ctx.iterate_batches(
+                items, batch_size=self._pass_batch_size(ctx), shard=True, progress="seekr: head importance"
+            ):
                 with torch.enable_grad(), self.capture.recording(self._layers, force_grad=True) as maps:
                     outputs = ctx.forward(batch, model=model)
                     loss = per_example_loss(ctx.kind, batch, outputs.logits).sum()

@@ -1,0 +1,75 @@
+"""What the trackers get during training: loss, learning rate and each method's loss term.
+
+Per micro-batch the values are added up on the device (no host sync); every
+``train.logging_steps`` optimizer steps, and at the end of a phase, their means are read back
+once and logged through ``accelerator.log`` (main process only) at the run's global step:
+
+    train/loss         the mean task loss plus every method's term (what was back-propagated)
+    train/lr           the learning rate of the first parameter group
+    loss/<method>      the mean of what the method's ``on_loss`` added (distillation, penalty ...)
+    method/<key>       the methods' ``on_log`` statistics, at the end of each phase
+    matrix/<task>      the scores of a matrix row, logged right after the row is evaluated
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+
+class StepLog:
+    """Device-side sums of the logged values between two records (see the module docstring)."""
+
+    def __init__(self, accelerator: Any, every: int) -> None:
+        self.accelerator = accelerator
+        self.every = every
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+        self.last_step: Optional[int] = None  # the step of the last record (one record per step)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(getattr(self.accelerator, "trackers", None))
+
+    def add(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
+        """One micro-batch's loss (as back-propagated) and the methods' terms in it."""
+        if not self.enabled:
+            return
+        for key, value in (("train/loss", loss), *((f"loss/{name}", term) for name, term in terms.items())):
+            value = value.detach().float()
+            if key in self.sums:
+                self.sums[key] += value
+            else:
+                self.sums[key] = value.clone()
+        self.count += 1
+
+    def step_done(self, global_step: int, optimizer: Any, force: bool = False) -> None:
+        """After an optimizer step: log the means so far every ``every`` steps (or when ``force``)."""
+        if not self.enabled or not self.count or not (force or global_step % self.every == 0):
+            return
+        if global_step == self.last_step:
+            # micro-batches of an accumulation window the phase ended before completing: no step
+            # of their own, and the step they follow is already recorded
+            self.sums.clear()
+            self.count = 0
+            return
+        values: dict[str, Any] = {key: float(total.item()) / self.count for key, total in self.sums.items()}
+        lr = _learning_rate(optimizer)
+        if lr is not None:
+            values["train/lr"] = lr
+        self.sums.clear()
+        self.count = 0
+        self.last_step = global_step
+        self.accelerator.log(values, step=global_step)
+
+    def log(self, values: dict[str, Any], step: int) -> None:
+        if self.enabled and values:
+            self.accelerator.log(values, step=step)
+
+
+def _learning_rate(optimizer: Any) -> Optional[float]:
+    groups = getattr(optimizer, "param_groups", None)
+    if not groups:
+        return None
+    return float(groups[0]["lr"])

@@ -1,0 +1,188 @@
+"""``retain export RUN_DIR OUT``: a run's kept model as a folder plain transformers or PEFT loads.
+
+Full fine-tuning: ``AutoModelFor*.from_pretrained(OUT)``. LoRA: ``PeftModel.from_pretrained(base,
+OUT)`` with the base from ``OUT/base`` (a built-in model) or its Hub name / path (configured by
+``OUT/base/config.json``), or with ``merge=True`` a plain model with the adapter(s) merged in (PEFT's
+``merge_and_unload``). The tokenizer is saved beside either.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from retain.errors import RetainError
+from retain.exporting.task_model import (
+    BASE_DIR,
+    META_FILE,
+    MODELS_DIR,
+    TaskModelInfo,
+    quiet_hf_progress,
+    task_model_dir,
+)
+from retain.reporting.atomic import atomic_dir
+
+#: transformers' auto class per model kind (the same table the loader uses).
+_AUTO_CLASS_NAMES = {
+    "causal": "AutoModelForCausalLM",
+    "seq2seq": "AutoModelForSeq2SeqLM",
+    "classifier": "AutoModelForSequenceClassification",
+}
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_run` wrote."""
+
+    out: Path
+    after_phase: int
+    phase_name: str
+    #: "model" (save_pretrained weights, loadable by AutoModelFor*) or "adapter" (PEFT)
+    form: str
+    auto_class: str
+
+
+def _kept_models(run_dir: Path) -> dict[int, TaskModelInfo]:
+    kept = {}
+    folder = run_dir / MODELS_DIR
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith("task-") and (path / META_FILE).is_file():
+                try:
+                    info = TaskModelInfo.read(path)
+                except (OSError, ValueError, KeyError, TypeError) as err:
+                    raise RetainError(f"{path / META_FILE}: cannot be read ({err})") from None
+                kept[info.after_phase] = info
+    return kept
+
+
+def _completed_phases(run_dir: Path) -> Optional[int]:
+    from retain.engine.checkpoint import CHECKPOINT_DIR, STATE_FILE
+
+    try:
+        return int(json.loads((run_dir / CHECKPOINT_DIR / STATE_FILE).read_text(encoding="utf-8"))["completed_phases"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _saved_config(run_dir: Path) -> Optional[dict[str, Any]]:
+    from retain.reporting.run_folder import RunFolder
+
+    return RunFolder(run_dir).read_config()
+
+
+def choose_task_model(run_dir: Path, after_task: Optional[int]) -> Path:
+    """The kept model folder to export; a RetainError says why there is none."""
+    from retain.reporting.guard import is_run_folder
+
+    if not run_dir.is_dir():
+        raise RetainError(f"{run_dir}: no such run folder")
+    if not is_run_folder(run_dir):
+        raise RetainError(f"{run_dir}: not a retain run folder (no .retain-run marker)")
+    kept = _kept_models(run_dir)
+    total = next(iter(kept.values())).phases if kept else None
+    if total is None or total not in kept:
+        if total is None and "output" not in (_saved_config(run_dir) or {"output": None}):
+            raise RetainError(
+                f"{run_dir}: holds no exportable model (no models/ folder: the run was made by a retain "
+                "that did not keep one); run it again to export it"
+            )
+        done = _completed_phases(run_dir)
+        progress = f" ({done} of {total} tasks done)" if done is not None and total else ""
+        raise RetainError(
+            f"{run_dir}: the run is unfinished{progress}; finish it with `retain run --resume {run_dir}`, then export"
+        )
+    wanted = total if after_task is None else after_task
+    if not 1 <= wanted <= total:
+        raise RetainError(f"--after-task {wanted}: the run has tasks 1 to {total}")
+    if wanted not in kept:
+        shown = ", ".join(str(n) for n in sorted(kept))
+        raise RetainError(
+            f"--after-task {wanted}: {run_dir} kept no model after task {wanted} (kept: {shown}); only the last "
+            "task's model is kept unless the run sets output.keep_task_models: true"
+        )
+    return task_model_dir(run_dir, wanted)
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RetainError(f"{out}: exists and is not an empty folder; choose another output folder")
+
+
+def export_run(run_dir: Path | str, out: Path | str, after_task: Optional[int] = None, merge: bool = False) -> ExportResult:
+    """Export the model a run kept after task ``after_task`` (None: the last) to ``out``.
+
+    ``merge``: a LoRA run's adapter(s) merged into the base weights, giving a plain model; without
+    it a LoRA run exports a PEFT adapter. A run that summed several adapters (O-LoRA) can only be
+    exported merged, as PEFT loads one adapter into a forward pass by default.
+    """
+    run_dir, out = Path(run_dir), Path(out)
+    source = choose_task_model(run_dir, after_task)
+    info = TaskModelInfo.read(source)
+    _check_out(out)
+    if merge and not info.lora:
+        raise RetainError(f"--merge: {run_dir} trained all weights (no LoRA adapter), so there is nothing to merge; drop --merge")
+    if info.lora and not merge and len(info.adapters) > 1:
+        raise RetainError(
+            f"{run_dir}: the model sums {len(info.adapters)} LoRA adapters ({', '.join(info.adapters)}); a PEFT "
+            "adapter folder loads as one, so export it with --merge (a plain model with all of them merged in)"
+        )
+    auto_class = _AUTO_CLASS_NAMES[info.kind]
+    with atomic_dir(out) as tmp:
+        if info.lora and merge:
+            _write_merged(source, info, tmp)
+            form = "model"
+        else:
+            shutil.copytree(source, tmp, dirs_exist_ok=True)
+            form = "adapter" if info.lora else "model"
+    if form == "adapter" and info.base_weights:
+        _point_adapter_at_base(out)
+    return ExportResult(out, info.after_phase, info.phase_name, form, auto_class)
+
+
+def _point_adapter_at_base(out: Path) -> None:
+    """A built-in base has no Hub name: the adapter config names the exported base/ folder, so
+    ``AutoPeftModelFor*.from_pretrained(out)`` finds it."""
+    path = out / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = str((out / BASE_DIR).resolve())
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
+def load_base(source: Path, info: TaskModelInfo) -> Any:
+    """The base model of a kept LoRA model, as the run loaded it (weights or name + saved config)."""
+    import transformers
+
+    auto = getattr(transformers, _AUTO_CLASS_NAMES[info.kind])
+    if info.base_weights:
+        return auto.from_pretrained(str(source / BASE_DIR))
+    config = transformers.AutoConfig.from_pretrained(str(source / BASE_DIR))
+    try:
+        return auto.from_pretrained(info.base_name, config=config, ignore_mismatched_sizes=info.kind == "classifier")
+    except (OSError, ValueError) as err:
+        raise RetainError(f"--merge: cannot load the base model {info.base_name!r} ({err})") from None
+
+
+def _write_merged(source: Path, info: TaskModelInfo, tmp: Path) -> None:
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    with quiet_hf_progress():
+        model = PeftModel.from_pretrained(load_base(source, info), str(source), adapter_name=info.adapters[0])
+        for name in info.adapters[1:]:
+            model.load_adapter(str(source / name), adapter_name=name)
+        if len(info.adapters) > 1:
+            # The run summed all adapters; the LoRA layers take a list of active adapters.
+            from retain.methods.olora import lora_layers
+
+            for layer in lora_layers(model):
+                layer.set_adapter(list(info.adapters))
+        merged = model.merge_and_unload()
+        merged.save_pretrained(str(tmp))
+        AutoTokenizer.from_pretrained(str(source)).save_pretrained(str(tmp))
+    meta = json.loads((source / META_FILE).read_text(encoding="utf-8"))
+    meta.update(lora=False, adapters=[], base_weights=False, base_name=None, merged_from=info.adapters)
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")

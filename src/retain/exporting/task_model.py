@@ -1,0 +1,119 @@
+"""The exportable model a run keeps after a task: ``models/task-NN/`` in the run folder.
+
+Full fine-tuning keeps ``save_pretrained`` weights; a LoRA run keeps the PEFT adapter(s) with their
+``adapter_config.json`` and, in ``base/``, the base model's config (and, for a built-in model that
+no name can load, its weights: LoRA never changes them). The tokenizer goes beside either, and
+``retain_model.json`` says what the folder is (kind, adapters, the task it follows), which
+``retain export`` reads. Each folder is written next to its place and renamed in whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from retain.reporting.atomic import atomic_dir
+
+MODELS_DIR = "models"
+META_FILE = "retain_model.json"
+BASE_DIR = "base"
+FORMAT = 1
+
+
+def task_model_dir(run_dir: Path, after_phase: int) -> Path:
+    """Where the model after the ``after_phase``-th phase (1-based) is kept."""
+    return run_dir / MODELS_DIR / f"task-{after_phase:02d}"
+
+
+@dataclass
+class TaskModelInfo:
+    """What ``retain_model.json`` records about one kept model."""
+
+    kind: str
+    lora: bool
+    after_phase: int
+    phases: int
+    phase_name: str
+    adapters: list[str]
+    base_weights: bool  # base/ holds the base weights (else: load the base by base_name)
+    base_name: Optional[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, **self.__dict__}
+
+    @classmethod
+    def read(cls, folder: Path) -> "TaskModelInfo":
+        data = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+@contextlib.contextmanager
+def quiet_hf_progress() -> Iterator[None]:
+    """transformers draws a bar for writing and loading weights; a run's log stays free of them."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def _os_errors(where: Path) -> Iterator[None]:
+    """safetensors reports a full disk from Rust as "... (os error 28)" in a generic exception;
+    turn it into the OSError the command line reports as one line (as the checkpoint writer does)."""
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as err:
+        found = re.search(r"os error (\d+)", str(err))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(where)) from None
+
+
+def peft_adapters(model: Any) -> list[str]:
+    """The PEFT adapters of ``model`` that take part in its forward pass ([] without PEFT)."""
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        return []
+    return list(model.peft_config)
+
+
+def save_task_model(
+    folder: Path, model: Any, tokenizer: Any, kind: str, name_or_path: str,
+    after_phase: int, phases: int, phase_name: str,
+) -> Path:
+    """Write the exportable model of ``model`` (the unwrapped one) to ``folder``, atomically."""
+    adapters = peft_adapters(model)
+    builtin = name_or_path.startswith("builtin:")
+    info = TaskModelInfo(
+        kind=kind, lora=bool(adapters), after_phase=after_phase, phases=phases, phase_name=phase_name,
+        adapters=adapters, base_weights=bool(adapters) and builtin,
+        base_name=None if builtin or not adapters else name_or_path,
+    )
+    with quiet_hf_progress(), atomic_dir(folder) as tmp, _os_errors(folder):
+        model.save_pretrained(str(tmp))
+        if adapters:
+            base = model.get_base_model()
+            if info.base_weights:
+                # A copy without the LoRA layers: the base weights exactly as the run started.
+                copy.deepcopy(model).unload().save_pretrained(str(tmp / BASE_DIR))
+            else:
+                base.config.save_pretrained(str(tmp / BASE_DIR))
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / META_FILE).write_text(json.dumps(info.to_dict(), indent=2), encoding="utf-8")
+    return folder
