@@ -80,9 +80,9 @@ def main(out: Path, grad_accum: int, scenarios: list[str]) -> None:
     counts: list[dict[str, int]] = []
     train_phase = runner.train_phase
 
-    def counting(ctx: Any, hooks: Any, plan: Any, show_progress: bool = True) -> Any:
+    def counting(ctx: Any, hooks: Any, plan: Any, *args: Any, **kwargs: Any) -> Any:
         counts.append({"new": plan.count("new"), "replay": plan.count("replay"), "micro_batches": len(plan)})
-        return train_phase(ctx, hooks, plan, show_progress)
+        return train_phase(ctx, hooks, plan, *args, **kwargs)
 
     runner.train_phase = counting
     # The report (plots) is half a tiny run's time and no part of the comparison.

@@ -49,7 +49,9 @@ from retain.engine.hooks import HookDispatcher
 from retain.engine.loop import local_plan, new_task_plan, optimizer_steps, run_extra_steps, train_phase
 from retain.engine.optim import build_optimizer, build_scheduler
 from retain.engine.preparation import bare_model, prepare_task, release
-from retain.engine.sharding import build_accelerator, distributed_mode, forget_engine, full_state_dict, requested_mode
+from retain.engine.sharding import (
+    build_accelerator, distributed_mode, forget_engine, full_state_dict, is_sharded, requested_mode,
+)
 from retain.engine.preflight import Prepared, check_run_folder, prepare, read_saved_config, resume_changes
 from retain.errors import RetainError
 from retain.evaluation.cells import cells_to_evaluate
@@ -500,12 +502,14 @@ class ContinualRunner:
         if completed != total and not self.config.output.keep_task_models:
             return
         ctx.accelerator.wait_for_everyone()
+        # On every process: under FSDP the local parameters are shards, and gathering is a collective.
+        full_state = full_state_dict(ctx.accelerator, ctx.model) if is_sharded(ctx.model) else None
         if not ctx.accelerator.is_main_process:
             return
         started = time.perf_counter()
         folder = save_task_model(
             task_model_dir(ctx.run_dir, completed), ctx.unwrapped_model(), ctx.tokenizer, ctx.kind,
-            self.config.model.name_or_path, completed, total, ctx.phase.name,
+            self.config.model.name_or_path, completed, total, ctx.phase.name, full_state,
         )
         ctx.logger.info("kept the model after task %d/%d in %s (%.1fs)", completed, total, folder, time.perf_counter() - started)
 

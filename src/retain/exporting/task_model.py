@@ -93,11 +93,26 @@ def peft_adapters(model: Any) -> list[str]:
     return list(model.peft_config)
 
 
+def base_state_of(full_state: dict[str, Any]) -> dict[str, Any]:
+    """The base model's weights from a PEFT model's full state dict: LoRA tensors left out and
+    the wrapper's prefixes removed (what ``unload()`` would leave, without copying the model)."""
+    base: dict[str, Any] = {}
+    for key, tensor in full_state.items():
+        if ".lora_" in key:
+            continue
+        base[key.replace("base_model.model.", "", 1).replace(".base_layer.", ".")] = tensor
+    return base
+
+
 def save_task_model(
     folder: Path, model: Any, tokenizer: Any, kind: str, name_or_path: str,
-    after_phase: int, phases: int, phase_name: str,
+    after_phase: int, phases: int, phase_name: str, full_state: Optional[dict[str, Any]] = None,
 ) -> Path:
-    """Write the exportable model of ``model`` (the unwrapped one) to ``folder``, atomically."""
+    """Write the exportable model of ``model`` (the unwrapped one) to ``folder``, atomically.
+
+    ``full_state``: the model's gathered full state dict when its parameters are sharded over
+    processes (FSDP), written instead of the local shards.
+    """
     adapters = peft_adapters(model)
     builtin = name_or_path.startswith("builtin:")
     info = TaskModelInfo(
@@ -106,10 +121,12 @@ def save_task_model(
         base_name=None if builtin or not adapters else name_or_path,
     )
     with quiet_hf_progress(), atomic_dir(folder) as tmp, _os_errors(folder):
-        model.save_pretrained(str(tmp))
+        model.save_pretrained(str(tmp), **({"state_dict": full_state} if full_state is not None else {}))
         if adapters:
             base = model.get_base_model()
-            if info.base_weights:
+            if info.base_weights and full_state is not None:
+                base.save_pretrained(str(tmp / BASE_DIR), state_dict=base_state_of(full_state))
+            elif info.base_weights:
                 # A copy without the LoRA layers: the base weights exactly as the run started.
                 copy.deepcopy(model).unload().save_pretrained(str(tmp / BASE_DIR))
             else:
