@@ -642,3 +642,17 @@ def test_resume_reads_a_folder_named_before_the_name_rules(run_copy: Path) -> No
     config["name"] = "my old run!"
     (run_copy / "config.yaml").write_text(yaml.safe_dump(config))
     assert read_saved_config(run_copy).run_dir == run_copy
+
+
+def test_a_rust_io_error_becomes_an_oserror_naming_the_file(tmp_path: Path) -> None:
+    """safetensors reports a full disk as text in a generic exception; checkpoints and exports
+    both turn it into the OSError the command line reports as one line."""
+    from retain.errors import os_errors_named
+
+    with pytest.raises(OSError) as info:
+        with os_errors_named(tmp_path / "model.safetensors"):
+            raise RuntimeError("I/O error: No space left on device (os error 28)")
+    assert info.value.errno == 28 and info.value.filename == str(tmp_path / "model.safetensors")
+    with pytest.raises(ValueError):  # anything else is left alone: a bug stays a bug
+        with os_errors_named(tmp_path):
+            raise ValueError("not an I/O error")

@@ -20,13 +20,12 @@ import hashlib
 import json
 import math
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from retain.errors import RetainError
+from retain.errors import RetainError, os_errors_named
 from retain.reporting.atomic import atomic_dir
 
 if TYPE_CHECKING:
@@ -160,23 +159,11 @@ def persistent_tensors(
 
 
 def _save_tensors(tensors: dict[str, Any], path: Path) -> None:
-    """``save_file`` whose I/O failures (a full disk ...) surface as an OSError naming the file.
-
-    safetensors writes from Rust and reports "... (os error 28)" in a generic exception, which
-    the command line could not tell from a bug.
-    """
+    """``save_file`` whose I/O failures (a full disk ...) surface as an OSError naming the file."""
     from safetensors.torch import save_file
 
-    try:
+    with os_errors_named(path):
         save_file(tensors, str(path))
-    except OSError:
-        raise
-    except Exception as err:
-        found = re.search(r"os error (\d+)", str(err))
-        if found is None:
-            raise
-        code = int(found.group(1))
-        raise OSError(code, os.strerror(code), str(path)) from None
 
 
 def _save_tree(folder: Path, stem: str, obj: Any, files: dict[str, str]) -> None:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from retain.errors import os_errors_named
 from retain.reporting.atomic import atomic_dir
 
 MODELS_DIR = "models"
@@ -68,22 +67,6 @@ def quiet_hf_progress() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-@contextlib.contextmanager
-def _os_errors(where: Path) -> Iterator[None]:
-    """safetensors reports a full disk from Rust as "... (os error 28)" in a generic exception;
-    turn it into the OSError the command line reports as one line (as the checkpoint writer does)."""
-    try:
-        yield
-    except OSError:
-        raise
-    except Exception as err:
-        found = re.search(r"os error (\d+)", str(err))
-        if found is None:
-            raise
-        code = int(found.group(1))
-        raise OSError(code, os.strerror(code), str(where)) from None
-
-
 def peft_adapters(model: Any) -> list[str]:
     """The PEFT adapters of ``model`` that take part in its forward pass ([] without PEFT)."""
     from peft import PeftModel
@@ -120,7 +103,7 @@ def save_task_model(
         adapters=adapters, base_weights=bool(adapters) and builtin,
         base_name=None if builtin or not adapters else name_or_path,
     )
-    with quiet_hf_progress(), atomic_dir(folder) as tmp, _os_errors(folder):
+    with quiet_hf_progress(), atomic_dir(folder) as tmp, os_errors_named(folder):
         model.save_pretrained(str(tmp), **({"state_dict": full_state} if full_state is not None else {}))
         if adapters:
             base = model.get_base_model()
