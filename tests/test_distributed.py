@@ -34,23 +34,29 @@ FAST = ["small-buffer-seekr-ewc", "olora"]
 ENV = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
 
 
-def _launch(out: Path, scenarios: list[str]) -> tuple[Path, Path]:
-    """Both launches at once (each is one thread per process); returns (one process, two)."""
+def launch_side_by_side(
+    out: Path, scenarios: list[str], two_args: list[str], env: dict[str, str], timeout_two: int, timeout_one: int
+) -> tuple[Path, Path]:
+    """The reference (``ddp_equivalence.py`` in one process, grad_accum 2) and a 2-process torchrun
+    launch of ``two_args`` + its output folder + grad_accum 1, at once (one thread per process).
+
+    A hang (a process waiting for a collective that never comes) fails at its timeout, not
+    forever. Returns the (one process, two processes) output folders.
+    """
     single, double = out / "single", out / "double"
     single.mkdir(parents=True)
     double.mkdir(parents=True)
     one = subprocess.Popen(
         [sys.executable, str(DRIVER), str(single), "2", *scenarios],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     two = subprocess.Popen(
-        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(DRIVER), str(double), "1", *scenarios],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", *two_args, str(double), "1", *scenarios],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:
-        # a hang (a process waiting for an all-reduce that never comes) fails here, not forever
-        _, err_two = two.communicate(timeout=600)
-        _, err_one = one.communicate(timeout=300)
+        _, err_two = two.communicate(timeout=timeout_two)
+        _, err_one = one.communicate(timeout=timeout_one)
     finally:
         for process in (one, two):
             if process.poll() is None:
@@ -59,6 +65,10 @@ def _launch(out: Path, scenarios: list[str]) -> tuple[Path, Path]:
     assert two.returncode == 0, err_two[-3000:]
     assert one.returncode == 0, err_one[-3000:]
     return single, double
+
+
+def _launch(out: Path, scenarios: list[str]) -> tuple[Path, Path]:
+    return launch_side_by_side(out, scenarios, [str(DRIVER)], ENV, timeout_two=600, timeout_one=300)
 
 
 def _compare(single: Path, double: Path, scenario: str) -> None:

@@ -25,7 +25,6 @@ from tests.ddp_equivalence import SCENARIOS
 BIN = Path(sys.executable).parent
 needs_torchrun = pytest.mark.skipif(shutil.which("torchrun", path=str(BIN)) is None, reason="torchrun not installed")
 DRIVER = Path(__file__).with_name("sharded_equivalence.py")
-REFERENCE = Path(__file__).with_name("ddp_equivalence.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 ENV.pop("ACCELERATE_USE_CPU", None)  # sharded runs need no CPU flag: the engine forms the group
 #: in CI: the two methods whose math changes under FSDP (EWC's penalty on local rows, MIGU's row
@@ -61,28 +60,9 @@ def _claims(mode: str) -> list[str]:
 
 def _launch(out: Path, mode: str, scenarios: list[str], timeout: int = 900) -> tuple[Path, Path]:
     """The sharded launch (2 processes) and the unsharded reference (1 process), side by side."""
-    single, double = out / "single", out / "double"
-    single.mkdir(parents=True)
-    double.mkdir(parents=True)
-    one = subprocess.Popen(
-        [sys.executable, str(REFERENCE), str(single), "2", *scenarios],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    return test_distributed.launch_side_by_side(
+        out, scenarios, [str(DRIVER), mode], ENV, timeout_two=timeout, timeout_one=timeout
     )
-    two = subprocess.Popen(
-        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(DRIVER), mode, str(double), "1", *scenarios],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        _, err_two = two.communicate(timeout=timeout)  # a collective that never pairs up fails here
-        _, err_one = one.communicate(timeout=timeout)
-    finally:
-        for process in (one, two):
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    assert two.returncode == 0, err_two[-3000:]
-    assert one.returncode == 0, err_one[-3000:]
-    return single, double
 
 
 # -- choosing and checking the back-end (no launch) ----------------------------------------------
