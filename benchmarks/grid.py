@@ -9,10 +9,13 @@ data by placeholders, because both live outside the repository:
     python benchmarks/grid.py minilm-classifier            # run (resumable), then the table
     python benchmarks/grid.py minilm-classifier --dry-run  # the runs and what each folder holds
     python benchmarks/grid.py minilm-classifier --only 'seqft,kif'   # a subset of the method labels
+    python benchmarks/grid.py minilm-classifier --orders 1 --seeds 42  # one cell of every method first
 
 The sweep folder is ``benchmarks/results/sweeps/<name>/`` (run folders, not committed); the
 summary (mean ± std (n) per method and metric, per order and over orders, task and union label
-spaces) is copied to ``benchmarks/results/grid_<name>.md/.json`` with the command and the machine.
+spaces) is copied to ``benchmarks/results/grid_<name>.md/.json`` with the command and the machine;
+a subset (``--only``, ``--orders``, ``--seeds``) writes ``grid_<name>.<subset>.md/.json`` instead, so
+a partial table is never mistaken for the grid's.
 Runs go one after another in this process; a finished run is reused, an interrupted one resumed.
 """
 
@@ -51,6 +54,52 @@ def substitute(value: Any, replacements: dict[str, str]) -> Any:
     return value
 
 
+def restrict_cells(data: dict[str, Any], orders: list[int], seeds: list[int]) -> dict[str, Any]:
+    """The grid mapping keeping only the given orders and seeds (each must be one of the grid's)."""
+    grid_orders = list(data.get("orders") or [])
+    if orders:
+        unknown = sorted(set(orders) - set(grid_orders))
+        if unknown:
+            raise SystemExit(f"error: --orders {unknown[0]} is not an order of this grid (orders: {grid_orders})")
+        grid_orders = [o for o in grid_orders if o in orders]
+        data["orders"] = grid_orders
+    raw_seeds = data.get("seeds")
+    if isinstance(raw_seeds, dict):
+        by_order = {o: list(raw_seeds[o]) for o in grid_orders}
+        if seeds:
+            kept = {o: [s for s in values if s in seeds] for o, values in by_order.items()}
+            by_order = {o: values for o, values in kept.items() if values}
+            if not by_order:
+                raise SystemExit(f"error: --seeds {seeds} is not a seed of the selected orders")
+            data["orders"] = list(by_order)
+        data["seeds"] = by_order
+    elif seeds:
+        unknown = sorted(set(seeds) - set(raw_seeds or []))
+        if unknown:
+            raise SystemExit(f"error: --seeds {unknown[0]} is not a seed of this grid (seeds: {raw_seeds})")
+        data["seeds"] = [s for s in raw_seeds if s in seeds]
+    return data
+
+
+def subset_suffix(only: list[str], orders: list[int], seeds: list[int]) -> str:
+    """'' for the whole grid, else a file-name part naming the subset (e.g. '.o1-s42')."""
+    parts = []
+    if only:
+        parts.append("+".join(only))
+    if orders:
+        parts.append("o" + "+".join(map(str, orders)))
+    if seeds:
+        parts.append("s" + "+".join(map(str, seeds)))
+    return "." + "-".join(parts).replace("%", "pc") if parts else ""
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def load_grid(name: str, data_root: Path, only: list[str]) -> dict[str, Any]:
     path = GRIDS / f"{name}.yaml"
     if not path.is_file():
@@ -80,28 +129,31 @@ def main() -> int:
     parser.add_argument("grid", help="a file name in benchmarks/grids/ without .yaml")
     parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data" / "cl_benchmark")
     parser.add_argument("--only", default="", help="comma-separated method labels to run (default: all)")
+    parser.add_argument("--orders", type=int_list, default=[], help="comma-separated orders to run (default: all)")
+    parser.add_argument("--seeds", type=int_list, default=[], help="comma-separated seeds to run (default: all)")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args()
     if not args.data_root.is_dir():
         print(f"error: benchmark data not found at {args.data_root} (pass --data-root)", file=sys.stderr)
         return 2
     only = [label.strip() for label in args.only.split(",") if label.strip()]
-    data = load_grid(args.grid, args.data_root, only)
+    data = restrict_cells(load_grid(args.grid, args.data_root, only), args.orders, args.seeds)
     try:
         result = run_sweep(build_spec(data, GRIDS, GRIDS / f"{args.grid}.yaml"), dry_run=args.dry_run)
     except RetainError as err:
         print(f"error: {err}", file=sys.stderr)
         return getattr(err, "exit_status", 2)
     print(result.text)
-    if args.dry_run or only:
-        return 0  # a subset's table is partial: the committed table is written by the full grid
+    if args.dry_run:
+        return 0
     command = "python benchmarks/grid.py " + " ".join(sys.argv[1:])
     summary = json.loads((result.folder / "summary.json").read_text())
-    out = RESULTS / f"grid_{args.grid}"
+    suffix = subset_suffix(only, args.orders, args.seeds)
+    out = RESULTS / f"grid_{args.grid}{suffix}"
     out.with_suffix(".json").write_text(json.dumps({"command": command, "machine": machine(), "summary": summary}, indent=1))
     out.with_suffix(".md").write_text(f"`{command}`\n\n{result.text}")
     for plot in result.folder.glob("*.png"):
-        shutil.copy2(plot, RESULTS / f"grid_{args.grid}_{plot.name}")
+        shutil.copy2(plot, RESULTS / f"grid_{args.grid}{suffix}_{plot.name}")
     print(f"-> {out}.md")
     return 0
 

@@ -270,3 +270,23 @@ def test_benchmark_grids_plan_with_their_placeholders_filled(tmp_path: Path) -> 
     assert kif.config["train"]["lr"] == 2e-3 and kif.config["model"]["lora"]["enabled"] is True
     assert [r.name for r in plan_runs(spec) if r.method == "seqft"] == [
         "seqft-o1-s42", "seqft-o1-s1", "seqft-o1-s2", "seqft-o2-s42", "seqft-o3-s42"]
+
+
+def test_grid_subset_keeps_only_the_asked_orders_and_seeds(tmp_path: Path) -> None:
+    """--orders 1 --seeds 42 plans one run per method; the partial table gets its own file name."""
+    from benchmarks import grid
+    from retain.sweeps.plan import plan_runs
+    from retain.sweeps.spec import build_spec
+
+    raw = grid.substitute(yaml.safe_load((grid.GRIDS / "minilm-classifier.yaml").read_text()),
+                          {"MINILM": "builtin:tiny-bert", "CL_DATA": str(tmp_path)})
+    methods = len(raw["methods"])
+    runs = plan_runs(build_spec(grid.restrict_cells(dict(raw), [1], [42]), grid.GRIDS))
+    assert len(runs) == methods and {r.name.rsplit("-", 2)[-2:] == ["o1", "s42"] for r in runs} == {True}
+    runs = plan_runs(build_spec(grid.restrict_cells(dict(raw), [], [1]), grid.GRIDS))
+    assert [r.name for r in runs if r.method == "seqft"] == ["seqft-o1-s1"]
+    with pytest.raises(SystemExit, match="--orders 7"):
+        grid.restrict_cells(dict(raw), [7], [])
+    assert grid.subset_suffix([], [1], [42]) == ".o1-s42"
+    assert grid.subset_suffix(["replay-1%"], [], []) == ".replay-1pc"
+    assert grid.subset_suffix([], [], []) == ""
