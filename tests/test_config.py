@@ -98,7 +98,9 @@ def test_warmup_ratio_is_a_share_of_the_task_steps_unless_steps_are_given() -> N
 
     assert warmup_steps(TrainConfig(warmup_ratio=0.1), 63) == 6  # round(6.3)
     assert warmup_steps(TrainConfig(warmup_ratio=0.1, warmup_steps=4), 63) == 4
-    assert warmup_steps(TrainConfig(), 63) == 0
+    assert warmup_steps(TrainConfig(warmup_ratio=0.0), 63) == 0
+    default = TrainConfig()  # the documented default: a 10% warm-up, then linear decay
+    assert (default.scheduler, warmup_steps(default, 63)) == ("linear", 6)
     with pytest.raises(ConfigError, match=r"train.warmup_ratio: must be in \[0, 1\)"):
         make_config({"train": {"warmup_ratio": 1.5}})
 

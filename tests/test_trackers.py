@@ -30,7 +30,10 @@ def test_steps_jsonl_and_csv_with_loss_lr_method_terms_and_matrix(traced_run: An
     # 32 examples / batch 8 = 4 steps in task 1; task 2 adds DER's replay batch (8 examples): 5 steps.
     # A record every 2 steps, and at the end of each task (step 9)
     assert _train_steps(records) == [2, 4, 6, 8, 9]
-    assert all(r["train/lr"] == pytest.approx(3e-3) for r in train)
+    # the rate each logged step used, under the default schedule (linear decay; 10% warm-up rounds
+    # to 0 steps here): task 1's steps 2 and 4 of 4, task 2's steps 2, 4 and 5 (the closing record) of 5
+    expected = [3e-3 * 3 / 4, 3e-3 * 1 / 4, 3e-3 * 4 / 5, 3e-3 * 2 / 5, 3e-3 * 1 / 5]
+    assert [r["train/lr"] for r in train] == pytest.approx(expected)
     # EWC's penalty and LwF's distillation exist from the second task on, logged as their loss terms
     assert "loss/ewc" not in train[0] and train[-1]["loss/ewc"] > 0
     assert "loss/lwf" not in train[0] and any(r.get("loss/lwf", 0) > 0 for r in train[2:])

@@ -219,11 +219,15 @@ class TrainConfig:
     weight_decay: float = option("AdamW weight decay.", 0.0, low=0.0)
     betas: list[float] = option("AdamW betas.", factory=lambda: [0.9, 0.999], low=0.0, high=1.0, high_open=True)
     scheduler: str = option(
-        "constant | linear | cosine (with warmup).", "constant", choices=("constant", "linear", "cosine")
+        "constant | linear | cosine (after the warm-up). Linear decay by default: at a constant rate a "
+        "pretrained encoder learns its later tasks worse (docs/results.md, full size).", "linear",
+        choices=("constant", "linear", "cosine"),
     )
     warmup_steps: int = option("Warm-up optimizer steps per task.", 0, low=0)
     warmup_ratio: float = option(
-        "Warm-up as a share of each task's optimizer steps (used when warmup_steps is 0).", 0.0,
+        "Warm-up as a share of each task's optimizer steps (used when warmup_steps is 0). Each task "
+        "starts with new, untrained output rows whose large gradients, at the full rate, wipe out a "
+        "pretrained model's features (docs/results.md, full size): 0.1 by default.", 0.1,
         low=0.0, high=1.0, high_open=True,
     )
     max_grad_norm: Optional[float] = option("Gradient clipping norm; null = no clipping.", 1.0, low=0.0, low_open=True)

@@ -27,6 +27,9 @@ class StepLog:
         self.sums: dict[str, torch.Tensor] = {}
         self.count = 0
         self.last_step: Optional[int] = None  # the step of the last record (one record per step)
+        # the rate the last optimizer step used: a phase's closing record comes after the
+        # scheduler has moved on (to 0 at the end of a linear decay)
+        self.step_lr: Optional[float] = None
 
     @property
     def enabled(self) -> bool:
@@ -45,8 +48,15 @@ class StepLog:
         self.count += 1
 
     def step_done(self, global_step: int, optimizer: Any, force: bool = False) -> None:
-        """After an optimizer step: log the means so far every ``every`` steps (or when ``force``)."""
-        if not self.enabled or not self.count or not (force or global_step % self.every == 0):
+        """After an optimizer step, before the scheduler's: log the means so far every ``every`` steps.
+
+        ``force`` (a phase's closing record, after the scheduler stepped) logs what is left, with the
+        rate of the last step taken."""
+        if not self.enabled:
+            return
+        if not force:
+            self.step_lr = _learning_rate(optimizer)
+        if not self.count or not (force or global_step % self.every == 0):
             return
         if global_step == self.last_step:
             # micro-batches of an accumulation window the phase ended before completing: no step
@@ -55,7 +65,7 @@ class StepLog:
             self.count = 0
             return
         values: dict[str, Any] = {key: float(total.item()) / self.count for key, total in self.sums.items()}
-        lr = _learning_rate(optimizer)
+        lr = self.step_lr if force else _learning_rate(optimizer)
         if lr is not None:
             values["train/lr"] = lr
         self.sums.clear()
