@@ -8,6 +8,7 @@ data-parallel ones are (final weights, matrix, micro-batches per task and per pr
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -179,6 +180,68 @@ def test_every_fsdp_method_matches_one_process(all_fsdp: tuple[Path, Path], scen
     _compare(*all_fsdp, scenario)
 
 
+# -- a sharded run crashed in its second task, resumed ---------------------------------------------
+
+RESUME_DRIVER = Path(__file__).with_name("sharded_resume.py")
+#: full fine-tuning (every weight in the checkpoint; KIF's importance and the replay buffer in the
+#: method states) and O-LoRA (adapters made at set-up, then loaded from the checkpoint)
+RESUME_SCENARIOS = ["kif-m", "olora"]
+
+
+def _torchrun(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(RESUME_DRIVER), *args],
+        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _finish(process: subprocess.Popen, timeout: int) -> tuple[int, str]:
+    try:
+        _, err = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, err
+
+
+@pytest.fixture(scope="module")
+def fsdp_resumed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The uninterrupted runs, beside each scenario crashed (one launch each) and resumed."""
+    out = tmp_path_factory.mktemp("fsdp-resume")
+    straight, crashed = out / "straight", out / "crashed"
+    straight.mkdir()
+    crashed.mkdir()
+    reference = _torchrun(["fsdp", str(straight), "straight", *RESUME_SCENARIOS])
+    try:
+        for scenario in RESUME_SCENARIOS:
+            code, err = _finish(_torchrun(["fsdp", str(crashed), "crash", scenario]), 300)
+            state = json.loads((crashed / "runs" / scenario / "checkpoint" / "state.json").read_text())
+            assert code != 0 and state["completed_phases"] == 1, f"{scenario}: not killed in its second task: {err[-2000:]}"
+        code, err = _finish(_torchrun(["fsdp", str(crashed), "resume", *RESUME_SCENARIOS]), 600)
+        assert code == 0, err[-3000:]
+    finally:
+        code, err = _finish(reference, 600)
+    assert code == 0, err[-3000:]
+    return straight, crashed
+
+
+@needs_torchrun
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", RESUME_SCENARIOS)
+def test_a_crashed_fsdp_run_resumes_to_the_uninterrupted_result(fsdp_resumed: tuple[Path, Path], scenario: str) -> None:
+    from safetensors.torch import load_file
+
+    straight, crashed = fsdp_resumed
+    run_dir = crashed / "runs" / scenario
+    assert "resuming" in (run_dir / "run.log").read_text()
+    assert json.loads((crashed / f"{scenario}.json").read_text()) == json.loads((straight / f"{scenario}.json").read_text())
+    resumed, uninterrupted = load_file(str(crashed / f"{scenario}.safetensors")), load_file(str(straight / f"{scenario}.safetensors"))
+    assert resumed.keys() == uninterrupted.keys()
+    diff = max(float((resumed[k].float() - uninterrupted[k].float()).abs().max()) for k in resumed)
+    assert diff <= SHARDED_TOLERANCE, f"{scenario}: resumed weights differ by {diff:.3g}"
+
+
 def _deepspeed_available() -> bool:
     try:
         import deepspeed  # noqa: F401
@@ -210,7 +273,6 @@ def test_every_zero2_method_matches_one_process(all_zero2: tuple[Path, Path], sc
 @needs_torchrun
 def test_gpu_scaleout_cpu_smoke(tmp_path: Path) -> None:
     """benchmarks/gpu_scaleout.py --cpu-smoke: two FSDP cells train (one with O-LoRA's per-task adapters)."""
-    import json
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_scaleout.py"
     done = subprocess.run(
