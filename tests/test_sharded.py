@@ -28,9 +28,11 @@ needs_torchrun = pytest.mark.skipif(shutil.which("torchrun", path=str(BIN)) is N
 DRIVER = Path(__file__).with_name("sharded_equivalence.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 ENV.pop("ACCELERATE_USE_CPU", None)  # sharded runs need no CPU flag: the engine forms the group
-#: in CI: the two methods whose math changes under FSDP (EWC's penalty on local rows, MIGU's row
-#: masks on local gradient shards); the rest of the support table runs under `slow`
-FAST_FSDP = ["ewc", "migu"]
+#: in CI: the methods whose math changes under FSDP (EWC's penalty on local rows, MIGU's row
+#: masks on local gradient shards, KIF's gathered importance, fusion written back per shard and
+#: masked replay on LoRA rank units, O-LoRA's adapters unfrozen per task and gathered
+#: orthogonality loss); the rest of the support table runs under `slow`
+FAST_FSDP = ["ewc", "migu", "kif-m-lora", "olora"]
 #: largest weight difference accepted between 2 sharded processes and 1 unsharded: FSDP2
 #: reduce-scatters gradients and EWC sums its penalty per shard, in other orders than one process
 #: (measured after 2 tasks: 1.5e-5 EWC, at most 7.8e-6 elsewhere; ZeRO-2 5.8e-6)
