@@ -155,6 +155,23 @@ def test_local_part_of_an_unsharded_tensor_is_the_tensor() -> None:
     full = torch.arange(6.0)
     assert sharding.local_part(full, torch.zeros(6, 2)) is full
     assert sharding.local_tensor(full) is full
+    assert sharding.gather_full(full) is full and sharding.gather_full(full, like=torch.zeros(6)) is full
+    target = torch.zeros(6)
+    sharding.write_full(target, full)
+    assert torch.equal(target, full)
+
+
+def test_unsharded_models_need_no_sharding_services() -> None:
+    """Methods call the FSDP services unconditionally; without FSDP2 they are the plain model's."""
+    import torch
+
+    model = torch.nn.Linear(2, 2)
+    assert sharding.training_parameters(model) == dict(model.named_parameters())
+    with sharding.full_parameters(model):
+        assert sharding.training_parameters(model)["weight"] is model.weight
+        sharding.regather(model)
+        with sharding.sharded_steps(model):
+            pass
 
 
 # -- two sharded processes against one unsharded ---------------------------------------------------
