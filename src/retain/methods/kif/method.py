@@ -147,6 +147,7 @@ class KIF(Method):
         self.families: Optional[torch.Tensor] = None  # rank / matrix units, normalised apart
         self.fusion = "adaptive"
         self.tracker: Optional[ImportanceTracker] = None
+        self._rebound = False  # this phase's tracker follows the prepared parameters
         self.previous: Optional[list[torch.Tensor]] = None
         self.buffers: list[ReplayBuffer] = []  # held by the run's replay methods
         self.cumulative: Optional[torch.Tensor] = None  # I_cum after the last finished task
@@ -179,18 +180,22 @@ class KIF(Method):
 
     def on_phase_start(self, ctx: "RunContext") -> None:
         units = self._units()
-        units.bind(training_parameters(ctx.unwrapped_model()))
+        self._start_tracker(ctx)
         # The fused model of the earlier tasks; nothing to fuse with before the first task ends.
         self.previous = snapshot(units) if self.cumulative is not None else None
-        self.tracker = None  # started on the prepared model's parameters (on_batch_start)
+        self._rebound = False
 
     def on_batch_start(self, ctx: "RunContext", batch: MicroBatch) -> None:
-        if self.tracker is None:
-            self._start_tracker(ctx)
+        # The first preparation (after on_phase_start) replaces the parameters under FSDP: the
+        # tracker follows them before the phase's first step.
+        if not self._rebound:
+            self._rebound = True
+            current = training_parameters(ctx.unwrapped_model())
+            if any(current.get(t.name) is not t.param for t in self._units().tensors):
+                self._start_tracker(ctx)
 
     def _start_tracker(self, ctx: "RunContext") -> None:
-        """Track the parameters this phase trains: after its preparation, which under FSDP
-        replaces the bare model's parameters with sharded ones."""
+        """Track the parameters the optimizer holds (FSDP2's sharded ones once prepared)."""
         units = self._units()
         units.bind(training_parameters(ctx.unwrapped_model()))
         self.tracker = ImportanceTracker(units.parameters, self.params.importance, self.params.beta1, self.params.beta2)
@@ -213,8 +218,6 @@ class KIF(Method):
 
     def on_phase_end(self, ctx: "RunContext") -> Optional[ExtraSteps]:
         units = self._units()
-        if self.tracker is None:  # a phase without a micro-batch
-            self._start_tracker(ctx)
         assert self.tracker is not None
         started = time.perf_counter()
         # Whole tensors' element scores (gathered shards under FSDP), then per-unit means.
