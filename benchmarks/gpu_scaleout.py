@@ -7,8 +7,9 @@ wall time, peak GPU memory, the accuracy matrix and AP. Sized for under 8 minute
 H100/H200-class GPU (one process: sharding over one rank, so the numbers say that the path runs
 and what it costs, not how it scales).
 
-``--cpu-smoke`` runs two FSDP cells (one that trains, one refused) on a tiny stream on gloo CPU
-processes, so the script keeps working without a GPU (a test runs it that way).
+``--cpu-smoke`` runs two FSDP cells (plain fine-tuning, and O-LoRA, whose adapters change
+between tasks) on a tiny stream on gloo CPU processes, so the script keeps working without a GPU
+(a test runs it that way); a refused cell would be recorded with its reason.
 
     python benchmarks/gpu_scaleout.py OUT [--modes fsdp,zero2,zero3] [--methods seqft,ewc]
     python benchmarks/gpu_scaleout.py OUT --cpu-smoke

@@ -44,6 +44,10 @@ SCENARIOS: dict[str, list[Any]] = {
     "migu": ["migu"],
     "kif": ["kif"],
     "kif-m": ["kif", {"name": "replay", "ratio": 0.25}],
+    # KIF's own setting: LoRA rank units (rows of A, columns of B), the orthogonality loss, and
+    # KIF-M's partially frozen A and B (above: full fine-tuning, one unit per weight matrix)
+    "kif-lora": ["seqlora", "kif"],
+    "kif-m-lora": ["seqlora", "kif", {"name": "replay", "ratio": 0.25}],
     # one replay example: a one-batch buffer, fewer batches than processes (hung before)
     "small-buffer-seekr": [{"name": "seekr", "count": 1, "heads": 2, "query_budget": 4}],
     "small-buffer-der": [{"name": "der", "count": 1}],

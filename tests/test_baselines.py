@@ -25,7 +25,7 @@ from retain.errors import ConfigError, MethodError
 from retain.methods import lwf as lwf_module
 from retain.methods.der import DER
 from retain.methods.ewc import EWC, accumulate_fisher, empirical_fisher, ewc_penalty
-from retain.methods.olora import activate_adapters, add_task_adapter, adapter_pairs, orthogonality_loss
+from retain.methods.olora import activate_adapters, add_task_adapter, adapter_pairs, lora_layers, orthogonality_loss
 from retain.methods.registry import check_combination, instantiate
 from retain.methods.replay import Replay, interleave_count, sample_buffer
 from retain.methods.common.teacher_store import TeacherLogits, restrict_to_allowed, stored_answer_rows
@@ -261,6 +261,25 @@ def test_all_adapters_add_their_deltas_and_only_the_newest_learns() -> None:
     orthogonality_loss(adapter_pairs(model, "task1", ["default"])).backward()
     assert layer.lora_A["task1"].weight.grad is not None
     assert layer.lora_A["default"].weight.grad is None
+
+
+def test_olora_makes_every_adapter_at_set_up_and_trains_one_per_task(tmp_path: Path) -> None:
+    """Before the first preparation (FSDP2 shards only what exists then), untouched by the run's
+    random stream; a task's adapter joins the forward pass and alone trains when its task starts."""
+    config = make_config(_tiny(tmp_path, "olora-setup", ["olora"], tasks=3))
+    torch.manual_seed(0)
+    ctx, methods, _ = ContinualRunner(config, quiet=True)._build()
+    model = ctx.unwrapped_model()
+    assert list(model.peft_config) == ["default", "task1", "task2"]
+    layer = lora_layers(model)[0]
+
+    def trainable_adapters() -> set[str]:
+        return {n.split(".lora_")[1].split(".")[1] for n, p in model.named_parameters() if p.requires_grad}
+
+    assert trainable_adapters() == {"default"} and layer.active_adapters == ["default"]
+    ctx.state.phase_index = 1
+    methods[0].on_phase_start(ctx)
+    assert trainable_adapters() == {"task1"} and layer.active_adapters == ["default", "task1"]
 
 
 def test_olora_adds_an_adapter_per_task_and_resumes_after_two(tmp_path: Path) -> None:

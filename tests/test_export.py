@@ -104,9 +104,14 @@ def test_export_lora_classifier_as_adapter_and_merged(tmp_path: Path) -> None:
 def test_export_olora_merges_every_adapter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    config = tiny_config(tmp_path, name="olora", methods=["olora"], eval={"cells": "all"})
+    config = tiny_config(tmp_path, name="olora", methods=["olora"], eval={"cells": "all"}, output={"keep_task_models": True})
     config["model"]["lora"] = {"enabled": True}
     result = retain.run(config, quiet=True)
+    # every task's adapter exists from set-up; the model kept after task 1 holds task 1's only
+    first = json.loads((result.run_dir / "models" / "task-01" / "retain_model.json").read_text())
+    assert first["adapters"] == ["default"]
+    assert not (result.run_dir / "models" / "task-01" / "task1").exists()
+    assert main(["export", str(result.run_dir), str(tmp_path / "first"), "--after-task", "1"]) == 0
     # PEFT loads one adapter per folder: the unmerged export is refused with the way out
     assert main(["export", str(result.run_dir), str(tmp_path / "adapter")]) == 2
     assert "--merge" in capsys.readouterr().err

@@ -117,6 +117,19 @@ def test_tied_weights_are_one_unit() -> None:
     assert build_skill_units(model, "matrix").names == ["embed.weight"]
 
 
+def test_units_bind_to_replaced_parameters_by_name() -> None:
+    """Sharded training registers new parameter objects; units follow them by name."""
+    model = ToyLora()
+    units = build_skill_units(model, "rank")
+    replaced = {name: nn.Parameter(p.detach().clone()) for name, p in model.named_parameters()}
+    units.bind(replaced)
+    assert all(t.param is replaced[t.name] for t in units.tensors)
+    a, b = units.lora_pairs[0]
+    assert a is replaced["layer.lora_A.default.weight"] and b is replaced["layer.lora_B.default.weight"]
+    with pytest.raises(MethodError, match="no parameter layer.lora_A.default.weight"):
+        units.bind({})
+
+
 def test_rank_units_without_lora_name_the_key() -> None:
     with pytest.raises(MethodError, match="kif.units"):
         build_skill_units(nn.Linear(2, 2), "rank")

@@ -27,6 +27,7 @@ from retain.engine.context import RunContext
 from retain.engine.hooks import HookDispatcher
 from retain.engine.preparation import release
 from retain.engine.progress import progress_bar
+from retain.engine.sharding import sharded_steps
 from retain.engine.step_log import StepLog
 from retain.methods.base import ExtraSteps, StepStats
 from retain.methods.common.batch_plan import BatchPlan, PlannedBatch, Shard, phase_seed
@@ -183,7 +184,9 @@ def train_phase(
 def run_extra_steps(ctx: RunContext, extra: ExtraSteps) -> StepStats:
     """A method's extra optimizer steps (e.g. KIF-M's masked replay), through the same step.
 
-    The plan is divided over processes as a phase's is (:func:`local_plan`).
+    The plan is divided over processes as a phase's is (:func:`local_plan`). The steps come from
+    a phase's end, inside ``full_parameters``; under FSDP they run on the sharded model with its
+    collectives on (:func:`~retain.engine.sharding.sharded_steps`), as the phase's own steps do.
 
     A fresh AdamW over ``extra.parameters`` with no weight decay and a constant learning rate;
     the model's gradients are cleared after each step, including those of tensors the optimizer
@@ -212,7 +215,8 @@ def run_extra_steps(ctx: RunContext, extra: ExtraSteps) -> StepStats:
         ctx.unwrapped_model().zero_grad(set_to_none=True)
 
     bar = progress_bar(ctx.show_progress, len(plan), extra.name)
-    losses = _steps(ctx, plan, optimizer, loss_of, extra.edit_gradients, after_step, extra.parameters, bar)
+    with sharded_steps(ctx.unwrapped_model()):
+        losses = _steps(ctx, plan, optimizer, loss_of, extra.edit_gradients, after_step, extra.parameters, bar)
     bar.close()
     ctx.unwrapped_model().zero_grad(set_to_none=True)  # an unfinished accumulation window
     release(ctx.accelerator, optimizer)  # its moments are not needed past these steps

@@ -1,8 +1,9 @@
 """Per-task preparation: the model and a task's optimizer go through Accelerate together, and the
 finished task's prepared objects are released.
 
-Why per task and together: a method may add parameters when a task starts (O-LoRA's new adapter);
-a data-parallel wrapper built before they existed would not all-reduce their gradients, and the
+Why per task and together: a method may unfreeze parameters when a task starts (O-LoRA's adapter
+of the task; a method adds parameters only before the first preparation, which FSDP2 needs); a
+data-parallel wrapper built before they trained would not all-reduce their gradients, and the
 sharding back-ends (FSDP, DeepSpeed ZeRO) need the model and its optimizer in one ``prepare`` call.
 Why release: Accelerate keeps every optimizer and model wrapper it prepared (``_optimizers``,
 ``_models``), so a per-task optimizer would otherwise keep its AdamW state alive for the whole run

@@ -235,6 +235,31 @@ def is_sharded(model: torch.nn.Module) -> bool:
     return bool(fsdp_modules(model))
 
 
+#: attribute of a model inside :func:`full_parameters`: its sharded parameters by name, as they
+#: were when the context was entered (see :func:`training_parameters`)
+_SHARDED_BY_NAME = "_retain_sharded_parameters"
+
+
+def _enter_full(model: torch.nn.Module, modules: list[Any]) -> None:
+    root = modules[0]
+    root.set_reshard_after_forward(False)
+    root.set_reshard_after_backward(False)
+    root.set_requires_gradient_sync(False)
+    for module in modules:  # the same order on every process: the all-gathers pair up
+        module.unshard()
+
+
+def _leave_full(model: torch.nn.Module, modules: list[Any]) -> None:
+    root = modules[0]
+    for module in modules:
+        module.reshard()
+    for parameter in model.parameters():
+        parameter.grad = None
+    root.set_requires_gradient_sync(True)
+    root.set_reshard_after_backward(True)
+    root.set_reshard_after_forward(True)
+
+
 @contextlib.contextmanager
 def full_parameters(model: torch.nn.Module) -> Iterator[None]:
     """Every parameter gathered on every process, and no collective in forward or backward.
@@ -242,28 +267,88 @@ def full_parameters(model: torch.nn.Module) -> Iterator[None]:
     Inside, ``named_parameters()`` returns the full (unsharded) tensors and processes may run
     different numbers of forwards (a share of a statistics pass, generation of different
     lengths). Gradients taken inside stay local (no reduce-scatter) and are dropped on exit.
-    Not re-entrant; a no-op for a model FSDP2 does not shard.
+    The sharded parameters stay the weights' source of truth: a method that changes weights
+    inside writes them with :func:`write_full` and calls :func:`regather`; the parameters an
+    optimizer holds are :func:`training_parameters`. Not re-entrant; a no-op for a model FSDP2
+    does not shard.
     """
     modules = fsdp_modules(model)
     if not modules:
         yield
         return
-    root = modules[0]
-    root.set_reshard_after_forward(False)
-    root.set_reshard_after_backward(False)
-    root.set_requires_gradient_sync(False)
-    for module in modules:  # the same order on every process: the all-gathers pair up
-        module.unshard()
+    for module in modules:  # sharded on entry, so the names below map to the sharded parameters
+        module.reshard()
+    setattr(model, _SHARDED_BY_NAME, dict(model.named_parameters()))
+    _enter_full(model, modules)
     try:
         yield
     finally:
-        for module in modules:
-            module.reshard()
-        for parameter in model.parameters():
-            parameter.grad = None
-        root.set_requires_gradient_sync(True)
-        root.set_reshard_after_backward(True)
-        root.set_reshard_after_forward(True)
+        _leave_full(model, modules)
+        delattr(model, _SHARDED_BY_NAME)
+
+
+def training_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """The parameters an optimizer holds, by name: FSDP2's sharded parameters, also inside
+    :func:`full_parameters` (where the module attributes are temporary full copies); elsewhere
+    ``named_parameters()``. What a method binds to when it tracks, freezes or rewrites tensors."""
+    sharded = getattr(model, _SHARDED_BY_NAME, None)
+    return dict(sharded) if sharded is not None else dict(model.named_parameters())
+
+
+def regather(model: torch.nn.Module) -> None:
+    """Inside :func:`full_parameters`, after shards were written: gather the full parameters
+    again so that later forwards in the context see the new weights (a collective); a no-op
+    outside or without FSDP2."""
+    modules = fsdp_modules(model)
+    if not modules or getattr(model, _SHARDED_BY_NAME, None) is None:
+        return
+    for module in modules:
+        module.reshard()
+    for module in modules:
+        module.unshard()
+
+
+@contextlib.contextmanager
+def sharded_steps(model: torch.nn.Module) -> Iterator[None]:
+    """Optimizer steps from inside :func:`full_parameters` (KIF-M's replay at a phase's end):
+    the model is sharded with its collectives on for the steps (the optimizer updates the shards
+    and FSDP2 reduce-scatters gradients into them), then gathered again. A no-op outside."""
+    modules = fsdp_modules(model)
+    if not modules or getattr(model, _SHARDED_BY_NAME, None) is None:
+        yield
+        return
+    _leave_full(model, modules)
+    try:
+        yield
+    finally:
+        _enter_full(model, modules)
+
+
+def gather_full(tensor: torch.Tensor, like: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The full tensor of a sharded one, on every process (a collective; differentiable: the
+    gradient of the full tensor comes back as this process's rows, unaveraged), or ``tensor``
+    itself when nothing is sharded.
+
+    ``like``: ``tensor`` is this process's local part (a plain tensor, e.g. a statistic kept
+    per shard) of a tensor sharded like ``like``, a parameter or gradient.
+    """
+    from torch.distributed.tensor import DTensor
+
+    if isinstance(tensor, DTensor):
+        return tensor.full_tensor()
+    if isinstance(like, DTensor):
+        return DTensor.from_local(
+            tensor, like.device_mesh, like.placements, run_check=False, shape=like.shape, stride=like.stride()
+        ).full_tensor()
+    return tensor
+
+
+@torch.no_grad()
+def write_full(param: torch.Tensor, full: torch.Tensor) -> None:
+    """Copy the full tensor ``full`` into ``param``: this process's rows into its shard (no
+    collective), or the whole tensor when ``param`` is not sharded."""
+    local = local_tensor(param)
+    local.copy_(local_part(full, param).to(local.device, local.dtype))
 
 
 def local_part(full: torch.Tensor, like: torch.Tensor, dim: int = 0) -> torch.Tensor:

@@ -68,12 +68,17 @@ def quiet_hf_progress() -> Iterator[None]:
 
 
 def peft_adapters(model: Any) -> list[str]:
-    """The PEFT adapters of ``model`` that take part in its forward pass ([] without PEFT)."""
+    """The PEFT adapters of ``model`` that take part in its forward pass ([] without PEFT), in
+    the order they were made: those active on its LoRA layers (O-LoRA makes every task's adapter
+    at set-up; a later task's is no part of the model until its task starts)."""
     from peft import PeftModel
+
+    from retain.methods.olora import lora_layers
 
     if not isinstance(model, PeftModel):
         return []
-    return list(model.peft_config)
+    active = {name for layer in lora_layers(model) for name in layer.active_adapters}
+    return [name for name in model.peft_config if name in active] or list(model.peft_config)
 
 
 def base_state_of(full_state: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +109,10 @@ def save_task_model(
         base_name=None if builtin or not adapters else name_or_path,
     )
     with quiet_hf_progress(), atomic_dir(folder) as tmp, os_errors_named(folder):
-        model.save_pretrained(str(tmp), **({"state_dict": full_state} if full_state is not None else {}))
+        options: dict[str, Any] = {"state_dict": full_state} if full_state is not None else {}
+        if adapters:
+            options["selected_adapters"] = adapters
+        model.save_pretrained(str(tmp), **options)
         if adapters:
             base = model.get_base_model()
             if info.base_weights and full_state is not None:

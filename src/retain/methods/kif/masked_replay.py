@@ -9,6 +9,9 @@ runs them. The frozen units must come out bit-identical, by construction rather 
   ``weight_decay=0``: its moments of those slices stay exactly 0, so each update there is
   ``-lr * 0 / (sqrt(0) + eps) = -0.0`` and ``w + -0.0 == w`` (a carried optimizer's moments or any
   weight decay would move weights whose gradient is zero).
+
+Under sharded training (FSDP2) the tensors are the sharded parameters the optimizer holds, and
+each process masks the rows of its own gradient shard.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Optional
 import torch
 
 from retain.data.collate import EncodedExample
+from retain.engine.sharding import local_part, local_tensor
 from retain.methods.base import ExtraSteps, StepStats
 from retain.methods.common.batch_plan import BatchPlan, passes
 from retain.methods.kif.skill_units import SkillUnits
@@ -32,13 +36,13 @@ class FrozenSplit:
     """How the frozen units fall on the tensors."""
 
     trainable: list[torch.nn.Parameter]  # tensors with at least one unit free
-    masks: list[tuple[torch.nn.Parameter, torch.Tensor]]  # (tensor, bool mask of its frozen elements)
+    masks: list[tuple[torch.nn.Parameter, torch.Tensor]]  # (tensor, bool mask of its frozen local elements)
     fully_frozen: int  # tensors left out of the optimizer
 
     def zero_frozen_gradients(self) -> None:
         for param, mask in self.masks:
             if param.grad is not None:
-                param.grad.masked_fill_(mask, 0.0)
+                local_tensor(param.grad).masked_fill_(mask, 0.0)
 
 
 def split_frozen(units: SkillUnits, frozen: torch.Tensor) -> FrozenSplit:
@@ -47,12 +51,12 @@ def split_frozen(units: SkillUnits, frozen: torch.Tensor) -> FrozenSplit:
     fully = 0
     for tensor in units.tensors:
         mask = tensor.broadcast(frozen.to(tensor.param.device))
-        if bool(mask.all()):
+        if bool(mask.all()):  # decided on the whole tensor: the same on every process
             fully += 1
             continue
         trainable.append(tensor.param)
         if bool(mask.any()):
-            masks.append((tensor.param, mask.expand_as(tensor.param)))
+            masks.append((tensor.param, local_part(mask.expand(tensor.param.shape), tensor.param).contiguous()))
     return FrozenSplit(trainable, masks, fully)
 
 

@@ -9,6 +9,12 @@ The fused model is what is evaluated and what the next task starts from.
 
 With ``replay`` in the run this is KIF-M: after fusion, one epoch on the earlier tasks' buffer
 with the new task's task-specific units frozen (:mod:`retain.methods.kif.masked_replay`).
+
+Under FSDP the units are bound to the sharded parameters the optimizer holds (again each task:
+the first preparation replaces the bare model's parameters); importance is tracked on each
+process's rows and gathered when the task ends, the snapshot, fusion and orthogonality loss read
+whole (gathered) tensors, and fusion writes each process's rows back. Every process computes the
+same importance, weights and masks, which are the single-process ones.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import torch
 
 from retain.config import option
 from retain.data.collate import MicroBatch
+from retain.engine.sharding import gather_full, regather, training_parameters
 from retain.errors import MethodError
 from retain.methods.base import CARRIES_KNOWLEDGE, FIXED_PARAMETERS, ExtraSteps, Method, StepStats
 from retain.methods.common.batch_plan import phase_seed
@@ -99,6 +106,7 @@ def orthogonality_penalty(pairs: list[tuple[torch.nn.Parameter, torch.nn.Paramet
     model's whole penalty is a few batched matmuls rather than one per module.
     """
     total, count = None, 0
+    pairs = [(gather_full(a), gather_full(b)) for a, b in pairs]  # whole matrices under FSDP
     groups: dict[tuple[int, ...], list[torch.Tensor]] = {}
     for a, b in pairs:
         rank = a.shape[0]
@@ -124,9 +132,8 @@ class KIF(Method):
         "(with replay: KIF-M, a masked post-fusion replay epoch)."
     )
     params_class = KIFParams
-    distributed = ("no", "multi_gpu")  # units are whole local tensors: no sharded parameters
+    distributed = ("no", "multi_gpu", "fsdp")
     distributed_refusals = {
-        "fsdp": "KIF rewrites LoRA weights between tasks (unit fusion) and reads unit importance from whole local gradient tensors; under FSDP2 the weights and gradients are row shards",
         "zero2": "KIF reads unit importance from whole per-parameter gradients; DeepSpeed keeps gradients in flat partitioned buffers",
         "zero3": "KIF reads unit importance from whole per-parameter gradients; DeepSpeed keeps gradients in flat partitioned buffers",
     }
@@ -140,6 +147,7 @@ class KIF(Method):
         self.families: Optional[torch.Tensor] = None  # rank / matrix units, normalised apart
         self.fusion = "adaptive"
         self.tracker: Optional[ImportanceTracker] = None
+        self._rebound = False  # this phase's tracker follows the prepared parameters
         self.previous: Optional[list[torch.Tensor]] = None
         self.buffers: list[ReplayBuffer] = []  # held by the run's replay methods
         self.cumulative: Optional[torch.Tensor] = None  # I_cum after the last finished task
@@ -172,9 +180,25 @@ class KIF(Method):
 
     def on_phase_start(self, ctx: "RunContext") -> None:
         units = self._units()
-        self.tracker = ImportanceTracker(units.parameters, self.params.importance, self.params.beta1, self.params.beta2)
+        self._start_tracker(ctx)
         # The fused model of the earlier tasks; nothing to fuse with before the first task ends.
         self.previous = snapshot(units) if self.cumulative is not None else None
+        self._rebound = False
+
+    def on_batch_start(self, ctx: "RunContext", batch: MicroBatch) -> None:
+        # The first preparation (after on_phase_start) replaces the parameters under FSDP: the
+        # tracker follows them before the phase's first step.
+        if not self._rebound:
+            self._rebound = True
+            current = training_parameters(ctx.unwrapped_model())
+            if any(current.get(t.name) is not t.param for t in self._units().tensors):
+                self._start_tracker(ctx)
+
+    def _start_tracker(self, ctx: "RunContext") -> None:
+        """Track the parameters the optimizer holds (FSDP2's sharded ones once prepared)."""
+        units = self._units()
+        units.bind(training_parameters(ctx.unwrapped_model()))
+        self.tracker = ImportanceTracker(units.parameters, self.params.importance, self.params.beta1, self.params.beta2)
 
     def on_loss(self, ctx: "RunContext", batch: MicroBatch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
         penalty = self._orthogonality()
@@ -196,8 +220,11 @@ class KIF(Method):
         units = self._units()
         assert self.tracker is not None
         started = time.perf_counter()
-        scores = units.unit_scores(self.tracker.element_scores())
-        scores = ctx.accelerator.reduce(scores, "mean").detach().cpu()  # identical under plain DDP
+        # Whole tensors' element scores (gathered shards under FSDP), then per-unit means.
+        elements = [gather_full(score, like=param) for score, param in zip(self.tracker.element_scores(), units.parameters)]
+        scores = units.unit_scores(elements)
+        # Identical on every process (all-reduced or reduce-scattered gradients): the mean keeps it.
+        scores = ctx.accelerator.reduce(scores, "mean").detach().cpu()
         record: dict[str, Any] = {
             "task": ctx.state.phase.name, "steps": self.tracker.steps, "importance": scores,
             "normalised": min_max(scores, self.families), "lambda_new": None, "frozen": None,
@@ -210,6 +237,7 @@ class KIF(Method):
             new, old = min_max(scores, self.families), min_max(self.cumulative, self.families)
             lam = self._fusion_weights(new, old)
             fuse_(units, self.previous, lam)
+            regather(ctx.unwrapped_model())  # FSDP: later passes of this phase's end see the fused weights
             frozen = task_specific(new, old, self.params.top_fraction)
             record.update(lambda_new=lam, frozen=frozen, categories=_categories(new, old, self.params.top_fraction))
             self.cumulative = cumulative_importance(

@@ -90,6 +90,22 @@ class SkillUnits:
             scores[tensor.first : tensor.first + tensor.count] *= tensor.per_unit_mean(element.float())
         return scores
 
+    def bind(self, parameters: dict[str, torch.nn.Parameter]) -> None:
+        """Point every unit tensor (and LoRA pair) at the parameter of its name in ``parameters``.
+
+        Sharded training replaces a model's parameters (FSDP2 registers sharded ones when the
+        model is first prepared), so units built on the bare model are bound again to the
+        parameters the optimizer holds (:func:`retain.engine.sharding.training_parameters`).
+        """
+        by_id = {id(t.param): t for t in self.tensors}
+        for tensor in self.tensors:
+            found = parameters.get(tensor.name)
+            if found is None:
+                raise MethodError(f"kif: the model has no parameter {tensor.name} any more (was it replaced?)")
+            tensor.param = found
+        # every LoRA A and B is trainable, hence a unit tensor
+        self.lora_pairs = [(by_id[id(a)].param, by_id[id(b)].param) for a, b in self.lora_pairs]
+
     def families(self) -> torch.Tensor:
         """[n_units] int64: 0 for a matrix unit, 1 for a rank unit (normalised apart)."""
         return torch.tensor([kind == "rank" for kind in self.kinds()], dtype=torch.int64)

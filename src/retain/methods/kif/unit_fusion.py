@@ -7,6 +7,9 @@ writes, for every unit ``u`` and every weight ``w`` of that unit,
 
 in fp32 on the tensors themselves (never on a merged ``B A``), so ``lambda_new = 1`` gives the
 new model bit for bit and ``lambda_new = 0`` the previous one.
+
+Under sharded training (FSDP2) the snapshot and the fusion read each unit tensor whole (gathered,
+identical on every process) and each process writes back the rows of its own shard.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Optional
 
 import torch
 
+from retain.engine.sharding import gather_full, write_full
 from retain.methods.kif.skill_units import SkillUnits
 
 
@@ -97,8 +101,8 @@ def task_specific(new: torch.Tensor, old: torch.Tensor, top_fraction: float = 0.
 
 @torch.no_grad()
 def snapshot(units: SkillUnits, device: str = "cpu") -> list[torch.Tensor]:
-    """Exact copies of the unit tensors (their own dtype: a copy, so nothing is rounded)."""
-    return [t.param.detach().to(device, copy=True) for t in units.tensors]
+    """Exact full copies of the unit tensors (their own dtype: a copy, so nothing is rounded)."""
+    return [gather_full(t.param.detach()).to(device, copy=True) for t in units.tensors]
 
 
 @torch.no_grad()
@@ -108,7 +112,7 @@ def fuse_(units: SkillUnits, previous: list[torch.Tensor], lambda_new: torch.Ten
         raise ValueError(f"{len(previous)} snapshot tensors for {len(units.tensors)} unit tensors")
     for tensor, prev in zip(units.tensors, previous):
         param = tensor.param
-        new = param.detach().float()
-        weight = tensor.broadcast(lambda_new.to(param.device, torch.float32))
-        fused = weight * new + (1.0 - weight) * prev.to(param.device, torch.float32)
-        param.copy_(fused.to(param.dtype))
+        new = gather_full(param.detach()).float()
+        weight = tensor.broadcast(lambda_new.to(new.device, torch.float32))
+        fused = weight * new + (1.0 - weight) * prev.to(new.device, torch.float32)
+        write_full(param, fused.to(param.dtype))

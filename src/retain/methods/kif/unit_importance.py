@@ -11,6 +11,10 @@ sensitivity estimate):
 
 The update runs every step, so it is a handful of fused multi-tensor (``torch._foreach_*``) ops
 over all tracked tensors: no Python loop over parameters and no per-unit work until the task ends.
+
+Every op is element-wise, so under sharded training (FSDP2) each process tracks the rows of its
+own shards (weights and reduce-scattered gradients are the single-process values there) and
+the element scores are gathered once, when the task ends.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+
+from retain.engine.sharding import local_tensor
 
 ORDERS = ("first", "second")
 
@@ -41,15 +47,15 @@ class ImportanceTracker:
 
     def reset(self) -> None:
         self.steps = 0
-        self.sensitivity = [torch.zeros_like(p, dtype=torch.float32) for p in self.params]
-        self.uncertainty = [torch.zeros_like(p, dtype=torch.float32) for p in self.params]
+        self.sensitivity = [torch.zeros_like(local_tensor(p.detach()), dtype=torch.float32) for p in self.params]
+        self.uncertainty = [torch.zeros_like(local_tensor(p.detach()), dtype=torch.float32) for p in self.params]
 
     def _grad(self, index: int, param: torch.nn.Parameter) -> torch.Tensor:
         if param.grad is not None:
-            return param.grad
+            return local_tensor(param.grad)
         # A tensor the step did not reach (unused module): zero gradient, zero sensitivity.
         if index not in self._zeros:
-            self._zeros[index] = torch.zeros_like(param)
+            self._zeros[index] = torch.zeros_like(local_tensor(param.detach()))
         return self._zeros[index]
 
     @torch.no_grad()
@@ -57,7 +63,7 @@ class ImportanceTracker:
         """One step: fold the current weights and gradients into the EMAs."""
         if not self.params:
             return
-        weights = [p.detach() for p in self.params]
+        weights = [local_tensor(p.detach()) for p in self.params]
         grads = grads if grads is not None else [self._grad(i, p) for i, p in enumerate(self.params)]
         if not self._fp32:
             weights = [w.float() for w in weights]
@@ -75,5 +81,5 @@ class ImportanceTracker:
 
     @torch.no_grad()
     def element_scores(self) -> list[torch.Tensor]:
-        """I_bar * U_bar per tracked tensor (fp32)."""
+        """I_bar * U_bar per tracked tensor (fp32; this process's rows of a sharded tensor)."""
         return torch._foreach_mul(self.sensitivity, self.uncertainty)
