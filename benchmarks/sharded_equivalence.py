@@ -1,4 +1,4 @@
-"""Sharded against unsharded: the largest final-weight difference per scenario, for docs/scale-out.md.
+"""2 processes against 1: the largest final-weight difference per scenario, for docs/scale-out.md.
 
 Launches what ``pytest -m slow tests/test_sharded.py`` launches for one mode: every scenario of
 ``tests/ddp_equivalence.py`` whose methods claim it, in 2 sharded gloo CPU processes (batch 3,
@@ -7,6 +7,10 @@ side by side. Checks what the tests check (equal matrices and micro-batch counts
 mode's cells into ``benchmarks/results/sharded_equivalence.json``, keeping the other modes'.
 
     python benchmarks/sharded_equivalence.py fsdp [SCENARIO...]     # default: every claiming scenario
+    python benchmarks/sharded_equivalence.py ddp                    # the DDP column (every scenario)
+
+``ddp`` launches what ``pytest -m slow tests/test_distributed.py`` launches: plain data
+parallelism (2 gloo processes, no sharding) against the same single process.
 """
 
 from __future__ import annotations
@@ -48,15 +52,23 @@ def weight_difference(single: Path, double: Path, scenario: str) -> float:
 
 
 def main() -> None:
+    from tests import test_distributed
+    from tests.ddp_equivalence import SCENARIOS
     from tests.test_sharded import _claims, _launch
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=("fsdp", "zero2"))
+    parser.add_argument("mode", choices=("ddp", "fsdp", "zero2"))
     parser.add_argument("scenarios", nargs="*", help="default: every scenario whose methods claim the mode")
     args = parser.parse_args()
-    scenarios = args.scenarios or _claims(args.mode)
+    scenarios = args.scenarios or (list(SCENARIOS) if args.mode == "ddp" else _claims(args.mode))
     with tempfile.TemporaryDirectory() as folder:
-        single, double = _launch(Path(folder), args.mode, scenarios, timeout=2400)
+        if args.mode == "ddp":
+            single, double = test_distributed.launch_side_by_side(
+                Path(folder), scenarios, [str(test_distributed.DRIVER)], test_distributed.ENV,
+                timeout_two=2400, timeout_one=2400,
+            )
+        else:
+            single, double = _launch(Path(folder), args.mode, scenarios, timeout=2400)
         cells = {name: float(f"{weight_difference(single, double, name):.3g}") for name in scenarios}
     import accelerate
     import torch

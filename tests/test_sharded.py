@@ -34,10 +34,11 @@ ENV.pop("ACCELERATE_USE_CPU", None)  # sharded runs need no CPU flag: the engine
 #: orthogonality loss); the rest of the support table runs under `slow`
 FAST_FSDP = ["ewc", "migu", "kif-m-lora", "olora"]
 #: largest weight difference accepted between 2 sharded processes and 1 unsharded: FSDP2
-#: reduce-scatters gradients and EWC sums its penalty per shard, in other orders than one process
-#: (measured after 2 tasks, benchmarks/results/sharded_equivalence.json: FSDP at most 4.6e-5, DER
-#: with a one-example buffer, and 3.5e-5 mixed replay, at most 1.8e-5 elsewhere; ZeRO-2 1.6e-5)
-SHARDED_TOLERANCE = 5e-5
+#: reduce-scatters gradients and EWC sums its penalty per shard, in other orders than one process,
+#: and the differences grow with every step (measured after 2 tasks,
+#: benchmarks/results/sharded_equivalence.json: FSDP at most 4.6e-5, MIGU with a pad batch; ZeRO-2
+#: 1.6e-5). A wrong mask, scale or replay count moves weights by about the learning rate (3e-3).
+SHARDED_TOLERANCE = 1e-4
 
 
 def _compare(single: Path, double: Path, scenario: str) -> None:
