@@ -274,6 +274,9 @@ def worker(index: int, todo: Any, results: Any, folder: str, deadline: float, th
             message["status"] = "reused" if outcome.get(run.name) == "reused" else "finished"
         except SweepRunError as err:
             message.update(status="failed", error=str(err))
+            trace = Path(folder) / f"{run.name}.traceback.txt"  # stays on the machine: keep its end
+            if trace.is_file():
+                message["traceback_tail"] = trace.read_text(encoding="utf-8")[-3000:]
         message["seconds"] = round(time.time() - started, 1)
         if torch.cuda.is_available():
             message["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
