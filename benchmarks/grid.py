@@ -93,6 +93,12 @@ def subset_suffix(only: list[str], orders: list[int], seeds: list[int]) -> str:
     return "." + "-".join(parts).replace("%", "pc") if parts else ""
 
 
+def result_stem(grid: str, suffix: str) -> str:
+    """The result files' name without extension: the subset suffix holds dots (``.o1-s42``), so
+    the extension is appended, never swapped in with ``Path.with_suffix``."""
+    return f"grid_{grid}{suffix}"
+
+
 def int_list(text: str) -> list[int]:
     try:
         return [int(item) for item in text.split(",") if item.strip()]
@@ -161,13 +167,12 @@ def main() -> int:
         return 0
     command = "python benchmarks/grid.py " + " ".join(sys.argv[1:])
     summary = json.loads((result.folder / "summary.json").read_text())
-    suffix = subset_suffix(only, args.orders, args.seeds)
-    out = RESULTS / f"grid_{args.grid}{suffix}"
-    out.with_suffix(".json").write_text(json.dumps({"command": command, "machine": machine(), "summary": summary}, indent=1))
-    out.with_suffix(".md").write_text(f"`{command}`\n\n{result.text}")
+    stem = result_stem(args.grid, subset_suffix(only, args.orders, args.seeds))
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"command": command, "machine": machine(), "summary": summary}, indent=1))
+    (RESULTS / f"{stem}.md").write_text(f"`{command}`\n\n{result.text}")
     for plot in result.folder.glob("*.png"):
-        shutil.copy2(plot, RESULTS / f"grid_{args.grid}{suffix}_{plot.name}")
-    print(f"-> {out}.md")
+        shutil.copy2(plot, RESULTS / f"{stem}_{plot.name}")
+    print(f"-> {RESULTS / stem}.md")
     return 0
 
 

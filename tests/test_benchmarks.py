@@ -293,6 +293,9 @@ def test_grid_subset_keeps_only_the_asked_orders_and_seeds(tmp_path: Path) -> No
     assert grid.subset_suffix([], [1], [42]) == ".o1-s42"
     assert grid.subset_suffix(["replay-1%"], [], []) == ".replay-1pc"
     assert grid.subset_suffix([], [], []) == ""
+    # the whole grid's table is never overwritten by a subset's ('.o1-s42' is not an extension)
+    assert grid.result_stem("g", ".o1-s42") + ".json" == "grid_g.o1-s42.json"
+    assert grid.result_stem("g", "") + ".md" == "grid_g.md"
 
 
 def save_stand_in_minilm(folder: Path) -> Path:
