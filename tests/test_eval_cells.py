@@ -92,3 +92,16 @@ def test_without_row_zero_a_row_scores_only_the_tasks_trained_so_far(tmp_path: P
         [True, False, False], [True, True, False], [True, True, True]
     ]
     assert result.metrics["bwt"]["value"] is not None and result.metrics["fwt"]["value"] is None
+
+
+def test_scoring_inputs_go_where_the_model_is() -> None:
+    """A model not yet prepared (under sharding, row 0) may sit elsewhere than the accelerator's
+    device: the inputs follow the weights, not the accelerator."""
+    import torch
+
+    from retain.engine.evaluate import model_device
+
+    gpu_like = torch.device("meta")  # stands for a device the weights are not on
+    assert model_device(torch.nn.Linear(2, 2), gpu_like) == torch.device("cpu")
+    assert model_device(torch.nn.Linear(2, 2, device="meta"), torch.device("cpu")) == gpu_like
+    assert model_device(torch.nn.ReLU(), gpu_like) == gpu_like  # no weights: the fallback

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import torch
+
 from retain.engine.context import RunContext
 from retain.engine.collective import gather_objects
 from retain.engine.progress import progress_bar
@@ -43,6 +45,17 @@ def evaluate_tasks(
     return row
 
 
+def model_device(model: Any, fallback: torch.device) -> torch.device:
+    """Where the model's weights are, so scoring inputs go there.
+
+    Usually the accelerator's device, but not always: under sharding the model is prepared (sharded
+    and moved) when the first task starts, so the "before training" row scores a model still on the
+    CPU while the accelerator's device is a GPU (seen on an H200 under FSDP). ``fallback`` for a
+    model without parameters."""
+    first = next(iter(model.parameters()), None)
+    return first.device if first is not None else fallback
+
+
 def _score_shared(ctx: RunContext, model: Any, task: Any, items: list[Any]) -> TaskScore:
     """Score one task, each process scoring every n-th example; the shares are gathered and
     merged once, so every process gets the single-process score in 1/n of the time."""
@@ -58,7 +71,8 @@ def _score_shared(ctx: RunContext, model: Any, task: Any, items: list[Any]) -> T
     started = time.perf_counter()
     share = score_task(
         model, ctx.encoder, task, [items[i] for i in positions], [task.eval[i] for i in positions],
-        ctx.config.eval.batch_size, ctx.device, scoring=ctx.config.eval.scoring, max_new_tokens=budget,
+        ctx.config.eval.batch_size, model_device(model, ctx.device), scoring=ctx.config.eval.scoring,
+        max_new_tokens=budget,
     )
     if world <= 1:
         return share
