@@ -28,11 +28,21 @@ def cell(value: Optional[dict[str, Any]]) -> str:
     return f"{value['mean']:.2f}{spread} ({value['n']})"
 
 
+#: a grid (or subset) of order 1 alone has no over-orders values: its own columns
+ORDER_1_COLUMNS = (
+    ("AP o1", "order 1", "ap"), ("BWT o1", "order 1", "bwt"), ("LA o1", "order 1", "la"),
+    ("AP union o1", "order 1", "union.ap"), ("BWT union o1", "order 1", "union.bwt"),
+)
+
+
 def table(summary: dict[str, Any]) -> str:
-    lines = ["| method | " + " | ".join(h for h, _, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    columns = COLUMNS if any(row.get("overall") for row in summary["rows"]) else ORDER_1_COLUMNS
+    lines = ["| method | " + " | ".join(h for h, _, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for row in summary["rows"]:
-        scopes = {"overall": row["overall"]["values"], "order 1": row["orders"].get("order 1", {}).get("values", {})}
-        lines.append(f"| {row['method']} | " + " | ".join(cell(scopes[s].get(k)) for _, s, k in COLUMNS) + " |")
+        # "overall" is absent (None) when the grid (or the subset run) has one order
+        scopes = {"overall": (row.get("overall") or {}).get("values", {}),
+                  "order 1": (row["orders"].get("order 1") or {}).get("values", {})}
+        lines.append(f"| {row['method']} | " + " | ".join(cell(scopes[s].get(k)) for _, s, k in columns) + " |")
     return "\n".join(lines)
 
 
