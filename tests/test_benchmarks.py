@@ -386,3 +386,17 @@ def test_gpu_grid_user_mistakes_are_one_line_errors(tmp_path: Path) -> None:
         gpu_grid.main(["pack", str(tmp_path / "p"), "--grid", "mini", "--model", str(tmp_path)])
     with pytest.raises(SystemExit, match=r"^error: .* lacks train/dbpedia.json \(pass --data-root"):
         gpu_grid.main(["pack", str(tmp_path / "p"), "--model", str(tmp_path), "--data-root", str(tmp_path)])
+
+
+def test_grid_table_over_orders_and_for_one_order() -> None:
+    """The compact table reads over-orders values when the grid has them, order 1's otherwise."""
+    from benchmarks import grid_table
+
+    values = {"ap": {"mean": 50.0, "std": 2.0, "n": 3}, "bwt": {"mean": -5.0, "std": None, "n": 1}}
+    row = {"method": "seqft", "orders": {"order 1": {"values": values}}, "overall": {"values": values}}
+    text = grid_table.table({"rows": [row]})
+    assert text.splitlines()[0].startswith("| method | AP | BWT | LA |")
+    assert "| seqft | 50.00 ± 2.00 (3) | -5.00 (1) | — |" in text
+    one_order = grid_table.table({"rows": [{**row, "overall": None}]})
+    assert one_order.splitlines()[0].startswith("| method | AP o1 | BWT o1 | LA o1 |")
+    assert "| seqft | 50.00 ± 2.00 (3) | -5.00 (1) | — |" in one_order
