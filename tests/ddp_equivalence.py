@@ -110,4 +110,7 @@ def main(out: Path, grad_accum: int, scenarios: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    from retain.engine.collective import end_process_group
+
     main(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:])
+    end_process_group()

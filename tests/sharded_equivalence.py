@@ -24,4 +24,7 @@ def main(mode: str, out: Path, grad_accum: int, scenarios: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    from retain.engine.collective import end_process_group
+
     main(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4:])
+    end_process_group()

@@ -69,4 +69,7 @@ def main(mode: str, out: Path, stage: str, scenarios: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    from retain.engine.collective import end_process_group
+
     main(sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4:])
+    end_process_group()

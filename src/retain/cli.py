@@ -298,6 +298,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if argv is None:  # the process's own command line: this process owns its process group
+            from retain.engine.collective import end_process_group
+
+            end_process_group()
 
 
 def _print_error(message: str, debug: bool) -> None:

@@ -48,3 +48,14 @@ def sum_over_processes(accelerator: Any, tensors: list[torch.Tensor]) -> list[to
         out.append(flat[start : start + t.numel()].reshape(t.shape).to(t.device, t.dtype))
         start += t.numel()
     return out
+
+
+def end_process_group() -> None:
+    """Destroy the process group, if there is one: for the owner of the process (the CLI, a
+    launched script) on its way out. Left to interpreter exit, a gloo group's threads are torn down
+    unjoined and the process can abort ("terminate called without an active exception") after its
+    work is done, failing the launch. Not called by ``retain.run``: a caller's group is the caller's."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
