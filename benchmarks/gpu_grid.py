@@ -72,7 +72,9 @@ if importlib.util.find_spec("retain") is None:  # the GPU machine gets the worki
 import yaml  # noqa: E402
 
 from common import machine  # noqa: E402
-from grid import grid_path, int_list, load_grid, restrict_cells, subset_suffix  # noqa: E402
+from grid import (  # noqa: E402
+    grid_path, int_list, load_grid, method_labels, restrict_cells, result_stem, subset_suffix,
+)
 
 from retain.errors import RetainError  # noqa: E402
 
@@ -220,8 +222,8 @@ def plan_grid(args: argparse.Namespace, packed: dict[str, Any]) -> tuple[Any, li
     from retain.sweeps.plan import plan_runs
     from retain.sweeps.spec import build_spec
 
-    only = [label.strip() for label in args.only.split(",") if label.strip()]
-    data = load_grid(args.grid, args.packed.resolve() / DATA_DIR, only, model_path=args.packed.resolve() / MODEL_DIR)
+    packed_root = args.packed.resolve()
+    data = load_grid(args.grid, packed_root / DATA_DIR, method_labels(args.only), model_path=packed_root / MODEL_DIR)
     data = restrict_cells(data, args.orders, args.seeds)
     overrides = dict(data.get("overrides") or {})
     overrides.update({
@@ -405,8 +407,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
     spec, runs = plan_grid(args, packed)
-    suffix = subset_suffix([x for x in args.only.split(",") if x.strip()], args.orders, args.seeds)
-    stem = re.sub(r"[^A-Za-z0-9._-]", "_", f"grid_{args.grid}{suffix}.gpu")  # the only names that come back
+    suffix = subset_suffix(method_labels(args.only), args.orders, args.seeds)
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", result_stem(args.grid, suffix) + ".gpu")  # the only names that come back
     if args.dry_run:
         first = runs[0].config
         print(f"{args.grid}: {len(runs)} runs ({', '.join(r.name for r in runs[:3])}, ...), "

@@ -99,6 +99,11 @@ def result_stem(grid: str, suffix: str) -> str:
     return f"grid_{grid}{suffix}"
 
 
+def method_labels(text: str) -> list[str]:
+    """``--only``'s comma-separated method labels, stripped ([] for all)."""
+    return [label.strip() for label in text.split(",") if label.strip()]
+
+
 def int_list(text: str) -> list[int]:
     try:
         return [int(item) for item in text.split(",") if item.strip()]
@@ -155,7 +160,7 @@ def main() -> int:
     if not args.data_root.is_dir():
         print(f"error: benchmark data not found at {args.data_root} (pass --data-root)", file=sys.stderr)
         return 2
-    only = [label.strip() for label in args.only.split(",") if label.strip()]
+    only = method_labels(args.only)
     data = restrict_cells(load_grid(args.grid, args.data_root, only), args.orders, args.seeds)
     try:
         result = run_sweep(build_spec(data, GRIDS, GRIDS / f"{args.grid}.yaml"), dry_run=args.dry_run)

@@ -240,7 +240,7 @@ def is_sharded(model: torch.nn.Module) -> bool:
 _SHARDED_BY_NAME = "_retain_sharded_parameters"
 
 
-def _enter_full(model: torch.nn.Module, modules: list[Any]) -> None:
+def _enter_full(modules: list[Any]) -> None:
     root = modules[0]
     root.set_reshard_after_forward(False)
     root.set_reshard_after_backward(False)
@@ -279,7 +279,7 @@ def full_parameters(model: torch.nn.Module) -> Iterator[None]:
     for module in modules:  # sharded on entry, so the names below map to the sharded parameters
         module.reshard()
     setattr(model, _SHARDED_BY_NAME, dict(model.named_parameters()))
-    _enter_full(model, modules)
+    _enter_full(modules)
     try:
         yield
     finally:
@@ -321,7 +321,7 @@ def sharded_steps(model: torch.nn.Module) -> Iterator[None]:
     try:
         yield
     finally:
-        _enter_full(model, modules)
+        _enter_full(modules)
 
 
 def gather_full(tensor: torch.Tensor, like: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -65,9 +65,8 @@ class StepLog:
             self.count = 0
             return
         values: dict[str, Any] = {key: float(total.item()) / self.count for key, total in self.sums.items()}
-        lr = self.step_lr if force else _learning_rate(optimizer)
-        if lr is not None:
-            values["train/lr"] = lr
+        if self.step_lr is not None:
+            values["train/lr"] = self.step_lr
         self.sums.clear()
         self.count = 0
         self.last_step = global_step
