@@ -109,6 +109,26 @@ def test_sharding_dropped_by_accelerate_is_refused(monkeypatch: pytest.MonkeyPat
         sharding.check_launch(_FakeAccelerator(2, "DistributedType.MULTI_CPU"), "fsdp")
 
 
+def test_the_next_run_finds_the_process_groups_own_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU Accelerate writes FSDP into the process-wide state; the next run's Accelerator
+    would copy it and skip the FSDP plugin (seen on an H200: every run after the first failed with
+    no attribute 'is_fsdp2'). The state is emulated here as Accelerate leaves it on a GPU."""
+    import accelerate.state as accelerate_state
+    from accelerate.utils import DistributedType
+
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setattr(accelerate_state, "get_torch_accelerator_backend", lambda: ("cuda", None))
+    monkeypatch.setattr(accelerate_state, "get_distributed_backend", lambda device: "nccl")
+    after_fsdp = {"distributed_type": DistributedType.FSDP, "_cpu": False, "backend": "nccl"}
+    monkeypatch.setattr(accelerate_state.PartialState, "_shared_state", after_fsdp)
+    monkeypatch.setattr(sharding, "_PROMOTED_FROM", [])
+    sharding.restore_process_type()
+    assert after_fsdp["distributed_type"] == DistributedType.MULTI_GPU
+    # a type the process group chose itself is left alone
+    sharding.restore_process_type()
+    assert after_fsdp["distributed_type"] == DistributedType.MULTI_GPU
+
+
 def test_sharding_without_a_launcher_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.delenv("LOCAL_RANK", raising=False)

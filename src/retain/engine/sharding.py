@@ -80,7 +80,7 @@ def build_accelerator(mode: str, train: Any, log_with: Optional[list[Any]] = Non
     refusing a silent degrade. ``log_with``: the run's trackers (:mod:`retain.engine.trackers`)."""
     from accelerate import Accelerator
 
-    _undo_promotion()
+    restore_process_type()
     launched = "LOCAL_RANK" in os.environ or _world_size() > 1
     if mode != "none" and not launched:
         raise RetainError(
@@ -112,12 +112,27 @@ def build_accelerator(mode: str, train: Any, log_with: Optional[list[Any]] = Non
 _PROMOTED_FROM: list[Any] = []
 
 
-def _undo_promotion() -> None:
-    """Give the process group back its own type before the next run's Accelerator is built."""
-    if _PROMOTED_FROM:
-        from accelerate.state import PartialState
+def restore_process_type() -> None:
+    """Give the process group back its own distributed type before the next run's Accelerator.
 
-        PartialState._shared_state["distributed_type"] = _PROMOTED_FROM.pop()
+    An Accelerator for FSDP or DeepSpeed writes that type into the process-wide ``PartialState``
+    (Accelerate does on a GPU, :func:`_promote` does on the CPU), and the AcceleratorState of the
+    next run in the same process copies it. Accelerate only applies an FSDP plugin to a
+    data-parallel type, so a second FSDP run would get no plugin (on an H200, every run after the
+    first: ``'AcceleratorState' object has no attribute 'is_fsdp2'``). The type the process group
+    chose for itself is put back first: the one :func:`_promote` replaced, else the one Accelerate's
+    own back-end choice gives for this launch.
+    """
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType
+
+    shared = PartialState._shared_state
+    if _PROMOTED_FROM:
+        shared["distributed_type"] = _PROMOTED_FROM.pop()
+    elif shared.get("distributed_type") in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        state = PartialState()
+        _, own = state._prepare_backend(state._cpu, False, state.backend)
+        shared["distributed_type"] = own
 
 
 def _promote(accelerator: Any, mode: str, plugin: Any) -> None:
