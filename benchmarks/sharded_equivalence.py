@@ -79,6 +79,10 @@ def main() -> None:
         "date": datetime.date.today().isoformat(), "torch": torch.__version__, "accelerate": accelerate.__version__,
         "command": f"python benchmarks/sharded_equivalence.py {args.mode}",
     }
+    if args.mode == "zero2":
+        import deepspeed
+
+        payload["measured"][args.mode]["deepspeed"] = deepspeed.__version__
     tmp = RESULT.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     os.replace(tmp, RESULT)

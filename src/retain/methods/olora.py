@@ -153,12 +153,9 @@ class OLoRA(Method):
     params_class = OLoraParams
     needs_lora = True
     needs_fresh_optimizer = True
-    distributed = ("no", "multi_gpu", "fsdp")
-    distributed_refusals = {
-        "zero2": "O-LoRA under DeepSpeed ZeRO-2 has not been compared with one process yet (its adapters are made at set-up, "
-                 "as FSDP needs, but no equivalence run was made); use fsdp or data parallelism",
-        "zero3": ZERO3_NOT_EQUIVALENT,
-    }
+    # Every adapter exists before the first preparation, so FSDP and ZeRO-2 see them all.
+    distributed = ("no", "multi_gpu", "fsdp", "zero2")
+    distributed_refusals = {"zero3": ZERO3_NOT_EQUIVALENT}
     capabilities = frozenset({CARRIES_KNOWLEDGE, GROWS_PARAMETERS})
 
     def __init__(self, params: Any = None) -> None:
