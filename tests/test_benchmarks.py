@@ -270,7 +270,7 @@ def test_benchmark_grids_plan_with_their_placeholders_filled(tmp_path: Path) -> 
     spec = build_spec(grid.substitute(yaml.safe_load((grid.GRIDS / "minilm-classifier.yaml").read_text()),
                                       {"MINILM": "builtin:tiny-bert", "CL_DATA": str(tmp_path)}), grid.GRIDS)
     kif = next(r for r in plan_runs(spec) if r.name == "kif-o1-s42")
-    assert kif.config["train"]["lr"] == 2e-3 and kif.config["model"]["lora"]["enabled"] is True
+    assert kif.config["train"]["lr"] == 5e-3 and kif.config["model"]["lora"]["enabled"] is True
     assert [r.name for r in plan_runs(spec) if r.method == "seqft"] == [
         "seqft-o1-s42", "seqft-o1-s1", "seqft-o1-s2", "seqft-o2-s42", "seqft-o3-s42"]
 
