@@ -105,3 +105,30 @@ def test_scoring_inputs_go_where_the_model_is() -> None:
     assert model_device(torch.nn.Linear(2, 2), gpu_like) == torch.device("cpu")
     assert model_device(torch.nn.Linear(2, 2, device="meta"), torch.device("cpu")) == gpu_like
     assert model_device(torch.nn.ReLU(), gpu_like) == gpu_like  # no weights: the fallback
+
+
+def test_the_unprepared_model_is_scored_on_the_accelerators_device_and_put_back() -> None:
+    """Under FSDP the model is on the CPU until the first task prepares it: the "before training"
+    row moves it to the accelerator's device for the scoring, then back for the preparation."""
+    import torch
+
+    from retain.engine.evaluate import on_scoring_device
+
+    class Recording(torch.nn.Linear):
+        moves: list[str] = []
+
+        def to(self, device: torch.device) -> "Recording":  # type: ignore[override]
+            self.moves.append(str(device))  # records, does not move (no GPU here)
+            return self
+
+    model = Recording(2, 2)
+    with on_scoring_device(model, torch.device("cuda", 0)):
+        assert model.moves == ["cuda:0"]
+    assert model.moves == ["cuda:0", "cpu"]
+    model.moves.clear()
+    with on_scoring_device(model, torch.device("cpu")):  # already there: nothing moves
+        pass
+    assert model.moves == []
+    with pytest.raises(RuntimeError, match="scoring failed"), on_scoring_device(model, torch.device("cuda", 0)):
+        raise RuntimeError("scoring failed")
+    assert model.moves == ["cuda:0", "cpu"]  # put back even when scoring fails

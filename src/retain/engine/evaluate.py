@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -48,12 +49,35 @@ def evaluate_tasks(
 def model_device(model: Any, fallback: torch.device) -> torch.device:
     """Where the model's weights are, so scoring inputs go there.
 
-    Usually the accelerator's device, but not always: under sharding the model is prepared (sharded
-    and moved) when the first task starts, so the "before training" row scores a model still on the
-    CPU while the accelerator's device is a GPU (seen on an H200 under FSDP). ``fallback`` for a
+    Usually the accelerator's device, but not always: under FSDP the model is prepared (sharded and
+    moved) when the first task starts, so before that it is on the CPU while the accelerator's
+    device is a GPU (seen on an H200). The runner moves it for the "before training" row
+    (:func:`on_scoring_device`); this keeps any other early scoring consistent. ``fallback`` for a
     model without parameters."""
     first = next(iter(model.parameters()), None)
     return first.device if first is not None else fallback
+
+
+@contextlib.contextmanager
+def on_scoring_device(model: Any, device: torch.device) -> Iterator[None]:
+    """The model on ``device`` for the scoring inside, then back where it was.
+
+    For the rows scored before the first preparation: under FSDP the model stays on the CPU until
+    the first task prepares (shards and moves) it, so the "before training" row would be scored
+    on every process's CPU, far too slow for a large model. It is scored on the accelerator's
+    device instead, as every later row is (those gather the full parameters there, so the peak
+    memory is the same), and put back, so the preparation finds the model as it always does.
+    A no-op where the model already is on ``device``.
+    """
+    where = model_device(model, device)
+    if where == device:
+        yield
+        return
+    model.to(device)
+    try:
+        yield
+    finally:
+        model.to(where)
 
 
 def _score_shared(ctx: RunContext, model: Any, task: Any, items: list[Any]) -> TaskScore:

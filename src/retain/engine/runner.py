@@ -44,7 +44,7 @@ from retain.data.types import Stream
 from retain.data.collate import Encoder
 from retain.engine import checkpoint as ckpt
 from retain.engine.context import RunContext
-from retain.engine.evaluate import evaluate_tasks
+from retain.engine.evaluate import evaluate_tasks, on_scoring_device
 from retain.engine.hooks import HookDispatcher
 from retain.engine.loop import local_plan, new_task_plan, optimizer_steps, run_extra_steps, train_phase
 from retain.engine.optim import build_optimizer, build_scheduler
@@ -358,12 +358,13 @@ class ContinualRunner:
             source = "the tokenizer's own" if config.model.chat_template == "tokenizer" else "model.chat_template's"
             logger.info("prompts: one user turn each, rendered with %s chat template", source)
         if start_phase == 0 and not matrix.rows:
-            if config.eval.before_training:
-                self._evaluate_row(ctx, matrix, folder, "before training", None)
-            if general is not None:
-                with ctx.full_parameters():
-                    self._evaluate_general(ctx, general)
-                folder.write_general(general)
+            with on_scoring_device(ctx.unwrapped_model(), ctx.device):  # not yet prepared under FSDP
+                if config.eval.before_training:
+                    self._evaluate_row(ctx, matrix, folder, "before training", None)
+                if general is not None:
+                    with ctx.full_parameters():
+                        self._evaluate_general(ctx, general)
+                    folder.write_general(general)
             if config.eval.before_training or general is not None:
                 self._checkpoint(ctx, methods, matrix, general, 0)
 
