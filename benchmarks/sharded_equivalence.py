@@ -7,6 +7,7 @@ side by side. Checks what the tests check (equal matrices and micro-batch counts
 mode's cells into ``benchmarks/results/sharded_equivalence.json``, keeping the other modes'.
 
     python benchmarks/sharded_equivalence.py fsdp [SCENARIO...]     # default: every claiming scenario
+    python benchmarks/sharded_equivalence.py zero3                  # likewise zero2 (needs deepspeed)
     python benchmarks/sharded_equivalence.py ddp                    # the DDP column (every scenario)
 
 ``ddp`` launches what ``pytest -m slow tests/test_distributed.py`` launches: plain data
@@ -57,7 +58,7 @@ def main() -> None:
     from tests.test_sharded import _claims, _launch
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=("ddp", "fsdp", "zero2"))
+    parser.add_argument("mode", choices=("ddp", "fsdp", "zero2", "zero3"))
     parser.add_argument("scenarios", nargs="*", help="default: every scenario whose methods claim the mode")
     args = parser.parse_args()
     scenarios = args.scenarios or (list(SCENARIOS) if args.mode == "ddp" else _claims(args.mode))
@@ -79,7 +80,7 @@ def main() -> None:
         "date": datetime.date.today().isoformat(), "torch": torch.__version__, "accelerate": accelerate.__version__,
         "command": f"python benchmarks/sharded_equivalence.py {args.mode}",
     }
-    if args.mode == "zero2":
+    if args.mode in ("zero2", "zero3"):
         import deepspeed
 
         payload["measured"][args.mode]["deepspeed"] = deepspeed.__version__

@@ -96,9 +96,9 @@ class RunContext:
     def full_parameters(self) -> ContextManager[None]:
         """Inside: full parameters on every process and no collective in forward or backward
         (FSDP2, see :func:`retain.engine.sharding.full_parameters`); a no-op otherwise."""
-        from retain.engine.sharding import full_parameters
+        from retain.engine.sharding import full_parameters, zero3_engine
 
-        return full_parameters(self.unwrapped_model())
+        return full_parameters(self.unwrapped_model(), zero3_engine(self.accelerator))
 
     def trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         return [(n, p) for n, p in self.unwrapped_model().named_parameters() if p.requires_grad]

@@ -503,8 +503,10 @@ class ContinualRunner:
         if completed != total and not self.config.output.keep_task_models:
             return
         ctx.accelerator.wait_for_everyone()
-        # On every process: under FSDP the local parameters are shards, and gathering is a collective.
-        full_state = full_state_dict(ctx.accelerator, ctx.model) if is_sharded(ctx.model) else None
+        # On every process: under FSDP and ZeRO-3 the local parameters are shards (partitions),
+        # and gathering is a collective.
+        gather = is_sharded(ctx.model) or distributed_mode(ctx.accelerator) == "zero3"
+        full_state = full_state_dict(ctx.accelerator, ctx.model) if gather else None
         if not ctx.accelerator.is_main_process:
             return
         started = time.perf_counter()

@@ -16,7 +16,11 @@ Under FSDP2 a forward all-gathers parameters, a collective, so processes must ru
 number of forwards. Statistics passes and evaluation divide their batches over processes with
 shares that may differ by one (:mod:`retain.engine.collective`); they run inside
 :func:`full_parameters`, which gathers every parameter once and switches the collectives of
-forward and backward off until the pass is over.
+forward and backward off until the pass is over. Under ZeRO-3 DeepSpeed's module hooks all-gather
+each submodule's parameters before its forward: :func:`full_parameters` gathers every parameter
+once and takes the hooks off for the pass. The model is built whole (not partitioned inside
+``deepspeed.zero.Init``) and partitioned by the first task's preparation
+(:func:`_unregister_from_transformers`).
 """
 
 from __future__ import annotations
@@ -105,7 +109,30 @@ def build_accelerator(mode: str, train: Any, log_with: Optional[list[Any]] = Non
     if cpu and plugin is not None:
         _promote(accelerator, mode, plugin)
     check_launch(accelerator, mode)
+    if mode == "zero3":
+        _unregister_from_transformers()
     return accelerator
+
+
+def _unregister_from_transformers() -> None:
+    """Keep Transformers from treating the process as a ZeRO-3 one (the engine does that itself).
+
+    Selecting a ZeRO-3 plugin registers its config with Transformers (Accelerate does so
+    whatever ``zero3_init_flag`` says), and Transformers then (1) builds every model inside
+    ``deepspeed.zero.Init``: partitioned at construction and initialised by another path than
+    one process takes (tiny-llama, seed 7, 2 processes: initial weights up to 0.13 apart, the
+    cause of ZeRO-3's measured 0.14 final-weight difference), where the engine needs the whole
+    model until the first task's preparation partitions it (the row scored before training and a
+    resumed run's weights; a partitioned module's forward outside the engine fails with
+    ``'weight' must be 2-D``); and (2) synchronises ``generate`` across processes (an all-reduce
+    per token), which hangs when processes score shares of different sizes. Evaluation and
+    statistics passes run on gathered parameters instead (:func:`full_parameters`).
+    """
+    try:
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+    except ImportError:  # pragma: no cover - transformers without its DeepSpeed integration
+        return
+    unset_hf_deepspeed_config()
 
 
 #: the process group's own type, kept when :func:`_promote` changed it (several runs per process)
@@ -275,8 +302,42 @@ def _leave_full(model: torch.nn.Module, modules: list[Any]) -> None:
     root.set_reshard_after_forward(True)
 
 
+def zero3_engine(accelerator: Any) -> Any:
+    """The DeepSpeed engine that partitions the model under ZeRO-3 (None before the first
+    task's preparation, when the model is whole, and in any other mode)."""
+    if distributed_mode(accelerator) != "zero3":
+        return None
+    wrapped = getattr(accelerator, "deepspeed_engine_wrapped", None)
+    return wrapped.engine if wrapped is not None else None
+
+
 @contextlib.contextmanager
-def full_parameters(model: torch.nn.Module) -> Iterator[None]:
+def _zero3_full(engine: Any) -> Iterator[None]:
+    """ZeRO-3's :func:`full_parameters`: every parameter gathered once (the same all-gathers on
+    every process), and the engine's module hooks off until the pass is over. Those hooks
+    all-gather a submodule's parameters before its forward and compare the module order across
+    processes after the model's forward: collectives, which hang when processes run different
+    numbers of forwards. On exit the hooks are registered again (DeepSpeed re-records its
+    prefetch trace at the next forward) and the parameters partitioned again from the main
+    process's full tensors (a broadcast): a method that writes weights inside (``single``'s reset
+    at a phase's start, before the phase's optimizer is built) writes the same on every process,
+    and without it DeepSpeed would keep the partitions from before the pass."""
+    import deepspeed
+
+    offload = engine.optimizer.parameter_offload
+    parameters = list(engine.module.parameters())
+    with deepspeed.zero.GatheredParameters(parameters, modifier_rank=0):
+        offload._remove_module_hooks()
+        try:
+            yield
+        finally:
+            offload.setup_zero_stage3_hooks()
+            for parameter in parameters:
+                parameter.grad = None
+
+
+@contextlib.contextmanager
+def full_parameters(model: torch.nn.Module, engine: Any = None) -> Iterator[None]:
     """Every parameter gathered on every process, and no collective in forward or backward.
 
     Inside, ``named_parameters()`` returns the full (unsharded) tensors and processes may run
@@ -285,8 +346,18 @@ def full_parameters(model: torch.nn.Module) -> Iterator[None]:
     The sharded parameters stay the weights' source of truth: a method that changes weights
     inside writes them with :func:`write_full` and calls :func:`regather`; the parameters an
     optimizer holds are :func:`training_parameters`. Not re-entrant; a no-op for a model FSDP2
-    does not shard.
+    does not shard and no ``engine`` partitions.
+
+    ``engine``: the DeepSpeed engine partitioning the model under ZeRO-3 (:func:`zero3_engine`).
+    There the FSDP2 notes above do not apply: the module's parameters are the gathered full
+    tensors, writes into them reach the partitions on exit (all processes must write the same),
+    and no parameter gradient may be taken inside (DeepSpeed's reduce hooks stay on; the methods
+    that need parameter gradients in a pass refuse ZeRO-3).
     """
+    if engine is not None:
+        with _zero3_full(engine):
+            yield
+        return
     modules = fsdp_modules(model)
     if not modules:
         yield

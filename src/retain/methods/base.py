@@ -64,13 +64,6 @@ FIXED_PARAMETERS = "fixed_parameters"
 GROWS_PARAMETERS = "grows_parameters"
 
 
-#: why no method claims DeepSpeed ZeRO-3 yet (measured: docs/scale-out.md)
-ZERO3_NOT_EQUIVALENT = (
-    "ZeRO-3 runs on CPU process groups but its final weights differ from the one-process run "
-    "(by 0.14 on tiny-llama, one phase of two tasks, where ZeRO-2 and FSDP agree within 1e-5); use zero2 or fsdp"
-)
-
-
 @dataclass
 class NoParams:
     """A method without parameters."""
@@ -115,9 +108,9 @@ class Method:
     model_kinds: ClassVar[tuple[str, ...]] = ("causal", "seq2seq", "classifier")
     #: distributed modes this method supports: Accelerate's distributed types in lower case, with
     #: DeepSpeed named by its ZeRO stage (``zero2``, ``zero3``; see retain.engine.sharding).
-    distributed: ClassVar[tuple[str, ...]] = ("no", "multi_cpu", "multi_gpu", "fsdp", "zero2")
+    distributed: ClassVar[tuple[str, ...]] = ("no", "multi_cpu", "multi_gpu", "fsdp", "zero2", "zero3")
     #: why the method cannot run under a mode it leaves out (mode -> reason), shown to the user.
-    distributed_refusals: ClassVar[dict[str, str]] = {"zero3": ZERO3_NOT_EQUIVALENT}
+    distributed_refusals: ClassVar[dict[str, str]] = {}
     #: what the method does, for the start-up checks (the module constants above).
     capabilities: frozenset[str] = frozenset()
     #: a new optimizer per task is required (e.g. parameters change between tasks).

@@ -33,7 +33,7 @@ import torch
 from retain.config import option
 from retain.engine.sharding import gather_full, training_parameters
 from retain.errors import MethodError
-from retain.methods.base import CARRIES_KNOWLEDGE, GROWS_PARAMETERS, ZERO3_NOT_EQUIVALENT, Method
+from retain.methods.base import CARRIES_KNOWLEDGE, GROWS_PARAMETERS, Method
 from retain.methods.registry import register_method
 
 if TYPE_CHECKING:
@@ -155,7 +155,10 @@ class OLoRA(Method):
     needs_fresh_optimizer = True
     # Every adapter exists before the first preparation, so FSDP and ZeRO-2 see them all.
     distributed = ("no", "multi_gpu", "fsdp", "zero2")
-    distributed_refusals = {"zero3": ZERO3_NOT_EQUIVALENT}
+    distributed_refusals = {
+        "zero3": "O-LoRA's orthogonality and L2 terms read whole adapter matrices outside the forward pass, "
+        "where ZeRO-3 holds only each process's partition of them",
+    }
     capabilities = frozenset({CARRIES_KNOWLEDGE, GROWS_PARAMETERS})
 
     def __init__(self, params: Any = None) -> None:
