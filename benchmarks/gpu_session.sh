@@ -2,7 +2,7 @@
 # One device call for the GPU checks of the scale-out and evidence issues, sized for a 590 s
 # command: benchmark grids (benchmarks/gpu_grid.py, one after another, stopped at a shared time
 # budget; finished runs are reused by a later call on a machine still warm), then the one-process
-# FSDP cells of the support table (benchmarks/gpu_scaleout.py), and the ZeRO-2 cells when
+# FSDP cells of the support table (benchmarks/gpu_scaleout.py), and the ZeRO-2 and ZeRO-3 cells when
 # DeepSpeed's wheels travel in .device/wheels (the device machine has no network and no DeepSpeed;
 # here: `pip wheel --no-deps -w .device/wheels deepspeed==0.19.8`, then `pip download --no-deps
 # --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 -d .device/wheels`
@@ -36,7 +36,7 @@ trap pack_up EXIT
   modes=fsdp
   if ls .device/wheels/deepspeed-*.whl > /dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-        .device/wheels/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site" && modes="fsdp,zero2"
+        .device/wheels/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site" && modes="fsdp,zero2,zero3"
   fi
   deadline=$(( $(date +%s) + budget ))
   for spec in "${grids[@]}"; do
@@ -49,7 +49,7 @@ trap pack_up EXIT
     echo "grid rc=$? after $(( $(date +%s) - start ))s"; pack_up
   done
   echo "== scale-out cells ($modes, one process, bf16)"; start=$(date +%s)
-  timeout 170 python3 benchmarks/gpu_scaleout.py $work/scaleout --modes $modes --timeout 80
+  timeout $(( 90 * $(echo $modes | tr , "\n" | wc -l) )) python3 benchmarks/gpu_scaleout.py $work/scaleout --modes $modes --timeout 80
   echo "scaleout rc=$? after $(( $(date +%s) - start ))s"
   date -u
 } > $log 2>&1
