@@ -295,33 +295,30 @@ needs_deepspeed = pytest.mark.skipif(not _deepspeed_available(), reason="deepspe
 
 
 @pytest.fixture(scope="module")
-def all_zero2(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    # the first DeepSpeed launch on a machine compiles its CPU communication op (minutes)
-    return _launch(tmp_path_factory.mktemp("zero2-all"), "zero2", _claims("zero2"), timeout=2400)
+def zero_launches(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The 2-process and 1-process runs of every claiming scenario, one launch per ZeRO stage
+    (made on first use). The first DeepSpeed launch on a machine compiles its CPU communication
+    op (minutes)."""
+    launched: dict[str, tuple[Path, Path]] = {}
+
+    def launch(mode: str) -> tuple[Path, Path]:
+        if mode not in launched:
+            launched[mode] = _launch(tmp_path_factory.mktemp(f"{mode}-all"), mode, _claims(mode), timeout=2400)
+        return launched[mode]
+
+    return launch
 
 
 @needs_torchrun
 @needs_deepspeed
 @pytest.mark.slow
-@pytest.mark.parametrize("scenario", _claims("zero2"))
-def test_every_zero2_method_matches_one_process(all_zero2: tuple[Path, Path], scenario: str) -> None:
-    _compare(*all_zero2, scenario)
-
-
-@pytest.fixture(scope="module")
-def all_zero3(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return _launch(tmp_path_factory.mktemp("zero3-all"), "zero3", _claims("zero3"), timeout=2400)
-
-
-@needs_torchrun
-@needs_deepspeed
-@pytest.mark.slow
-@pytest.mark.parametrize("scenario", _claims("zero3"))
-def test_every_zero3_method_matches_one_process(all_zero3: tuple[Path, Path], scenario: str) -> None:
-    """ZeRO-3 partitions parameters out of the module: the model must be built whole (not inside
-    ``deepspeed.zero.Init``, which initialises it differently) and evaluation and statistics
-    passes run on gathered parameters (the one-example buffers: shares of different sizes)."""
-    _compare(*all_zero3, scenario)
+@pytest.mark.parametrize("mode, scenario", [(m, s) for m in ("zero2", "zero3") for s in _claims(m)])
+def test_every_zero_method_matches_one_process(zero_launches: Any, mode: str, scenario: str) -> None:
+    """Under ZeRO-3 DeepSpeed partitions parameters out of the module: the model must be built
+    whole (not inside ``deepspeed.zero.Init``, which initialises it differently) and evaluation
+    and statistics passes run on gathered parameters (the one-example buffers: shares of
+    different sizes)."""
+    _compare(*zero_launches(mode), scenario)
 
 
 # -- the GPU script, on the CPU ----------------------------------------------------------------
