@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -295,7 +295,7 @@ needs_deepspeed = pytest.mark.skipif(not _deepspeed_available(), reason="deepspe
 
 
 @pytest.fixture(scope="module")
-def zero_launches(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def zero_launches(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, Path]]:
     """The 2-process and 1-process runs of every claiming scenario, one launch per ZeRO stage
     (made on first use). The first DeepSpeed launch on a machine compiles its CPU communication
     op (minutes)."""
@@ -313,7 +313,9 @@ def zero_launches(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @needs_deepspeed
 @pytest.mark.slow
 @pytest.mark.parametrize("mode, scenario", [(m, s) for m in ("zero2", "zero3") for s in _claims(m)])
-def test_every_zero_method_matches_one_process(zero_launches: Any, mode: str, scenario: str) -> None:
+def test_every_zero_method_matches_one_process(
+    zero_launches: Callable[[str], tuple[Path, Path]], mode: str, scenario: str
+) -> None:
     """Under ZeRO-3 DeepSpeed partitions parameters out of the module: the model must be built
     whole (not inside ``deepspeed.zero.Init``, which initialises it differently) and evaluation
     and statistics passes run on gathered parameters (the one-example buffers: shares of
