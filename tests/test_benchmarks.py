@@ -400,3 +400,21 @@ def test_grid_table_over_orders_and_for_one_order() -> None:
     one_order = grid_table.table({"rows": [{**row, "overall": None}]})
     assert one_order.splitlines()[0].startswith("| method | AP o1 | BWT o1 | LA o1 |")
     assert "| seqft | 50.00 ± 2.00 (3) | -5.00 (1) | — |" in one_order
+
+
+def test_paired_differences_pair_runs_of_one_seed() -> None:
+    """A - B seed by seed on one order; a seed only one method ran is left out, not paired."""
+    from benchmarks import paired
+
+    def row(method: str, seeds: list[int], ap: list[float]) -> dict:
+        return {"method": method, "orders": {"order 1": {"runs": [], "seeds": seeds, "per_run": {"ap": ap}}}}
+
+    summary = {"rows": [row("migu", [42, 1, 2], [50.0, 47.5, 60.0]), row("seqft", [42, 2], [48.0, 61.5])]}
+    assert paired.paired_differences(summary, "migu", "seqft", 1, "ap") == [(42, 2.0), (2, -1.5)]
+    text = paired.render(summary, "migu", "seqft", 1, ["ap", "bwt"])
+    assert "ap: +2.00 (s42) -1.50 (s2); mean +0.25 (n=2)" in text
+    assert "bwt: no seed with a value for both" in text
+    with pytest.raises(SystemExit, match=r"^error: no method 'kif' in this result \(methods: migu, seqft\)"):
+        paired.paired_differences(summary, "kif", "seqft", 1, "ap")
+    with pytest.raises(SystemExit, match=r"do not both have runs on order 2"):
+        paired.paired_differences(summary, "migu", "seqft", 2, "ap")

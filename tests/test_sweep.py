@@ -128,6 +128,9 @@ def test_table_is_mean_and_sample_std_of_the_runs_metrics(grid: dict[str, Any]) 
             mean, std = hand_mean_std(*(saved_value(runs_dir / f"{prefix}-s{s}", key) for s in SEEDS))
             assert values[key]["mean"] == pytest.approx(mean) and values[key]["n"] == 2
             assert values[key]["std"] == pytest.approx(std)
+            # each run's own value too, in seed order (what paired comparisons read)
+            per_run = [saved_value(runs_dir / f"{prefix}-s{s}", key) for s in SEEDS]
+            assert rows[label]["per_run"][key] == pytest.approx(per_run)
         la_mean, la_std = hand_mean_std(*(diagonal_mean(runs_dir / f"{prefix}-s{s}") for s in SEEDS))
         assert values["la"]["mean"] == pytest.approx(la_mean) and values["la"]["std"] == pytest.approx(la_std)
     # the same numbers in the printed Markdown table, the CSV and the plots

@@ -287,6 +287,8 @@ class GroupSummary:
             "runs": [str(r.path) for r in self.runs],
             "seeds": self.seeds,
             "values": {k: v.to_dict() for k, v in self.values.items()},
+            # each run's own value, aligned with "seeds": what paired (per-seed) comparisons read
+            "per_run": {k: [r.values.get(k) for r in self.runs] for k in self.values},
             "curves": {k: [s.to_dict() for s in c] for k, c in self.curves.items()},
             "task_curves": {family or "main": grid.to_dict() for family, grid in self.grids.items()},
         }
