@@ -410,7 +410,7 @@ def test_paired_differences_pair_runs_of_one_seed() -> None:
         return {"method": method, "orders": {"order 1": {"runs": [], "seeds": seeds, "per_run": {"ap": ap}}}}
 
     summary = {"rows": [row("migu", [42, 1, 2], [50.0, 47.5, 60.0]), row("seqft", [42, 2], [48.0, 61.5])]}
-    assert paired.paired_differences(summary, "migu", "seqft", 1, "ap") == [(42, 2.0), (2, -1.5)]
+    assert paired.paired_differences(summary, "migu", "seqft", 1, "ap") == [("s42", 2.0), ("s2", -1.5)]
     text = paired.render(summary, "migu", "seqft", 1, ["ap", "bwt"])
     assert "ap: +2.00 (s42) -1.50 (s2); mean +0.25 (n=2)" in text
     assert "bwt: no seed with a value for both" in text
@@ -418,3 +418,8 @@ def test_paired_differences_pair_runs_of_one_seed() -> None:
         paired.paired_differences(summary, "kif", "seqft", 1, "ap")
     with pytest.raises(SystemExit, match=r"do not both have runs on order 2"):
         paired.paired_differences(summary, "migu", "seqft", 2, "ap")
+    # every order: each (order, seed) cell both ran, an order only one ran left out
+    summary["rows"][0]["orders"]["order 2"] = {"runs": [], "seeds": [42], "per_run": {"ap": [40.0]}}
+    summary["rows"][0]["orders"]["order 3"] = {"runs": [], "seeds": [42], "per_run": {"ap": [41.0]}}
+    summary["rows"][1]["orders"]["order 2"] = {"runs": [], "seeds": [42], "per_run": {"ap": [43.0]}}
+    assert paired.paired_differences(summary, "migu", "seqft", None, "ap") == [("o1 s42", 2.0), ("o1 s2", -1.5), ("o2 s42", -3.0)]
