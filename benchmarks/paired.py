@@ -14,6 +14,7 @@ existed is read from the run folders it lists (which must then still be on this 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -30,14 +31,20 @@ def _row(summary: dict[str, Any], method: str) -> dict[str, Any]:
     raise SystemExit(f"error: no method {method!r} in this result (methods: {names})")
 
 
+@functools.lru_cache(maxsize=None)
+def _folder_values(path: str) -> dict[str, Any]:
+    """A run folder's values, read once however many metrics and pairs ask for them."""
+    from retain.reporting.aggregate import read_run
+
+    return read_run(path).values
+
+
 def per_seed_values(group: dict[str, Any], metric: str) -> dict[Any, Optional[float]]:
     """seed -> the run's value of ``metric`` in one order's group summary."""
     if "per_run" in group:
         values = group["per_run"].get(metric, [None] * len(group["seeds"]))
     else:  # an older result: read the run folders it names
-        from retain.reporting.aggregate import read_run
-
-        values = [read_run(path).values.get(metric) for path in group["runs"]]
+        values = [_folder_values(path).get(metric) for path in group["runs"]]
     return dict(zip(group["seeds"], values))
 
 
@@ -90,7 +97,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: --order takes an order number or 'all', not {args.order!r}", file=sys.stderr)
         return 2
     order = None if args.order == "all" else int(args.order)
-    summary = json.loads(args.result.read_text(encoding="utf-8"))["summary"]
+    try:
+        summary = json.loads(args.result.read_text(encoding="utf-8"))["summary"]
+    except (ValueError, KeyError, TypeError) as err:
+        print(f"error: {args.result} is not a grid result JSON ({err!r})", file=sys.stderr)
+        return 2
     print(render(summary, args.a, args.b, order, [m for m in args.metrics.split(",") if m]))
     return 0
 

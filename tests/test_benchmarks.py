@@ -423,3 +423,13 @@ def test_paired_differences_pair_runs_of_one_seed() -> None:
     summary["rows"][0]["orders"]["order 3"] = {"runs": [], "seeds": [42], "per_run": {"ap": [41.0]}}
     summary["rows"][1]["orders"]["order 2"] = {"runs": [], "seeds": [42], "per_run": {"ap": [43.0]}}
     assert paired.paired_differences(summary, "migu", "seqft", None, "ap") == [("o1 s42", 2.0), ("o1 s2", -1.5), ("o2 s42", -3.0)]
+
+
+def test_paired_refuses_a_file_that_is_not_a_grid_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import paired
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert paired.main([str(bad), "migu", "seqft"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {bad} is not a grid result JSON")
+    assert paired.main([str(tmp_path / "absent.json"), "migu", "seqft"]) == 2
