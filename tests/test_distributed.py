@@ -137,3 +137,38 @@ def test_two_processes_shard_batches_and_write_once(tmp_path: Path) -> None:
     assert log.count("phase 1/2") == 1
     matrix = json.loads((run_dir / "matrix.json").read_text())
     assert len(matrix["rows"]) == 3
+
+
+def test_ending_the_process_group_waits_for_peers_only_after_finished_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finished process meets its peers at a barrier before tearing its group down; one leaving
+    on an error does not wait (its peer may never arrive); either way the group is gone after."""
+    import torch.distributed as dist
+
+    from retain.engine.collective import end_process_group
+
+    barriers: list[bool] = []
+    real_barrier = dist.barrier
+    monkeypatch.setattr(dist, "barrier", lambda *a, **k: (barriers.append(True), real_barrier(*a, **k))[1])
+    for finished in (True, False):
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / f'store-{finished}'}", rank=0, world_size=1)
+        end_process_group(finished)
+        assert not dist.is_initialized()
+        assert barriers == [True], f"finished={finished}: barriers {barriers}"
+    end_process_group()  # no group: nothing to do
+
+
+def test_the_command_line_ends_its_group_as_finished_only_on_success(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import retain.engine.collective as collective
+    from retain.cli import main
+
+    ended: list[bool] = []
+    monkeypatch.setattr(collective, "end_process_group", lambda finished=True: ended.append(finished))
+    monkeypatch.setattr(sys, "argv", ["retain", "list"])
+    assert main() == 0
+    monkeypatch.setattr(sys, "argv", ["retain", "report", str(tmp_path / "no-such-run")])
+    assert main() == 2
+    assert ended == [True, False]

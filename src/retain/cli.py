@@ -280,8 +280,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         signal.signal(signal.SIGTERM, _raise_terminated)
     except ValueError:  # not the main thread: leave signals alone
         previous = None
+    finished = False
     try:
-        return args.func(args)
+        code = args.func(args)
+        finished = True
+        return code
     except RetainError as exc:
         _print_error(str(exc), debug)
         return 2
@@ -301,7 +304,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if argv is None:  # the process's own command line: this process owns its process group
             from retain.engine.collective import end_process_group
 
-            end_process_group()
+            end_process_group(finished)
 
 
 def _print_error(message: str, debug: bool) -> None:

@@ -50,12 +50,25 @@ def sum_over_processes(accelerator: Any, tensors: list[torch.Tensor]) -> list[to
     return out
 
 
-def end_process_group() -> None:
+def end_process_group(finished: bool = True) -> None:
     """Destroy the process group, if there is one: for the owner of the process (the CLI, a
-    launched script) on its way out. Left to interpreter exit, a gloo group's threads are torn down
-    unjoined and the process can abort ("terminate called without an active exception") after its
-    work is done, failing the launch. Not called by ``retain.run``: a caller's group is the caller's."""
+    launched script) on its way out. Not called by ``retain.run``: a caller's group is the caller's.
+
+    Left to interpreter exit, a gloo group's threads are torn down unjoined and the process can
+    abort ("terminate called without an active exception") after its work is done, failing the
+    launch. ``finished`` (every process reached the end of the same work) first waits for every
+    process, so that no process tears down its side while a peer is still mid-collective or
+    still writing, and no pending work is left to a destructor; a process leaving on an error
+    skips that wait, which could hang on a peer that will never arrive. Garbage that still holds
+    the group (a sharded model's reference cycles) is collected while the interpreter is whole.
+    """
+    import gc
+
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if finished:
+        dist.barrier()
+    dist.destroy_process_group()
+    gc.collect()
