@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -150,7 +151,12 @@ def test_ending_the_process_group_waits_for_peers_only_after_finished_work(
 
     barriers: list[bool] = []
     real_barrier = dist.barrier
-    monkeypatch.setattr(dist, "barrier", lambda *a, **k: (barriers.append(True), real_barrier(*a, **k))[1])
+
+    def counted_barrier(*args: Any, **kwargs: Any) -> Any:
+        barriers.append(True)
+        return real_barrier(*args, **kwargs)
+
+    monkeypatch.setattr(dist, "barrier", counted_barrier)
     for finished in (True, False):
         dist.init_process_group("gloo", init_method=f"file://{tmp_path / f'store-{finished}'}", rank=0, world_size=1)
         end_process_group(finished)

@@ -59,8 +59,8 @@ def end_process_group(finished: bool = True) -> None:
     launch. ``finished`` (every process reached the end of the same work) first waits for every
     process, so that no process tears down its side while a peer is still mid-collective or
     still writing, and no pending work is left to a destructor; a process leaving on an error
-    skips that wait, which could hang on a peer that will never arrive. Garbage that still holds
-    the group (a sharded model's reference cycles) is collected while the interpreter is whole.
+    skips that wait, which could hang on a peer that will never arrive. Any garbage that still
+    holds the group is then collected while the interpreter is whole, not during its shutdown.
     """
     import gc
 
