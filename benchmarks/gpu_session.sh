@@ -14,6 +14,11 @@
 #   bash benchmarks/gpu_session.sh $OUT [GRID_BUDGET_S] [GRID@TRAIN_CAP ...]
 # Default grid: minilm-classifier@1000 (the full-size grid). The 160-cap grids of the CPU tables:
 #   bash benchmarks/gpu_session.sh $OUT 400 minilm-generative@160 minilm-long@160 minilm-classifier@160
+# GRID_ARGS adds gpu_grid.py run options to every grid, e.g. the full-size grid in TF32 (fp32 weights,
+# TensorFloat-32 matmuls; the fp32 one took 11m55s of grid time on an H200, the target is 8 min):
+#   GRID_ARGS="--tf32" bash benchmarks/gpu_session.sh $OUT 480 minilm-classifier@1000
+# (its run folders are kept apart from the fp32 ones). The GPU's utilisation and memory are sampled
+# every 5 s into gpu_util.csv beside the results: whether the GPU or the CPU set the pace.
 # Everything goes to $OUT as two files (a log and a tarball), whatever stops first.
 set -u
 out=${1:?output folder}
@@ -26,10 +31,14 @@ log=$out/session.log
 work=/tmp/gpu_session
 mkdir -p $work/grid $work/scaleout
 pack_up() {  # the results, not the run folders (checkpoints)
-  (cd $work && find grid scaleout -maxdepth 3 -type f \( -name '*.json' -o -name '*.md' -o -name '*.csv' \
+  (cd $work && find grid scaleout gpu_util.csv -maxdepth 3 -type f \( -name '*.json' -o -name '*.md' -o -name '*.csv' \
      -o -name '*.log' -o -name '*.png' \) | tar czf $out/gpu_results.tgz -T -)
 }
-trap pack_up EXIT
+extra=${GRID_ARGS:-}
+tag=$(echo "$extra" | tr -c 'A-Za-z0-9\n' _ | tr -d '\n'); tag=${tag:+-$tag}
+nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 5 > $work/gpu_util.csv 2>&1 &
+sampler=$!
+trap 'kill $sampler 2> /dev/null; pack_up' EXIT
 {
   date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch, transformers, accelerate, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'accelerate', accelerate.__version__, 'peft', peft.__version__)"
@@ -45,7 +54,7 @@ trap pack_up EXIT
     if [ $left -lt 30 ]; then echo "== grid $name at $cap: no budget left"; continue; fi
     echo "== grid $name, $cap train per task (budget ${left}s)"; start=$(date +%s)
     timeout $((left + 90)) python3 benchmarks/gpu_grid.py run --packed .device/pack $work/grid/$name@$cap \
-        --grid $name --max-train $cap --workers 12 --budget-s $left --work $work/runs-$name@$cap
+        --grid $name --max-train $cap --workers 12 --budget-s $left --work $work/runs-$name@$cap$tag $extra
     echo "grid rc=$? after $(( $(date +%s) - start ))s"; pack_up
   done
   echo "== scale-out cells ($modes, one process, bf16)"; start=$(date +%s)

@@ -321,7 +321,8 @@ def save_stand_in_minilm(folder: Path) -> Path:
     return folder
 
 
-def test_gpu_grid_packs_then_runs_a_subset_on_two_cpu_workers(tmp_path: Path, data_root: Path) -> None:
+def test_gpu_grid_packs_then_runs_a_subset_on_two_cpu_workers(tmp_path: Path, data_root: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
     """The GPU grid script end to end on the CPU: pack (half-precision weights, only the grid's
     task files), then 2 worker processes run a 2-method, 1-order, 1-seed subset; the summary and
     the run report land in OUT, both runs finished, and no package the GPU machine lacks was imported."""
@@ -369,12 +370,19 @@ def test_gpu_grid_packs_then_runs_a_subset_on_two_cpu_workers(tmp_path: Path, da
     assert f"]({stem}_ap_t_order1.png)" in table  # the plots as named in OUT
 
     # past the time budget no run starts and running ones stop: reported unfinished, exit status 1
+    # (asked for TF32 matmuls: its files are named so, beside the fp32 ones)
     status = gpu_grid.main(["run", str(tmp_path / "out1"), "--packed", str(pack), "--device", "cpu", "--workers", "1",
                             "--only", "ewc", "--orders", "1", "--seeds", "42", "--max-train", "4", "--max-eval", "4",
-                            "--work", str(work), "--budget-s", "0.01"])
-    report = json.loads((tmp_path / "out1" / "grid_minilm-classifier.ewc-o1-s42.gpu.json").read_text())
+                            "--work", str(tmp_path / "work-tf32"), "--budget-s", "0.01", "--tf32"])
+    report = json.loads((tmp_path / "out1" / "grid_minilm-classifier.ewc-o1-s42.gpu.tf32.json").read_text())
+    assert report["settings"]["precision"] == "fp32, TF32 matmuls"
     assert status == 1 and report["runs_finished"] == 0 and report["unfinished"] == ["ewc-o1-s42"]
     assert report["runs"]["ewc-o1-s42"]["status"] in ("not started", "stopped at the time budget")
+    # the planned runs carry the switch in their configs (train.tf32), which the engine applies per run
+    capsys.readouterr()
+    assert gpu_grid.main(["run", str(tmp_path / "out2"), "--packed", str(pack), "--device", "cpu", "--only", "ewc",
+                          "--work", str(tmp_path / "work2"), "--tf32", "--dry-run"]) == 0
+    assert "mixed precision no, tf32 True; OUT files grid_minilm-classifier.ewc.gpu.tf32.*" in capsys.readouterr().out
 
 
 def test_gpu_grid_user_mistakes_are_one_line_errors(tmp_path: Path) -> None:

@@ -237,6 +237,12 @@ class TrainConfig:
     mixed_precision: str = option(
         "no | bf16 | fp16 (Accelerate mixed precision).", "no", choices=("no", "bf16", "fp16")
     )
+    tf32: Optional[bool] = option(
+        "TensorFloat-32 in CUDA matmuls (Ampere and later GPUs): fp32 weights and optimizer, matmul "
+        "inputs rounded to a 10-bit mantissa, several times faster than full fp32 products. true | "
+        "false | null (leave PyTorch's setting, which keeps matmuls in full fp32). No effect on the CPU.",
+        None,
+    )
     gradient_checkpointing: bool = option("Trade compute for memory.", False)
     sharding: str = option(
         "none | fsdp (FSDP2: parameters, gradients and optimizer state sharded over processes) | "

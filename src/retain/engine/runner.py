@@ -45,6 +45,7 @@ from retain.engine import checkpoint as ckpt
 from retain.engine.context import RunContext
 from retain.engine.evaluate import evaluate_tasks, on_scoring_device
 from retain.engine.hooks import HookDispatcher
+from retain.engine.matmul_precision import tf32_matmuls
 from retain.engine.loop import local_plan, new_task_plan, optimizer_steps, run_extra_steps, train_phase
 from retain.engine.optim import build_optimizer, build_scheduler
 from retain.engine.preparation import bare_model, prepare_task, release
@@ -280,7 +281,8 @@ class ContinualRunner:
         removed again: nothing half-made is left that neither ``run`` nor ``--resume`` accepts.
         """
         try:
-            return self._run()
+            with tf32_matmuls(self.config.train.tf32):
+                return self._run()
         except BaseException:
             self._finish_trackers()
             self._close_log()
