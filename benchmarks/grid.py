@@ -171,14 +171,22 @@ def main() -> int:
     if args.dry_run:
         return 0
     command = "python benchmarks/grid.py " + " ".join(sys.argv[1:])
-    summary = json.loads((result.folder / "summary.json").read_text())
     stem = result_stem(args.grid, subset_suffix(only, args.orders, args.seeds))
-    (RESULTS / f"{stem}.json").write_text(json.dumps({"command": command, "machine": machine(), "summary": summary}, indent=1))
-    (RESULTS / f"{stem}.md").write_text(f"`{command}`\n\n{result.text}")
-    for plot in result.folder.glob("*.png"):
-        shutil.copy2(plot, RESULTS / f"{stem}_{plot.name}")
+    write_results(result.folder, result.text, command, RESULTS, stem)
     print(f"-> {RESULTS / stem}.md")
     return 0
+
+
+def write_results(folder: Path, text: str, command: str, results: Path, stem: str) -> None:
+    """The sweep's summary as ``<stem>.json`` and ``<stem>.md`` in ``results``, with its plots
+    copied beside them as ``<stem>_<plot>.png``: the table's image links name the copies, so the
+    plots show wherever the table is read (the sweep folder itself is not kept in the repository)."""
+    summary = json.loads((folder / "summary.json").read_text())
+    (results / f"{stem}.json").write_text(json.dumps({"command": command, "machine": machine(), "summary": summary}, indent=1))
+    for plot in sorted(folder.glob("*.png")):
+        shutil.copy2(plot, results / f"{stem}_{plot.name}")
+        text = text.replace(f"]({plot.name})", f"]({stem}_{plot.name})")
+    (results / f"{stem}.md").write_text(f"`{command}`\n\n{text}")
 
 
 if __name__ == "__main__":

@@ -275,6 +275,25 @@ def test_benchmark_grids_plan_with_their_placeholders_filled(tmp_path: Path) -> 
         "seqft-o1-s42", "seqft-o1-s1", "seqft-o1-s2", "seqft-o2-s42", "seqft-o3-s42"]
 
 
+def test_grid_results_link_the_plots_by_their_copied_names(tmp_path: Path) -> None:
+    """The table written to benchmarks/results shows the plots copied beside it, not the names they
+    had in the sweep folder (which is not kept)."""
+    from benchmarks import grid
+
+    sweep, results = tmp_path / "sweep", tmp_path / "results"
+    sweep.mkdir()
+    results.mkdir()
+    (sweep / "summary.json").write_text('{"rows": []}')
+    (sweep / "ap_t_order1.png").write_bytes(b"png")
+    text = "# Sweep g\n\n## Plots\n\n![ap_t_order1.png](ap_t_order1.png)\n"
+    grid.write_results(sweep, text, "python benchmarks/grid.py g --seeds 1", results, "grid_g.s1")
+    table = (results / "grid_g.s1.md").read_text()
+    assert table.startswith("`python benchmarks/grid.py g --seeds 1`")
+    assert "![ap_t_order1.png](grid_g.s1_ap_t_order1.png)" in table
+    assert (results / "grid_g.s1_ap_t_order1.png").read_bytes() == b"png"
+    assert json.loads((results / "grid_g.s1.json").read_text())["summary"] == {"rows": []}
+
+
 def test_grid_subset_keeps_only_the_asked_orders_and_seeds(tmp_path: Path) -> None:
     """--orders 1 --seeds 42 plans one run per method; the partial table gets its own file name."""
     from benchmarks import grid
@@ -441,3 +460,19 @@ def test_paired_refuses_a_file_that_is_not_a_grid_result(tmp_path: Path, capsys:
     assert paired.main([str(bad), "migu", "seqft"]) == 2
     assert capsys.readouterr().err.startswith(f"error: {bad} is not a grid result JSON")
     assert paired.main([str(tmp_path / "absent.json"), "migu", "seqft"]) == 2
+
+
+def test_every_local_link_of_the_docs_and_results_resolves() -> None:
+    """Tables and plots are cited by relative links (README, docs, the result tables): each must
+    name a file of the repository, so a result is never cited from a folder that is not kept."""
+    import re
+
+    repo = Path(__file__).resolve().parent.parent
+    pages = [repo / "README.md", *sorted((repo / "docs").rglob("*.md")), *sorted((repo / "benchmarks" / "results").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for match in re.finditer(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            target = match.group(1).split("#")[0]
+            if target and not re.match(r"[a-z]+:", target) and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(repo)}: {target}")
+    assert len(pages) > 10 and broken == []
