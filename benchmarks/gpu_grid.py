@@ -44,9 +44,9 @@ autocast with fp32 master weights; ``--tf32`` keeps fp32 weights and optimizer b
 in TensorFloat-32 (``train.tf32``). The fp32 grid needed 11m55s of grid time on one H200 with 12
 workers, all of them slowed together (KIF took 78 s a run among 12, KIF-M, the same plus replay,
 44 s among 8), so the GPU's serial work, not the CPU, set the pace: TF32 is the planned way under
-8 minutes, its tables named ``grid_<name>.gpu.tf32.*`` to sit beside the fp32
-ones. Nothing here needs a GPU to be correct: ``--device cpu`` with
-tiny caps is the smoke test (tests/test_benchmarks.py). Run folders go to ``--work`` (default a
+8 minutes, its tables named ``grid_<name>.gpu.tf32.*`` to sit beside the fp32 ones (``--bf16``:
+``.gpu.bf16.*``). Nothing here needs a GPU to be correct: ``--device cpu`` with tiny caps is the
+smoke test (tests/test_benchmarks.py). Run folders go to ``--work`` (default a
 folder under the system's temporary folder), never to OUT; a second call with the same ``--work``
 reuses finished runs (on a machine still warm from the first call, say, after a budget stop).
 """
@@ -419,7 +419,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     spec, runs = plan_grid(args, packed)
     suffix = subset_suffix(method_labels(args.only), args.orders, args.seeds)
-    tag = ".gpu" + {"fp32": "", "fp32, TF32 matmuls": ".tf32", "bf16 autocast": ".bf16"}[precision_name(args)]
+    tag = ".gpu" + (".bf16" if args.bf16 else ".tf32" if args.tf32 else "")  # beside the fp32 tables, never over them
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", result_stem(args.grid, suffix) + tag)  # the only names that come back
     if args.dry_run:
         first = runs[0].config

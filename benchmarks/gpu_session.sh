@@ -16,7 +16,7 @@
 #   bash benchmarks/gpu_session.sh $OUT 400 minilm-generative@160 minilm-long@160 minilm-classifier@160
 # GRID_ARGS adds gpu_grid.py run options to every grid, e.g. the full-size grid in TF32 (fp32 weights,
 # TensorFloat-32 matmuls; the fp32 one took 11m55s of grid time on an H200, the target is 8 min):
-#   GRID_ARGS="--tf32" bash benchmarks/gpu_session.sh $OUT 480 minilm-classifier@1000
+#   GRID_ARGS="--tf32" bash benchmarks/gpu_session.sh $OUT 450 minilm-classifier@1000
 # (its run folders are kept apart from the fp32 ones). The GPU's utilisation and memory are sampled
 # every 5 s into gpu_util.csv beside the results: whether the GPU or the CPU set the pace.
 # Everything goes to $OUT as two files (a log and a tarball), whatever stops first.
