@@ -389,9 +389,14 @@ def out_files(summary: Any, folder: Path, stem: str, out: Path, header: str, pay
     return names + copied
 
 
-def precision_name(args: argparse.Namespace) -> str:
-    """How the runs compute, as the log, the JSON and the table header name it."""
-    return "bf16 autocast" if args.bf16 else "fp32, TF32 matmuls" if args.tf32 else "fp32"
+def precision_of(args: argparse.Namespace) -> tuple[str, str]:
+    """(how the runs compute, as the log, the JSON and the table header name it; the tag of the
+    output names, so that bf16 and TF32 tables sit beside the fp32 ones, never over them)."""
+    if args.bf16:
+        return "bf16 autocast", ".bf16"
+    if args.tf32:
+        return "fp32, TF32 matmuls", ".tf32"
+    return "fp32", ""
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -419,8 +424,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     spec, runs = plan_grid(args, packed)
     suffix = subset_suffix(method_labels(args.only), args.orders, args.seeds)
-    tag = ".gpu" + (".bf16" if args.bf16 else ".tf32" if args.tf32 else "")  # beside the fp32 tables, never over them
-    stem = re.sub(r"[^A-Za-z0-9._-]", "_", result_stem(args.grid, suffix) + tag)  # the only names that come back
+    precision, tag = precision_of(args)
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", result_stem(args.grid, suffix) + ".gpu" + tag)  # the only names that come back
     if args.dry_run:
         first = runs[0].config
         print(f"{args.grid}: {len(runs)} runs ({', '.join(r.name for r in runs[:3])}, ...), "
@@ -435,7 +440,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     command = "python benchmarks/gpu_grid.py " + " ".join(sys.argv[1:]) if args.command_line is None else args.command_line
     log.info("%s: %d runs on %s, %d workers, budget %ss, %d train / %d eval per task, %s; work folder %s",
              args.grid, len(runs), torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu", args.workers,
-             args.budget_s, args.max_train, args.max_eval, precision_name(args), args.work)
+             args.budget_s, args.max_train, args.max_eval, precision, args.work)
     reports = run_workers(runs, args.work, min(args.workers, len(runs)), args.budget_s - (time.time() - started), log)
     summary = summarise_sweep(spec, runs)
     write_summary(summary, spec.folder)
@@ -452,7 +457,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             with open(log_path, "a", encoding="utf-8") as handle:
                 handle.write(f"\n== worker {folder.name} ==\n{(folder / 'sweep.log').read_text(encoding='utf-8')}")
     settings = {"grid": args.grid, "workers": args.workers, "budget_s": args.budget_s, "max_train_per_task": args.max_train,
-                "max_eval_per_task": args.max_eval, "device": args.device, "precision": precision_name(args),
+                "max_eval_per_task": args.max_eval, "device": args.device, "precision": precision,
                 "weights": f"{packed['weights_dtype']} pack, loaded as float32"}
     payload = {
         "command": command, "machine": machine(), "settings": settings, "wall_s": round(wall, 1),
