@@ -12,8 +12,9 @@
 # tasks of every grid, about 61 MiB) leaves no room for the wheels; the default pack (4 tasks,
 # 48 MiB) does.
 #   bash benchmarks/gpu_session.sh $OUT [GRID_BUDGET_S] [GRID@TRAIN_CAP ...]
-# Default grid: minilm-classifier@1000 (the full-size grid). The 160-cap grids of the CPU tables:
-#   bash benchmarks/gpu_session.sh $OUT 400 minilm-generative@160 minilm-long@160 minilm-classifier@160
+# Default grid: minilm-classifier@1000 (the full-size grid). The generative and long streams at
+# full size (the CPU ran them at 160; pack with --grid minilm-long):
+#   bash benchmarks/gpu_session.sh $OUT 400 minilm-generative@1000 minilm-long@1000
 # GRID_ARGS adds gpu_grid.py run options to every grid, e.g. the full-size grid in TF32 (fp32 weights,
 # TensorFloat-32 matmuls; the fp32 one took 11m55s of grid time on an H200, the target is 8 min):
 #   GRID_ARGS="--tf32" bash benchmarks/gpu_session.sh $OUT 450 minilm-classifier@1000
