@@ -8,13 +8,13 @@
 # --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 -d .device/wheels`
 # pydantic pydantic_core annotated-types typing-inspection hjson, about 5 MB). Needs
 # `python benchmarks/gpu_grid.py pack .device/pack [--grid G]` here first, and the device tool's
-# run with carry [".device"]. A call carries 64 MiB at most: the pack of minilm-long (the 15
-# tasks of every grid, about 61 MiB) leaves no room for the wheels; the default pack (4 tasks,
+# run with carry [".device"]. A call carries 64 MiB at most: the pack of minilm-long-full (the 15
+# tasks of every grid, about 60 MiB) leaves no room for the wheels; the default pack (4 tasks,
 # 48 MiB) does.
 #   bash benchmarks/gpu_session.sh $OUT [GRID_BUDGET_S] [GRID@TRAIN_CAP ...]
 # Default grid: minilm-classifier@1000 (the full-size grid). The generative and long streams at
-# full size (the CPU ran them at 160; pack with --grid minilm-long):
-#   bash benchmarks/gpu_session.sh $OUT 400 minilm-generative@1000 minilm-long@1000
+# full size (pack with --grid minilm-long-full; the long stream's grid has its full-size rates):
+#   bash benchmarks/gpu_session.sh $OUT 400 minilm-generative@1000 minilm-long-full@1000
 # GRID_ARGS adds gpu_grid.py run options to every grid, e.g. the full-size grid in TF32 (fp32 weights,
 # TensorFloat-32 matmuls; the fp32 one took 11m55s of grid time on an H200, the target is 8 min):
 #   GRID_ARGS="--tf32" bash benchmarks/gpu_session.sh $OUT 450 minilm-classifier@1000
