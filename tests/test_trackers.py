@@ -38,6 +38,11 @@ def test_steps_jsonl_and_csv_with_loss_lr_method_terms_and_matrix(traced_run: An
     assert "loss/ewc" not in train[0] and train[-1]["loss/ewc"] > 0
     assert "loss/lwf" not in train[0] and any(r.get("loss/lwf", 0) > 0 for r in train[2:])
     assert any("method/ewc_fisher_sum" in r for r in records)
+    # the gradient norm before clipping, per record, and per source where a step has one source:
+    # task 1 trains new batches only; task 2 adds DER's replay micro-batch as its own step
+    assert all(r["train/grad_norm"] > 0 for r in train)
+    assert all("train/grad_norm/new" in r for r in train[:2]) and not any("train/grad_norm/replay" in r for r in train[:2])
+    assert any(r.get("train/grad_norm/replay", 0) > 0 for r in train[2:])
     rows = [r for r in records if "matrix/row" in r]
     assert [r["matrix/row"] for r in rows] == [0, 1, 2]
     matrix = json.loads((result.run_dir / "matrix.json").read_text())
@@ -88,3 +93,45 @@ def test_missing_tracker_package_is_one_clear_error(tmp_path: Path, monkeypatch:
     err = capsys.readouterr().err
     assert "train.report_to: wandb needs the wandb package" in err and "Traceback" not in err
     assert not (tmp_path / "runs" / "run").exists()
+
+
+class _RecordingAccelerator:
+    """Stands in for Accelerate's: has a tracker and keeps what is logged."""
+
+    trackers = ["jsonl"]
+
+    def __init__(self) -> None:
+        self.logged: list[tuple[int, dict[str, Any]]] = []
+
+    def log(self, values: dict[str, Any], step: int) -> None:
+        self.logged.append((step, values))
+
+
+def test_grad_norm_is_a_mean_over_steps_and_per_source_over_single_source_steps() -> None:
+    import torch
+
+    from retain.engine.step_log import StepLog
+
+    accelerator = _RecordingAccelerator()
+    log = StepLog(accelerator, every=2)
+    for _ in range(3):  # three micro-batches (grad_accum 3) make one step: the norm counts once
+        log.add(torch.tensor(1.0), {})
+    log.add_grad_norm(torch.tensor(2.0), {"new"})
+    log.add(torch.tensor(1.0), {})
+    log.add_grad_norm(torch.tensor(6.0), {"new", "replay"})  # a mixed step: overall mean only
+    log.add_grad_norm(None, {"replay"})  # a backend that reports none
+    log.step_done(2, optimizer=None)
+    (step, values), = accelerator.logged
+    assert step == 2 and values["train/grad_norm"] == pytest.approx(4.0) and values["train/grad_norm/new"] == pytest.approx(2.0)
+    assert "train/grad_norm/replay" not in values and values["train/loss"] == pytest.approx(1.0)
+    log.add(torch.tensor(1.0), {})
+    log.step_done(3, optimizer=None, force=True)  # the next record starts from nothing
+    assert "train/grad_norm" not in accelerator.logged[-1][1]
+
+
+def test_logged_grad_norm_is_before_clipping_and_measured_without_it(tmp_path: Path) -> None:
+    clipped = retain.run(tiny_config(tmp_path / "a", train={"max_grad_norm": 1e-6}), quiet=True)
+    unclipped = retain.run(tiny_config(tmp_path / "b", train={"max_grad_norm": None}), quiet=True)
+    for result in (clipped, unclipped):
+        norms = [r["train/grad_norm"] for r in _records(result.run_dir) if "train/loss" in r]
+        assert norms and min(norms) > 1e-3  # the norm the step had, not the bound it was clipped to

@@ -17,10 +17,12 @@ through :func:`run_extra_steps`, the same step on a plan of their own.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Optional
 
 import torch
+from accelerate.utils import DistributedType
 from tqdm.auto import tqdm
 
 from retain.engine.context import RunContext
@@ -104,14 +106,23 @@ def _steps(
     after_step: Callable[[], None],
     clip_parameters: list[torch.nn.Parameter],
     progress: Optional[tqdm] = None,
+    record_norm: Optional[Callable[[Optional[torch.Tensor], set[str]], None]] = None,
 ) -> LossTracker:
-    """The optimizer steps over ``plan``; returns the micro-batches' loss statistics."""
+    """The optimizer steps over ``plan``; returns the micro-batches' loss statistics.
+
+    ``record_norm``: called after each step's clipping with the total gradient norm before it
+    (None where the backend does not report it) and the sources of the step's micro-batches;
+    without clipping the norm is measured only when this is given.
+    """
     accelerator, model = ctx.accelerator, ctx.model
     max_norm = ctx.config.train.max_grad_norm
     losses = LossTracker(accelerator.device)
     last = len(plan) - 1
+    sources: set[str] = set()
     for position, planned in enumerate(plan):
         batch = _micro_batch(ctx, planned)
+        if planned.weight:
+            sources.add(planned.source)
         if position == last:  # the last window steps even when short (see the module docstring)
             accelerator.step = accelerator.gradient_state.num_steps - 1
         with accelerator.accumulate(model):
@@ -119,8 +130,14 @@ def _steps(
             accelerator.backward(loss if planned.weight == 1.0 else loss * planned.weight)
             if accelerator.sync_gradients:
                 before_clip()
-                if max_norm is not None:
-                    accelerator.clip_grad_norm_(clip_parameters, max_norm)
+                norm = None
+                if max_norm is not None or record_norm is not None:
+                    # an infinite bound measures the norm and scales nothing
+                    norm = accelerator.clip_grad_norm_(clip_parameters, max_norm if max_norm is not None else math.inf)
+                if record_norm is not None:
+                    # DeepSpeed clips inside its step and reports the previous step's norm: none here
+                    record_norm(None if accelerator.distributed_type == DistributedType.DEEPSPEED else norm, sources)
+                sources = set()
             optimizer.step()
             if accelerator.sync_gradients:
                 after_step()
@@ -139,7 +156,8 @@ def train_phase(
 ) -> dict[str, float]:
     """Train the current phase on ``plan``; returns simple statistics (mean loss, steps).
 
-    ``step_log``: where the loss, learning rate and methods' loss terms go for the trackers.
+    ``step_log``: where the loss, learning rate, gradient norm and methods' loss terms go for the
+    trackers.
     """
     state = ctx.state
     optimizer = ctx.optimizer
@@ -173,7 +191,7 @@ def train_phase(
 
     losses = _steps(
         ctx, plan, optimizer, loss_of, lambda: hooks.call("on_backward_end", ctx), after_step,
-        list(ctx.model.parameters()), progress,
+        list(ctx.model.parameters()), progress, step_log.add_grad_norm if logging else None,
     )
     progress.close()
     if logging:

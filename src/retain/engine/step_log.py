@@ -6,6 +6,11 @@ once and logged through ``accelerator.log`` (main process only) at the run's glo
 
     train/loss         the mean task loss plus every method's term (what was back-propagated)
     train/lr           the learning rate of the first parameter group
+    train/grad_norm    the mean total gradient norm of the steps, before clipping (where the
+                       backend reports it: not under DeepSpeed, which clips inside its engine)
+    train/grad_norm/<source>  the same over the steps whose micro-batches all came from one
+                       source (``new``, ``replay``): a replay step whose norm is far above
+                       ``train.max_grad_norm`` is scaled down whole, every loss term in it alike
     loss/<method>      the mean of what the method's ``on_loss`` added (distillation, penalty ...)
     method/<key>       the methods' ``on_log`` statistics, at the end of each phase
     matrix/<task>      the scores of a matrix row, logged right after the row is evaluated
@@ -26,6 +31,9 @@ class StepLog:
         self.every = every
         self.sums: dict[str, torch.Tensor] = {}
         self.count = 0
+        # gradient norms are per optimizer step, not per micro-batch: their own sums and counts
+        self.norm_sums: dict[str, torch.Tensor] = {}
+        self.norm_counts: dict[str, int] = {}
         self.last_step: Optional[int] = None  # the step of the last record (one record per step)
         # the rate the last optimizer step used: a phase's closing record comes after the
         # scheduler has moved on (to 0 at the end of a linear decay)
@@ -47,6 +55,21 @@ class StepLog:
                 self.sums[key] = value.clone()
         self.count += 1
 
+    def add_grad_norm(self, norm: Optional[torch.Tensor], sources: set[str]) -> None:
+        """One optimizer step's total gradient norm (before clipping) and its micro-batches' sources.
+
+        ``norm`` None (a backend that does not report it) logs nothing."""
+        if not self.enabled or norm is None:
+            return
+        keys = ["train/grad_norm"] + ([f"train/grad_norm/{next(iter(sources))}"] if len(sources) == 1 else [])
+        value = torch.as_tensor(norm).detach().float()
+        for key in keys:
+            if key in self.norm_sums:
+                self.norm_sums[key] += value
+            else:
+                self.norm_sums[key] = value.clone()
+            self.norm_counts[key] = self.norm_counts.get(key, 0) + 1
+
     def step_done(self, global_step: int, optimizer: Any, force: bool = False) -> None:
         """After an optimizer step, before the scheduler's: log the means so far every ``every`` steps.
 
@@ -61,16 +84,21 @@ class StepLog:
         if global_step == self.last_step:
             # micro-batches of an accumulation window the phase ended before completing: no step
             # of their own, and the step they follow is already recorded
-            self.sums.clear()
-            self.count = 0
+            self._clear()
             return
         values: dict[str, Any] = {key: float(total.item()) / self.count for key, total in self.sums.items()}
+        values.update({key: float(total.item()) / self.norm_counts[key] for key, total in self.norm_sums.items()})
         if self.step_lr is not None:
             values["train/lr"] = self.step_lr
-        self.sums.clear()
-        self.count = 0
+        self._clear()
         self.last_step = global_step
         self.accelerator.log(values, step=global_step)
+
+    def _clear(self) -> None:
+        self.sums.clear()
+        self.count = 0
+        self.norm_sums.clear()
+        self.norm_counts.clear()
 
     def log(self, values: dict[str, Any], step: int) -> None:
         if self.enabled and values:
