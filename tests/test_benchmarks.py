@@ -476,3 +476,25 @@ def test_every_local_link_of_the_docs_and_results_resolves() -> None:
             if target and not re.match(r"[a-z]+:", target) and not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(repo)}: {target}")
     assert len(pages) > 10 and broken == []
+
+
+def test_union_errors_split_old_examples_by_where_their_union_answer_lies(tmp_path: Path) -> None:
+    """Two old tasks and a last one; a label the last task shares with an old one counts as the last's."""
+    from benchmarks import union_errors
+
+    run = tmp_path / "run"
+    (run / "predictions").mkdir(parents=True)
+    tasks = ["sent", "nli", "topic"]  # trained in the order nli, sent, topic
+    (run / "matrix.json").write_text(json.dumps({"task_names": tasks, "phase_task_index": [1, 0, 2], "rows": [[0] * 3] * 4}))
+    answers = {
+        "nli": [("yes", "yes"), ("no", "pos"), ("yes", "world")],  # own, last (pos: sent's and topic's), last
+        "sent": [("pos", "pos"), ("neg", "no")],  # own, other (nli's: "no" is not the last task's)
+        "topic": [("world", "world"), ("pos", "pos")],  # the last task: labels world and pos (shared with sent)
+    }
+    for task, pairs in answers.items():
+        lines = [json.dumps({"target": t, "union_prediction": p, "union_score": float(t == p)}) for t, p in pairs]
+        (run / "predictions" / f"row03_{task}.jsonl").write_text("\n".join(lines) + "\n")
+    shares = union_errors.run_shares(run)
+    # old examples: own 2 (nli yes, sent pos), last 2 (pos, world), other 1 (sent answering nli's no)
+    assert shares["own"] == pytest.approx(40.0) and shares["last"] == pytest.approx(40.0) and shares["other"] == pytest.approx(20.0)
+    assert shares["union_ap"] == pytest.approx((100 / 3 + 50 + 100) / 3)
