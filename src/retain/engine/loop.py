@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from accelerate.utils import DistributedType
 from tqdm.auto import tqdm
 
 from retain.engine.context import RunContext
+from retain.engine.grad_norms import GradNormWatch
 from retain.engine.hooks import HookDispatcher
 from retain.engine.preparation import release
 from retain.engine.progress import progress_bar
@@ -153,8 +154,9 @@ def _steps(
 
 def train_phase(
     ctx: RunContext, hooks: HookDispatcher, plan: BatchPlan, show_progress: bool = True, step_log: Optional[StepLog] = None
-) -> dict[str, float]:
-    """Train the current phase on ``plan``; returns simple statistics (mean loss, steps).
+) -> dict[str, Any]:
+    """Train the current phase on ``plan``; returns simple statistics (mean loss, steps, and the
+    mean gradient norm before clipping per batch source, where the backend reports it).
 
     ``step_log``: where the loss, learning rate, gradient norm and methods' loss terms go for the
     trackers.
@@ -170,6 +172,12 @@ def train_phase(
     )
 
     logging = step_log is not None and step_log.enabled
+    norms = GradNormWatch()
+
+    def record_norm(norm: Optional[torch.Tensor], sources: set[str]) -> None:
+        norms.add(norm, sources)
+        if logging:
+            step_log.add_grad_norm(norm, sources)
 
     def loss_of(batch):  # type: ignore[no-untyped-def]
         hooks.call("on_batch_start", ctx, batch)
@@ -191,12 +199,16 @@ def train_phase(
 
     losses = _steps(
         ctx, plan, optimizer, loss_of, lambda: hooks.call("on_backward_end", ctx), after_step,
-        list(ctx.model.parameters()), progress, step_log.add_grad_norm if logging else None,
+        list(ctx.model.parameters()), progress,
+        record_norm if logging or ctx.config.train.max_grad_norm is not None else None,
     )
     progress.close()
     if logging:
         step_log.step_done(state.global_step, optimizer, force=True)  # the phase's last steps
-    return {"mean_loss": losses.mean(), "micro_batches": losses.count, "steps": state.step_in_phase}
+    return {
+        "mean_loss": losses.mean(), "micro_batches": losses.count, "steps": state.step_in_phase,
+        "grad_norms": norms.means(),
+    }
 
 
 def run_extra_steps(ctx: RunContext, extra: ExtraSteps) -> StepStats:

@@ -59,6 +59,7 @@ from retain.exporting.task_model import save_task_model, task_model_dir
 from retain.evaluation.cl_metrics import AccuracyMatrix, GeneralScores, compute_cl_metrics, never_learned
 from retain.engine.state import Phase, TrainingState
 from retain.engine.progress import bars_allowed
+from retain.engine.grad_norms import clipped_sources_warning
 from retain.engine.step_log import StepLog
 from retain.engine.trackers import build_trackers, flat_config, set_resume_step
 from retain.methods.base import Method
@@ -426,13 +427,18 @@ class ContinualRunner:
         if self.step_log is not None:
             self.step_log.log({f"method/{k}": v for k, v in logs.items()}, ctx.state.global_step)
         trunc = ctx.encoder.truncation
+        norms = stats["grad_norms"]
         logger.info(
-            "phase %d/%d %s: %d micro-batches, %d steps, mean loss %.4f, %.1fs%s%s",
+            "phase %d/%d %s: %d micro-batches, %d steps, mean loss %.4f, %.1fs%s%s%s",
             phase_index + 1, len(ctx.phases), ctx.phase.name, stats["micro_batches"], stats["steps"],
             stats["mean_loss"], time.perf_counter() - started,
+            "; grad norm before clipping: " + ", ".join(f"{k} {v:.3g}" for k, v in norms.items()) if norms else "",
             f"; truncated so far: {trunc.sources} prompts, {trunc.targets} targets of {trunc.seen}" if trunc.sources or trunc.targets else "",
             "; " + ", ".join(f"{k}={v:.4g}" for k, v in logs.items()) if logs else "",
         )
+        clipped = clipped_sources_warning(ctx.phase.name, norms, config.train.max_grad_norm)
+        if clipped:
+            logger.warning(clipped)
 
     def _prepare_phase(self, ctx: RunContext, steps: int) -> None:
         """A new optimizer over the trainable parameters, prepared together with the bare model."""
