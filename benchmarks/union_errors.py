@@ -28,7 +28,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, machine  # noqa: E402
+from common import RESULTS, write_result  # noqa: E402
+
+from retain.reporting.aggregate import format_spread, spread  # noqa: E402
 
 SHARES = ("own", "last", "other")
 
@@ -71,12 +73,6 @@ def run_shares(run_dir: Path) -> dict[str, float]:
     return {"union_ap": ap, **{k: 100 * v / total for k, v in counts.items()}}
 
 
-def mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("grid")
@@ -108,13 +104,11 @@ def main() -> int:
     ]
     for entry in methods:
         values = list(entry["runs"].values())
-        cells = [mean_std([v[key] for v in values]) for key in ("union_ap", *SHARES)]
+        cells = [format_spread(spread(v[key] for v in values), digits=1, show_n=False) for key in ("union_ap", *SHARES)]
         lines.append(f"| {entry['method']} | {len(values)} | " + " | ".join(cells) + " |")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"union_errors_{args.grid}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    payload = {"benchmark": f"union_errors_{args.grid}", "machine": machine(),
-               "command": f"python benchmarks/union_errors.py {args.grid}", "methods": methods}
-    (RESULTS / f"union_errors_{args.grid}.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    write_result(f"union_errors_{args.grid}", {"command": f"python benchmarks/union_errors.py {args.grid}", "methods": methods})
     print("\n".join(lines))
     return 0
 

@@ -17,25 +17,39 @@ import torch
 CLIPPED_FACTOR = 100.0
 
 
-class GradNormWatch:
-    """Device-side sums of the steps' norms per source (one host read, at the phase's end)."""
+#: the key of the mean over every step, sources mixed or not (with ``overall``)
+ALL_STEPS = ""
 
-    def __init__(self) -> None:
+
+class GradNormWatch:
+    """Device-side sums of the steps' norms per source (one host read per :meth:`means`).
+
+    ``overall``: also keep the mean over every step under :data:`ALL_STEPS` (the trackers' plain
+    ``train/grad_norm``).
+    """
+
+    def __init__(self, overall: bool = False) -> None:
+        self.overall = overall
         self.sums: dict[str, torch.Tensor] = {}
         self.counts: dict[str, int] = {}
 
     def add(self, norm: Optional[torch.Tensor], sources: set[str]) -> None:
         """One step's norm, kept under its source when all its micro-batches share one."""
-        if norm is None or len(sources) != 1:
+        if norm is None:
             return
-        source = next(iter(sources))
+        keys = ([ALL_STEPS] if self.overall else []) + ([next(iter(sources))] if len(sources) == 1 else [])
         value = torch.as_tensor(norm).detach().float()
-        self.sums[source] = self.sums[source] + value if source in self.sums else value.clone()
-        self.counts[source] = self.counts.get(source, 0) + 1
+        for key in keys:
+            self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+            self.counts[key] = self.counts.get(key, 0) + 1
 
     def means(self) -> dict[str, float]:
         """Mean norm per source over the steps added."""
         return {source: float(total.item()) / self.counts[source] for source, total in sorted(self.sums.items())}
+
+    def clear(self) -> None:
+        self.sums.clear()
+        self.counts.clear()
 
 
 def clipped_sources_warning(phase: str, means: dict[str, float], max_norm: Optional[float]) -> Optional[str]:

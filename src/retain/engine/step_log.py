@@ -22,6 +22,8 @@ from typing import Any, Optional
 
 import torch
 
+from retain.engine.grad_norms import ALL_STEPS, GradNormWatch
+
 
 class StepLog:
     """Device-side sums of the logged values between two records (see the module docstring)."""
@@ -32,8 +34,7 @@ class StepLog:
         self.sums: dict[str, torch.Tensor] = {}
         self.count = 0
         # gradient norms are per optimizer step, not per micro-batch: their own sums and counts
-        self.norm_sums: dict[str, torch.Tensor] = {}
-        self.norm_counts: dict[str, int] = {}
+        self.norms = GradNormWatch(overall=True)
         self.last_step: Optional[int] = None  # the step of the last record (one record per step)
         # the rate the last optimizer step used: a phase's closing record comes after the
         # scheduler has moved on (to 0 at the end of a linear decay)
@@ -59,16 +60,8 @@ class StepLog:
         """One optimizer step's total gradient norm (before clipping) and its micro-batches' sources.
 
         ``norm`` None (a backend that does not report it) logs nothing."""
-        if not self.enabled or norm is None:
-            return
-        keys = ["train/grad_norm"] + ([f"train/grad_norm/{next(iter(sources))}"] if len(sources) == 1 else [])
-        value = torch.as_tensor(norm).detach().float()
-        for key in keys:
-            if key in self.norm_sums:
-                self.norm_sums[key] += value
-            else:
-                self.norm_sums[key] = value.clone()
-            self.norm_counts[key] = self.norm_counts.get(key, 0) + 1
+        if self.enabled:
+            self.norms.add(norm, sources)
 
     def step_done(self, global_step: int, optimizer: Any, force: bool = False) -> None:
         """After an optimizer step, before the scheduler's: log the means so far every ``every`` steps.
@@ -87,7 +80,8 @@ class StepLog:
             self._clear()
             return
         values: dict[str, Any] = {key: float(total.item()) / self.count for key, total in self.sums.items()}
-        values.update({key: float(total.item()) / self.norm_counts[key] for key, total in self.norm_sums.items()})
+        for source, norm in self.norms.means().items():
+            values["train/grad_norm" if source == ALL_STEPS else f"train/grad_norm/{source}"] = norm
         if self.step_lr is not None:
             values["train/lr"] = self.step_lr
         self._clear()
@@ -97,8 +91,7 @@ class StepLog:
     def _clear(self) -> None:
         self.sums.clear()
         self.count = 0
-        self.norm_sums.clear()
-        self.norm_counts.clear()
+        self.norms.clear()
 
     def log(self, values: dict[str, Any], step: int) -> None:
         if self.enabled and values:
