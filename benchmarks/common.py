@@ -16,6 +16,9 @@ from typing import Any, Optional
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Where the real-data benchmarks look for the standard CL benchmark unless --data-root says
+# otherwise: the shared folder beside the repository, which is never committed into it.
+CL_DATA_DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cl_benchmark"
 
 
 def machine() -> dict[str, Any]:

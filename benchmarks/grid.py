@@ -32,7 +32,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, machine  # noqa: E402
+from common import CL_DATA_DEFAULT, RESULTS, machine  # noqa: E402
 
 from retain.errors import RetainError  # noqa: E402
 from retain.sweeps import run_sweep  # noqa: E402
@@ -151,7 +151,7 @@ def load_grid(name: str, data_root: Path, only: list[str], model_path: Optional[
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("grid", help="a file name in benchmarks/grids/ without .yaml")
-    parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data" / "cl_benchmark")
+    parser.add_argument("--data-root", type=Path, default=CL_DATA_DEFAULT)
     parser.add_argument("--only", default="", help="comma-separated method labels to run (default: all)")
     parser.add_argument("--orders", type=int_list, default=[], help="comma-separated orders to run (default: all)")
     parser.add_argument("--seeds", type=int_list, default=[], help="comma-separated seeds to run (default: all)")

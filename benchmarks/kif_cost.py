@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import median, timed, write_result  # noqa: E402
+from common import CL_DATA_DEFAULT, median, timed, write_result  # noqa: E402
 
 from retain.config import make_config  # noqa: E402
 from retain.engine.context import RunContext  # noqa: E402
@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--train", type=int, default=256, help="training examples (one epoch per round)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data" / "cl_benchmark")
+    parser.add_argument("--data-root", type=Path, default=CL_DATA_DEFAULT)
     parser.add_argument("--skip-full", action="store_true", help="LoRA only")
     args = parser.parse_args()
     torch.manual_seed(0)

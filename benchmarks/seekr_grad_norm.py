@@ -29,12 +29,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_result  # noqa: E402
+from common import CL_DATA_DEFAULT, write_result  # noqa: E402
 
 import retain  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "cl_benchmark"
 
 
 def probe_config(out: Path, kind: str, w_ad: float, args: argparse.Namespace) -> dict[str, Any]:
@@ -72,7 +71,7 @@ def main() -> int:
     parser.add_argument("--w-ad", type=float, nargs="+", default=[0.0, 1.0, 10.0, 1000.0])
     parser.add_argument("--kinds", nargs="+", choices=("classifier", "causal"), default=["classifier", "causal"])
     parser.add_argument("--train-size", type=int, default=300)
-    parser.add_argument("--data-root", type=Path, default=DATA)
+    parser.add_argument("--data-root", type=Path, default=CL_DATA_DEFAULT)
     args = parser.parse_args()
     if not args.data_root.is_dir():
         print(f"error: benchmark data not found at {args.data_root} (pass --data-root)", file=sys.stderr)
