@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -180,12 +181,15 @@ def main() -> int:
 def write_results(folder: Path, text: str, command: str, results: Path, stem: str) -> None:
     """The sweep's summary as ``<stem>.json`` and ``<stem>.md`` in ``results``, with its plots
     copied beside them as ``<stem>_<plot>.png``: the table's image links name the copies, so the
-    plots show wherever the table is read (the sweep folder itself is not kept in the repository)."""
+    plots show wherever the table is read (the sweep folder itself is not kept in the repository).
+    Only the plots the table links are copied: the sweep folder also holds the plots of earlier
+    summaries of other subsets (another ``--orders`` or ``--only`` run of the same grid), which
+    would otherwise be published under this subset's name."""
     summary = json.loads((folder / "summary.json").read_text())
     (results / f"{stem}.json").write_text(json.dumps({"command": command, "machine": machine(), "summary": summary}, indent=1))
-    for plot in sorted(folder.glob("*.png")):
-        shutil.copy2(plot, results / f"{stem}_{plot.name}")
-        text = text.replace(f"]({plot.name})", f"]({stem}_{plot.name})")
+    for name in sorted(set(re.findall(r"\]\(([^()/]+\.png)\)", text))):
+        shutil.copy2(folder / name, results / f"{stem}_{name}")
+        text = text.replace(f"]({name})", f"]({stem}_{name})")
     (results / f"{stem}.md").write_text(f"`{command}`\n\n{text}")
 
 

@@ -285,12 +285,14 @@ def test_grid_results_link_the_plots_by_their_copied_names(tmp_path: Path) -> No
     results.mkdir()
     (sweep / "summary.json").write_text('{"rows": []}')
     (sweep / "ap_t_order1.png").write_bytes(b"png")
+    (sweep / "ap_t_order3.png").write_bytes(b"an earlier summary's plot of another order")
     text = "# Sweep g\n\n## Plots\n\n![ap_t_order1.png](ap_t_order1.png)\n"
     grid.write_results(sweep, text, "python benchmarks/grid.py g --seeds 1", results, "grid_g.s1")
     table = (results / "grid_g.s1.md").read_text()
     assert table.startswith("`python benchmarks/grid.py g --seeds 1`")
     assert "![ap_t_order1.png](grid_g.s1_ap_t_order1.png)" in table
     assert (results / "grid_g.s1_ap_t_order1.png").read_bytes() == b"png"
+    assert not (results / "grid_g.s1_ap_t_order3.png").exists()
     assert json.loads((results / "grid_g.s1.json").read_text())["summary"] == {"rows": []}
 
 
