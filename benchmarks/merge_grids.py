@@ -55,9 +55,13 @@ def read_result(path: Path) -> dict[str, Any]:
         raise MergeError(f"{path} is not a grid result JSON ({err!r})") from None
     for row in rows:
         for scope, group in row["orders"].items():
-            if "per_run" not in group:
+            if "per_run" in group:
+                continue
+            if len(group.get("seeds", [])) != 1:
                 raise MergeError(f"{path}: {row['method']!r} on {scope} has no per_run values "
                                  "(a result written before they existed: rerun its grid to rewrite it)")
+            # one seed: its spread's mean is the run's own value, exactly
+            group["per_run"] = {k: [v["mean"]] for k, v in group["values"].items()}
     return payload
 
 

@@ -487,19 +487,23 @@ def test_merge_grids_pools_seeds_and_orders_of_several_results(tmp_path: Path, m
                                                _row("seqft", {1: ([42], [40.0])})])
     second = _grid_result(tmp_path / "b.json", [_row("replay", {1: ([2, 42], [58.0, 50.0]), 2: ([1], [64.0])})],
                           command="python benchmarks/grid.py g --seeds 2")
-    assert merge_grids.main(["--out", "pooled", str(first), str(second)]) == 0
+    one_seed_old = {"method": "replay", "setting": "", "methods": [{"name": "replay", "ratio": 0.01}],
+                    "orders": {"order 1": {"runs": ["r"], "seeds": [7], "values": {"ap": {"mean": 54.0, "std": None, "n": 1}}}}}
+    third = _grid_result(tmp_path / "c.json", [one_seed_old])  # written before per_run: one seed reads exactly
+    assert merge_grids.main(["--out", "pooled", str(first), str(second), str(third)]) == 0
     summary = json.loads((tmp_path / "results" / "pooled.json").read_text())["summary"]
     replay, seqft = summary["rows"]
     order_1 = replay["orders"]["order 1"]
-    assert order_1["seeds"] == [42, 1, 2]  # seed 42 is in both files with the same values: once
-    assert order_1["per_run"]["ap"] == [50.0, 54.0, 58.0]
-    assert order_1["values"]["ap"] == {"mean": 54.0, "std": 4.0, "n": 3}  # sample std of 50, 54, 58
+    assert order_1["seeds"] == [42, 1, 2, 7]  # seed 42 is in both files with the same values: once
+    assert order_1["per_run"]["ap"] == [50.0, 54.0, 58.0, 54.0]
+    assert order_1["values"]["ap"]["mean"] == 54.0
+    assert order_1["values"]["ap"]["std"] == pytest.approx((32 / 3) ** 0.5)  # sample std of 50, 54, 58, 54
     assert replay["orders"]["order 2"]["values"]["ap"]["mean"] == 62.0
     assert replay["overall"]["values"]["ap"]["mean"] == 58.0  # (54 + 62) / 2, not the mean of 5 runs
     assert replay["overall"]["values"]["ap"]["n"] == 2
     assert seqft["overall"] is None  # order 1 only: no over-orders value beside the others'
     text = (tmp_path / "results" / "pooled.md").read_text()
-    assert "| replay | order 1, order 2 | 58.00 ± 5.66 (2) |" in text
+    assert "| replay | order 1, order 2 | 58.00 ± 5.66 (2) |" in text  # means 54 and 62
     assert "`python benchmarks/grid.py g --seeds 2`" in text
     assert paired.paired_differences(summary, "replay", "seqft", 1, "ap") == [("s42", 10.0)]
 
@@ -521,7 +525,7 @@ def test_merge_grids_refuses_what_cannot_be_pooled(tmp_path: Path, monkeypatch: 
         assert merge_grids.main(["--out", "pooled", str(base), str(_grid_result(tmp_path / name, rows))]) == 2
         assert re.match(f"^error: {tmp_path}/{message}", capsys.readouterr().err)
     old = tmp_path / "old.json"
-    old.write_text(json.dumps({"summary": {"rows": [{"method": "replay", "orders": {"order 1": {"seeds": [42]}}}]}}))
+    old.write_text(json.dumps({"summary": {"rows": [{"method": "replay", "orders": {"order 1": {"seeds": [42, 1]}}}]}}))
     assert merge_grids.main(["--out", "pooled", str(old)]) == 2
     assert "has no per_run values" in capsys.readouterr().err
     assert merge_grids.main(["--out", "pooled", "--only", "kif", str(base)]) == 2
