@@ -71,7 +71,7 @@ def order_of(scope: str) -> Optional[int]:
 
 
 def pool(sources: Sequence[tuple[Path, dict[str, Any]]], only: Sequence[str]) -> dict[str, Any]:
-    """label -> {"methods", "setting", "cells": {order: {seed: (values, run path)}}} over all files.
+    """label -> {"method", "setting", "methods", "cells": {order: {seed: (values, run path, file)}}}.
 
     A (label, order, seed) cell seen twice must hold the same values (the same run listed in two
     results); different values mean two different runs claim one seed, which pooling cannot settle.
