@@ -35,6 +35,7 @@ from common import RESULTS, machine  # noqa: E402
 from retain.reporting.aggregate import STD_DEFINITION, Spread, format_spread, spread, spread_of_means  # noqa: E402
 from retain.reporting.atomic import write_json_atomic, write_text_atomic  # noqa: E402
 from retain.reporting.report import markdown_table  # noqa: E402
+from retain.sweeps.summary import OVERALL, scope_name  # noqa: E402
 
 #: the metrics of the Markdown tables, per family (task and union label spaces); the JSON keeps all
 SHOWN = ("ap", "bwt", "fwt", "la")
@@ -110,8 +111,12 @@ def ordered_keys(orderings: Sequence[Any], present: Sequence[Any]) -> list[str]:
     return keys
 
 
-def summarise(rows: dict[str, Any], titles: dict[str, str], sources: Sequence[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+def summarise(rows: dict[str, Any], sources: Sequence[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
     """The pooled summary in the grid result shape (per order: seeds, runs, values, per_run)."""
+    titles: dict[str, str] = {}  # metric key -> title, the first file's wording where several have it
+    for _, payload in sources:
+        for key, title in payload["summary"].get("metrics", {}).items():
+            titles.setdefault(key, title)
     orders = sorted({o for entry in rows.values() for o in entry["cells"]}, key=lambda o: (o is None, o or 0))
     out_rows = []
     for label, entry in rows.items():
@@ -122,7 +127,7 @@ def summarise(rows: dict[str, Any], titles: dict[str, str], sources: Sequence[tu
             seeds = list(cell)
             keys = ordered_keys([titles, *(cell[s][0] for s in seeds)], present=[cell[s][0] for s in seeds])
             spreads[order] = {k: spread(cell[s][0].get(k) for s in seeds) for k in keys}
-            by_order["stream" if order is None else f"order {order}"] = {
+            by_order[scope_name(order)] = {
                 "runs": [cell[s][1] for s in seeds],
                 "seeds": seeds,
                 "values": {k: v.to_dict() for k, v in spreads[order].items()},
@@ -134,7 +139,7 @@ def summarise(rows: dict[str, Any], titles: dict[str, str], sources: Sequence[tu
             overall = {"orders": orders, "values": {
                 k: spread_of_means(s.get(k, Spread(None, None, 0)) for s in spreads.values()).to_dict() for k in keys}}
         out_rows.append({"setting": entry["setting"], "method": entry["method"], "methods": entry["methods"],
-                         "orders": by_order, "overall": overall})
+                         "orders": by_order, OVERALL: overall})
     return {
         "sweep": "pooled: " + " + ".join(str(p.name) for p, _ in sources),
         "std": STD_DEFINITION,
@@ -160,17 +165,17 @@ def render_markdown(summary: dict[str, Any], command: str) -> str:
     parts = [f"`{command}`", "", f"# {summary['sweep']}", "", f"Values: {summary['std']}", "",
              "Pooled from: " + "; ".join(f"`{s['file']}` (`{s['command']}`)" for s in summary["pooled_from"]) + ".",
              f"Not pooled: {summary['not_pooled']}.", ""]
-    scopes = (["overall"] if any(r["overall"] for r in summary["rows"]) else []) + [
-        "stream" if o is None else f"order {o}" for o in summary["orders"]]
+    scopes = ([OVERALL] if any(r[OVERALL] for r in summary["rows"]) else []) + [
+        scope_name(o) for o in summary["orders"]]
     for scope in scopes:
         body = []
         for row in summary["rows"]:
-            group = row["overall"] if scope == "overall" else row["orders"].get(scope)
+            group = row[OVERALL] if scope == OVERALL else row["orders"].get(scope)
             if not group:
                 continue
-            runs = ", ".join(f"order {o}" for o in group["orders"]) if scope == "overall" else ", ".join(map(str, group["seeds"]))
+            runs = ", ".join(map(scope_name, group["orders"])) if scope == OVERALL else ", ".join(map(str, group["seeds"]))
             body.append([row["method"], runs, *(_spread(group["values"].get(k)) for k in header_keys)])
-        header = ["method", "orders" if scope == "overall" else "seeds", *(summary["metrics"][k] for k in header_keys)]
+        header = ["method", "orders" if scope == OVERALL else "seeds", *(summary["metrics"][k] for k in header_keys)]
         parts += [f"## {scope}", "", markdown_table(header, body), ""]
     return "\n".join(parts)
 
@@ -191,10 +196,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except MergeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    titles: dict[str, str] = {}
-    for _, payload in sources:
-        titles.update({k: v for k, v in payload["summary"].get("metrics", {}).items() if k not in titles})
-    summary = summarise(rows, titles, sources)
+    summary = summarise(rows, sources)
     command = "python benchmarks/merge_grids.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = render_markdown(summary, command)
     RESULTS.mkdir(parents=True, exist_ok=True)

