@@ -11,6 +11,7 @@ files, over orders exactly as a sweep does (the mean over orders of each order's
         benchmarks/results/grid_minilm-seekr-ablations.json \\
         benchmarks/results/grid_minilm-seekr-orders.s42+1.json \\
         benchmarks/results/grid_minilm-seekr-orders.replay-1pc+seekr-1pc-w_ad-1+seekr-1pc-no-attention-s2.json \\
+        benchmarks/results/grid_minilm-seekr-orders.seekr-1pc-s2.json \\
         --only replay-1%,seekr-1%-w_ad-1,seekr-1%,seekr-1%-no-attention
 
 Writes ``benchmarks/results/<out>.json`` (the grid result shape, so ``paired.py`` and
