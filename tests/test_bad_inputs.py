@@ -317,15 +317,31 @@ def test_debug_shows_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture
     [({"train": {"warmup_steps": -1}}, "train.warmup_steps"), ({"methods": ["migu", "replya"]}, "unknown method 'replya'")],
 )
 def test_a_config_error_never_imports_torch(tmp_path: Path, changes: dict[str, Any], named: str) -> None:
-    """Config, method names and data are checked before torch is imported: a typo is reported at once."""
+    """Config, method names and data are checked before torch is imported: a typo is reported at once.
+
+    ``main()`` reads the process's own command line, as the ``retain`` script does: that is the
+    path whose exit also ends a process group, which must not import torch to find there is none.
+    """
     path = _write(tmp_path, _config(tmp_path, **changes))
     code = (
-        "import sys; from retain.cli import main; rc = main(['run', sys.argv[1]]); "
+        "import sys; sys.argv = ['retain', 'run', sys.argv[1]]; from retain.cli import main; rc = main(); "
         "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
     )
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert named in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_validation_path_imports_no_torch() -> None:
+    """The modules a refused config goes through (CLI, config, preflight, sweep spec) import no torch."""
+    code = (
+        "import sys; import retain.cli, retain.config, retain.engine.preflight, retain.sweeps.spec; "
+        "from retain.cli import build_parser; build_parser(); "
+        "loaded = sorted(m for m in ('torch', 'transformers', 'accelerate', 'datasets') if m in sys.modules); "
+        "assert not loaded, loaded"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 # -- 4. a run folder to resume: damaged, edited, locked, busy ------------------------------------

@@ -301,7 +301,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        if argv is None:  # the process's own command line: this process owns its process group
+        # The process's own command line owns its process group. Only a process that got as far
+        # as torch can have one: a config refused before that never imports torch just to exit.
+        if argv is None and "torch.distributed" in sys.modules:
             from retain.engine.collective import end_process_group
 
             end_process_group(finished)
