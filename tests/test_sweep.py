@@ -16,7 +16,7 @@ import yaml
 import retain
 from retain.cli import main
 from retain.config import make_config
-from retain.errors import ConfigError
+from retain.errors import ConfigError, RetainError
 from retain.evaluation.cl_metrics import AccuracyMatrix
 from retain.reporting.run_folder import RunFolder
 from retain.sweeps import load_spec, plan_runs, run_sweep
@@ -266,6 +266,8 @@ def test_a_crash_keeps_its_traceback_in_a_file(tmp_path: Path) -> None:
         ({"seeds": [1, 1]}, "seeds: [1, 1] lists a value twice"),
         ({"settings": [{"overrides": {}}]}, "settings[0]: expected {label"),
         ({"base": "missing.yaml"}, "missing.yaml: config file not found"),
+        ({"base": None}, "base: required"),
+        ({"base": 5}, "base: expected a config path or a mapping, got 5"),
         ({"overrides": {"train.lr": "fast"}}, "train.lr"),
         ({"orders": [1]}, "orders: stream.benchmark 'demo' has no orders"),
         ({"methods": [["seqft", "seqlora"]]}, "run seqft+seqlora-s1 (seqft + seqlora): methods: seqft trains all weights"),
@@ -280,6 +282,61 @@ def test_sweep_file_mistakes_name_the_key(tmp_path: Path, change: dict[str, Any]
         plan_runs(load_spec(path))
     assert fragment in str(info.value) and str(path) in str(info.value)
     assert not (tmp_path / "sweeps").exists()
+
+
+def test_a_sweep_without_base_is_refused_naming_the_file_and_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No base used to run the built-in defaults (a demo stream on a tiny model) and exit 0."""
+    spec = sweep_spec(tmp_path, seeds=[1])
+    del spec["base"]
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["sweep", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: base: required") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "sweeps").exists()
+    explicit = load_spec({**spec, "base": {}})  # an explicit mapping, even an empty one, is taken as written
+    assert explicit.base == {}
+
+
+def test_a_second_sweep_of_a_locked_folder_stops_naming_the_holder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from retain.reporting.guard import RunLock
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(sweep_spec(tmp_path, methods=["seqft"], seeds=[1])))
+    folder = tmp_path / "sweeps" / "grid"
+    folder.mkdir(parents=True)
+    (folder / "sweep.log").write_text("the first sweep's lines\n")
+    with RunLock(folder):  # what a running `retain sweep` holds for its whole life
+        assert main(["sweep", str(path), "--quiet"]) == 2
+        err = capsys.readouterr().err
+    assert f"{folder}: in use by another retain process (pid {os.getpid()})" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", "sweep.log"]  # no sweep.yaml, runs/, summary
+    assert (folder / "sweep.log").read_text() == "the first sweep's lines\n"
+
+
+def test_the_sweep_holds_its_folder_lock_while_runs_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from retain.reporting.guard import RunLock
+    from retain.sweeps import execute
+
+    seen: list[str] = []
+
+    def probe(run: Any, state: str, quiet: bool) -> None:
+        try:
+            RunLock(run.run_dir.parents[1]).acquire().release()
+        except RetainError as err:
+            seen.append(str(err))
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(execute, "_run_one", probe)
+    with pytest.raises(SweepRunError, match="stop here"):
+        run_sweep(sweep_spec(tmp_path, methods=["seqft"], seeds=[1]), quiet=True)
+    assert seen and f"pid {os.getpid()}" in seen[0], "the sweep folder was not locked during its runs"
+    RunLock(tmp_path / "sweeps" / "grid").acquire().release()  # and it is released after a failure
 
 
 def test_base_path_is_read_relative_to_the_sweep_file(tmp_path: Path) -> None:

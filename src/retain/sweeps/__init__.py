@@ -13,7 +13,9 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from retain.errors import ConfigError
 from retain.reporting.atomic import write_text_atomic
+from retain.reporting.guard import RunLock
 from retain.reporting.report import markdown_table
 from retain.sweeps.execute import SweepRunError, execute_runs, sweep_logger
 from retain.sweeps.plan import PlannedRun, plan_runs, run_state
@@ -52,7 +54,9 @@ def run_sweep(
 
     ``source``: a sweep YAML path, a mapping or a SweepSpec. Progress lines go to stderr (unless
     ``quiet``) and to ``<sweep folder>/sweep.log``; the runs' own logs go to their run.log (and to
-    stderr with ``verbose_runs``).
+    stderr with ``verbose_runs``). The sweep folder is locked for the sweep's whole life (the run
+    folders' ``flock``, :class:`retain.reporting.guard.RunLock`): a second sweep of the same folder
+    stops at once with the holder's pid, having written nothing.
     """
     spec = load_spec(source)
     runs = plan_runs(spec)
@@ -60,11 +64,16 @@ def run_sweep(
         text, states = plan_text(runs)
         return SweepResult(spec.folder, runs, states, None, f"sweep {spec.folder}: {len(runs)} runs\n\n{text}\n")
     folder = spec.folder
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder}: the sweep folder exists and is not a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(folder / SPEC_COPY, yaml.safe_dump(spec.to_dict(), sort_keys=False, allow_unicode=True))
-    logger = sweep_logger(folder, quiet)
-    outcome = execute_runs(runs, folder, logger, quiet_runs=not verbose_runs)
-    summary = summarise_sweep(spec, runs)
-    text = write_summary(summary, folder)
-    logger.info("sweep %s: summary in %s", folder, folder / "summary.md")
+    # One sweep per folder at a time: a second one stops here, before it writes anything (the
+    # OS drops the lock when the holder dies, even by kill -9, so there is never a stale lock).
+    with RunLock(folder):
+        write_text_atomic(folder / SPEC_COPY, yaml.safe_dump(spec.to_dict(), sort_keys=False, allow_unicode=True))
+        logger = sweep_logger(folder, quiet)
+        outcome = execute_runs(runs, folder, logger, quiet_runs=not verbose_runs)
+        summary = summarise_sweep(spec, runs)
+        text = write_summary(summary, folder)
+        logger.info("sweep %s: summary in %s", folder, folder / "summary.md")
     return SweepResult(folder, runs, outcome, summary, text)

@@ -4,7 +4,7 @@
 
     name: sweep-demo               # the sweep folder is <output_dir>/<name>
     output_dir: runs
-    base: demo.yaml                # a run config: a path (relative to this file) or a mapping
+    base: demo.yaml                # required: a run config path (relative to this file) or a mapping
     overrides: {train.epochs: 2}   # applied to the base: {dotted.key: value} or ["key=value", ...]
     methods:                       # one entry per compared method list
       - seqft                      #   a method name,
@@ -48,7 +48,7 @@ class SweepFile:
 
     name: str = option("Sweep name; the sweep folder is <output_dir>/<name>.", "sweep")
     output_dir: str = option("Parent folder of the sweep folder.", "runs")
-    base: Any = option("Base run config: a YAML path (relative to the sweep file) or a mapping.", None)
+    base: Any = option("Base run config (required): a YAML path (relative to the sweep file) or a mapping.", None)
     overrides: Any = option("Overrides of the base: {dotted.key: value} or ['key=value', ...].", None)
     methods: list[Any] = option(
         "Compared method lists: a name, a list, or {label, methods, overrides}.", factory=list
@@ -168,12 +168,18 @@ def _unique(labels: list[str], what: str) -> None:
         seen.add(label)
 
 
-def _base_config(value: Any, folder: Path) -> dict[str, Any]:
-    if value is None:
-        return {}
+def _base_config(value: Any, folder: Path, given: bool) -> dict[str, Any]:
+    """The base run config. It is required: a sweep without one would silently run the built-in
+    defaults (a demo stream on a tiny model) and tabulate them as if they were the experiment.
+    An explicit mapping, even ``{}``, is taken as written."""
+    if not given or value is None:
+        raise ConfigError(
+            "base: required: the run config every run of the grid builds on, a YAML path "
+            "(relative to the sweep file) or an inline mapping (base: {} for the built-in defaults)"
+        )
     if isinstance(value, dict):
         return json.loads(json.dumps(value))
-    if isinstance(value, str):
+    if isinstance(value, str) and value.strip():
         path = Path(value)
         return load_config_dict(path if path.is_absolute() else folder / path)
     raise ConfigError(f"base: expected a config path or a mapping, got {value!r}")
@@ -182,7 +188,7 @@ def _base_config(value: Any, folder: Path) -> dict[str, Any]:
 def build_spec(data: dict[str, Any], folder: Path, source: Optional[Path] = None) -> SweepSpec:
     """Validate a sweep mapping; relative paths (base) are read from ``folder``."""
     raw: SweepFile = build_dataclass(SweepFile, data)
-    base = apply_overrides(_base_config(raw.base, folder), as_override_list(raw.overrides, "overrides"))
+    base = apply_overrides(_base_config(raw.base, folder, "base" in data), as_override_list(raw.overrides, "overrides"))
     if not raw.methods:
         raise ConfigError("methods: list at least one method entry (e.g. [seqft])")
     methods = [_methods_entry(entry, i) for i, entry in enumerate(raw.methods)]
