@@ -10,7 +10,7 @@ import pytest
 from retain.data.types import Example, Task
 from retain.errors import ConfigError
 from retain.evaluation import scoring
-from retain.evaluation.metrics import METRICS, Metric, get_metric, register_metric, sari
+from retain.evaluation.metrics import METRICS, Metric, clear_metric_cache, get_metric, register_metric, sari
 
 USER_METRIC = '''
 from retain.evaluation.metrics import Metric
@@ -120,7 +120,7 @@ def test_register_metric_makes_a_name(monkeypatch: pytest.MonkeyPatch) -> None:
             return 1.0
 
     assert get_metric("always_one").aggregate([1.0, 1.0]) == 100.0
-    get_metric.cache_clear()
+    clear_metric_cache()
     with pytest.raises(ValueError, match="needs a name"):
         register_metric(type("Nameless", (Metric,), {}))
 
@@ -139,4 +139,4 @@ def test_readme_metric_example_registers_and_scores(monkeypatch: pytest.MonkeyPa
     assert not metric.higher_is_better and metric.range is None
     scores = [metric.score("a b", "a b c d"), metric.score("a b c", "a b c")]
     assert metric.aggregate(scores) == pytest.approx(0.75)
-    get_metric.cache_clear()
+    clear_metric_cache()

@@ -14,16 +14,22 @@ def run(
     quiet: bool = False,
     overwrite: bool = False,
     stop_after: int | None = None,
+    allow_imports: tuple[str, ...] | list[str] = (),
 ) -> Any:
     """Run an experiment from a YAML path, a dict or a RunConfig (or resume a run folder).
 
     Returns a :class:`retain.api.RunResult` with the run folder, the matrix and the metrics, and
     the trained model and its tokenizer (``result.model``, ``result.tokenizer``).
-    ``stop_after=N`` stops (resumably) after N tasks.
+    ``stop_after=N`` stops (resumably) after N tasks. ``allow_imports``: on resume, the
+    import-path metrics (``package.module:Class``) of the folder's config that may be imported;
+    a run folder never makes retain import code on its own.
     """
     from retain.api import run as _run
 
-    return _run(config, overrides=overrides, resume=resume, quiet=quiet, overwrite=overwrite, stop_after=stop_after)
+    return _run(
+        config, overrides=overrides, resume=resume, quiet=quiet, overwrite=overwrite, stop_after=stop_after,
+        allow_imports=allow_imports,
+    )
 
 
 def sweep(source: Any, dry_run: bool = False, quiet: bool = False, verbose_runs: bool = False) -> Any:

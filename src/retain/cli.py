@@ -9,6 +9,7 @@ before torch is imported, so a mistake is reported in about a second.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import signal
 import sys
@@ -37,7 +38,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config is not None:
             raise RetainError(f"retain run --resume RUN_DIR takes no config file (got {args.config}); a resumed run keeps its own config.yaml")
-        prepared = prepare(args.resume, args.overrides, resume=True)
+        prepared = prepare(args.resume, args.overrides, resume=True, allow_imports=args.allow_import)
     else:
         if args.config is None:
             raise RetainError("retain run: give a CONFIG.yaml (or --resume RUN_DIR)")
@@ -208,9 +209,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="registered methods, benchmarks, data formats")
     p.add_argument("--config", action="store_true", help="also list every config key with its default")
     p.set_defaults(func=_cmd_list)
+    for name in _READS_RUN_FOLDERS:
+        sub.choices[name].add_argument(
+            "--allow-import", action="append", default=[], metavar="PACKAGE.MODULE:CLASS",
+            help="import this metric named by a run folder's config (repeatable); a folder, maybe someone "
+                 "else's, never makes retain import code on its own",
+        )
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
+
+
+#: the commands that read run folders, whose configs may name import-path metrics
+_READS_RUN_FOLDERS = ("run", "report", "compare", "export")
+
+
+def _folder_code_gate(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """While a command reads run folders, only the import paths given with --allow-import are
+    imported (``run`` with a config of the user's own imports what that config names)."""
+    reads_folders = args.command in _READS_RUN_FOLDERS and (args.command != "run" or args.resume)
+    if not reads_folders:
+        return contextlib.nullcontext()
+    from retain.evaluation.metrics.registry import importing_only
+
+    return importing_only(args.allow_import, "a run folder's config")
 
 
 # errno values that mean "the machine refuses the write", not a bug: one line, exit 2.
@@ -282,7 +304,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         previous = None
     finished = False
     try:
-        code = args.func(args)
+        with _folder_code_gate(args):
+            code = args.func(args)
         finished = True
         return code
     except RetainError as exc:

@@ -7,16 +7,19 @@ locked?) and, on resume, the overrides are all checked here, by a module that im
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any, Optional
 
 from retain.config import RunConfig, load_config_dict, make_config
 from retain.data.benchmarks import build_stream
 from retain.data.types import Stream
 from retain.errors import ConfigError, RetainError
+from retain.evaluation.metrics.registry import importing_only
 from retain.methods.names import check_method_names
-from retain.reporting.guard import check_replaceable, probe_lock
+from retain.reporting.guard import check_links, check_replaceable, probe_lock, recover_replaced
 from retain.reporting.run_folder import CONFIG_FILE
 
 # Keys that may change on --resume: they change how fast or what is kept, never a score.
@@ -74,8 +77,16 @@ def resume_changes(saved: dict[str, Any], wanted: dict[str, Any]) -> dict[str, t
     return changed
 
 
+def _recover(run_dir: Path) -> None:
+    """Put back a run that a killed ``--overwrite`` set aside (:func:`recover_replaced`)."""
+    recovered = recover_replaced(run_dir) if run_dir.is_dir() and not run_dir.is_symlink() else None
+    if recovered:
+        print(f"note: {recovered}", file=sys.stderr)
+
+
 def read_saved_config(run_dir: Path, overrides: Optional[list[str]] = None) -> RunConfig:
     """The config a run folder was started with (plus ``overrides``), named after the folder."""
+    _recover(run_dir)
     path = run_dir / CONFIG_FILE
     if not run_dir.is_dir():
         raise RetainError(f"{run_dir}: no such run folder")
@@ -92,8 +103,14 @@ def read_saved_config(run_dir: Path, overrides: Optional[list[str]] = None) -> R
 
 
 def check_run_folder(config: RunConfig, resume: bool, overwrite: bool, probe: bool = True) -> None:
-    """The run folder can be used as asked: free, resumable, or replaceable; and (``probe``) not locked."""
+    """The run folder can be used as asked: free, resumable, or replaceable; and (``probe``) not locked.
+
+    A run that a killed ``--overwrite`` had set aside is put back first, so every check below
+    (and a resume) sees the folder as it was before that overwrite.
+    """
     run_dir = config.run_dir
+    check_links(run_dir, Path(config.output_dir), resume)
+    _recover(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RetainError(f"{run_dir}: exists and is not a folder")
     if resume:
@@ -119,18 +136,29 @@ def prepare(
     overrides: Optional[list[str]] = None,
     resume: bool = False,
     overwrite: bool = False,
+    allow_imports: Iterable[str] = (),
 ) -> Prepared:
-    """Check a run before anything heavy: config, overrides on resume, run folder, data."""
+    """Check a run before anything heavy: config, overrides on resume, run folder, data.
+
+    A run folder's config may come from someone else: on resume, an import-path metric it names is
+    imported only when it is in ``allow_imports`` (the CLI's ``--allow-import``).
+    """
     if resume and overwrite:
         raise RetainError("--resume and --overwrite exclude each other")
     changes: dict[str, tuple[Any, Any]] = {}
     if resume and isinstance(source, (str, Path)) and not Path(source).is_file():
         run_dir = Path(source)
-        saved = read_saved_config(run_dir)
-        config = read_saved_config(run_dir, overrides) if overrides else saved
-        changes = resume_changes(saved.to_dict(), config.to_dict())
-    else:
-        config = make_config(source, overrides)
+        # the metrics are imported when the stream is built: the whole check is inside the gate
+        with importing_only(allow_imports, f"the run folder's {run_dir / CONFIG_FILE}"):
+            saved = read_saved_config(run_dir)
+            config = read_saved_config(run_dir, overrides) if overrides else saved
+            changes = resume_changes(saved.to_dict(), config.to_dict())
+            return _check(config, resume, overwrite, changes)
+    return _check(make_config(source, overrides), resume, overwrite, changes)
+
+
+def _check(config: RunConfig, resume: bool, overwrite: bool, changes: dict[str, tuple[Any, Any]]) -> Prepared:
+    """The checks every run gets: method names, run folder, data (its metrics included)."""
     check_method_names(config.method_specs())
     check_run_folder(config, resume, overwrite)
     stream = build_stream(config.stream, config.seed)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -70,7 +71,7 @@ from retain.reporting.metric_text import never_learned_text
 from retain.reporting.report import format_matrix_text, format_metrics_text
 from retain.reporting.scoring import scoring_lines
 from retain.data.chat import configure_chat_template
-from retain.reporting.guard import RunLock, clear_run_folder, create_run_folder
+from retain.reporting.guard import RunLock, create_run_folder, discard_replaced, restore_replaced, set_aside_run_folder
 from retain.log import make_logger
 from retain.reporting.run_folder import RunFolder
 
@@ -132,6 +133,8 @@ class ContinualRunner:
         self.single_task: Optional[dict[str, float]] = None  # from eval.single_task_reference
         self.lock: Optional[RunLock] = None  # held by the main process for the life of the run
         self.created = False  # this run made (or emptied) the folder: a failed start removes it
+        #: --overwrite set the old run aside and the start-up has not passed yet: a failure puts it back
+        self.replacing = False
         self.checkpoint: Optional[ckpt.Checkpoint] = None  # the verified checkpoint resumed from
         self.notes: list[str] = []  # what the set-up found and did, logged once the log exists
         self.logger: Optional[logging.Logger] = None
@@ -162,9 +165,9 @@ class ContinualRunner:
                     create_run_folder(run_dir)
                 self.lock = RunLock(run_dir).acquire()
                 self.created = True
-                if occupied:
-                    clear_run_folder(run_dir, Path(self.config.output_dir))
-                    create_run_folder(run_dir)
+                if occupied:  # kept aside until the start-up has passed (reporting.guard)
+                    set_aside_run_folder(run_dir, Path(self.config.output_dir))
+                    self.replacing = True
                 RunFolder(run_dir).write_config(self.config.to_dict())
         accelerator.wait_for_everyone()
         if self.resume and not accelerator.is_main_process and ckpt.has_checkpoint(run_dir):
@@ -227,6 +230,15 @@ class ContinualRunner:
         # Data errors surface here, before the run folder exists: nothing half-written is left.
         stream = self.stream if self.stream is not None else build_stream(config.stream, config.seed)
         self.single_task = read_single_task_reference(config.eval.single_task_reference, stream.task_names)
+        # Everything that can still refuse the config (the model, its tokenizer, the chat template,
+        # the encoder) comes before the run folder is touched: a refusal leaves it as it was.
+        loaded = load_model(model_config, stream, config.seed)
+        chat = configure_chat_template(loaded.tokenizer, model_config.chat_template, loaded.kind)
+        encoder = Encoder(
+            loaded.tokenizer, loaded.kind, loaded.label_names,
+            config.stream.max_source_length, config.stream.max_target_length, config.eval.label_space,
+            config.train.label_space, chat=chat,
+        )
         run_dir = self._prepare_run_dir(accelerator)
         # Under data parallelism every process trains and evaluates; only the main one writes.
         main = accelerator.is_main_process
@@ -239,7 +251,6 @@ class ContinualRunner:
         self.step_log = StepLog(accelerator, config.train.logging_steps)
         for note in self.notes:
             logger.warning(note)
-        loaded = load_model(model_config, stream, config.seed)
         for task in stream.tasks:
             if task.skipped_records:
                 logger.warning("task %s: %d records skipped while reading (see warnings above)", task.name, task.skipped_records)
@@ -248,12 +259,6 @@ class ContinualRunner:
             model.gradient_checkpointing_enable()
         # Placed, not wrapped: each phase prepares the model with its optimizer (module docstring).
         model = accelerator.prepare_model(model, evaluation_mode=True)
-        chat = configure_chat_template(loaded.tokenizer, model_config.chat_template, loaded.kind)
-        encoder = Encoder(
-            loaded.tokenizer, loaded.kind, loaded.label_names,
-            config.stream.max_source_length, config.stream.max_target_length, config.eval.label_space,
-            config.train.label_space, chat=chat,
-        )
         hooks = HookDispatcher(methods)
         phases: Optional[list[Phase]] = hooks.call("on_plan_phases", stream)
         if phases is None:
@@ -271,6 +276,9 @@ class ContinualRunner:
         hooks.run_steps = lambda steps: run_extra_steps(ctx, steps)
         self.hooks, self.folder = hooks, folder
         hooks.call("on_setup", ctx)
+        if self.replacing:  # the start-up has passed: the run it replaces can go now
+            discard_replaced(run_dir)
+            self.replacing = False
         return ctx, methods, folder
 
     # -- the run ---------------------------------------------------------------------------
@@ -288,7 +296,9 @@ class ContinualRunner:
             self._finish_trackers()
             self._close_log()
             run_dir = self.config.run_dir
-            if self.created and not ckpt.has_checkpoint(run_dir):
+            if self.replacing:  # an --overwrite whose start-up failed: the old run comes back
+                restore_replaced(run_dir)
+            elif self.created and not ckpt.has_checkpoint(run_dir):
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
         finally:
@@ -569,14 +579,17 @@ def run(
     overwrite: bool = False,
     stop_after: Optional[int] = None,
     prepared: Optional[Prepared] = None,
+    allow_imports: Iterable[str] = (),
 ) -> RunResult:
     """Run an experiment. ``config``: YAML path, dict, RunConfig, or (with resume) a run folder.
 
     ``stop_after`` ends the run, resumably, once that many phases are complete. ``prepared``: the
     result of :func:`retain.engine.preflight.prepare` when the caller already ran those checks.
+    ``allow_imports``: on resume, the import-path metrics of the folder's config that may be
+    imported (a run folder never makes retain import code on its own).
     """
     if prepared is None:
-        prepared = prepare(config, overrides, resume=resume, overwrite=overwrite)
+        prepared = prepare(config, overrides, resume=resume, overwrite=overwrite, allow_imports=allow_imports)
     return ContinualRunner(
         prepared.config, resume=prepared.resume, quiet=quiet, overwrite=prepared.overwrite,
         stop_after=stop_after, stream=prepared.stream,

@@ -8,11 +8,13 @@ from retain.evaluation.metrics.base import METRIC_INPUTS, Metric
 from retain.evaluation.metrics.builtin import (
     Accuracy, Bleu, EditSimilarity, Perplexity, RougeL, exact_match, normalize_answer,
 )
-from retain.evaluation.metrics.registry import METRICS, check_metric, get_metric, higher_is_better, register_metric
+from retain.evaluation.metrics.registry import (
+    METRICS, check_metric, clear_metric_cache, get_metric, higher_is_better, importing_only, register_metric,
+)
 from retain.evaluation.metrics.sari import Sari, sari
 
 __all__ = [
     "METRICS", "METRIC_INPUTS", "Accuracy", "Bleu", "EditSimilarity", "Metric", "Perplexity", "RougeL",
-    "Sari", "check_metric", "exact_match", "get_metric", "higher_is_better", "normalize_answer",
-    "register_metric", "sari",
+    "Sari", "check_metric", "clear_metric_cache", "exact_match", "get_metric", "higher_is_better",
+    "importing_only", "normalize_answer", "register_metric", "sari",
 ]

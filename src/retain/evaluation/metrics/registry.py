@@ -3,13 +3,19 @@
 A task's ``metric`` is either a registered name (``retain list`` shows them) or
 ``package.module:ClassName``, a :class:`~retain.evaluation.metrics.base.Metric` subclass that is
 imported when the stream is built, so a typo fails before any model is loaded.
+
+Importing is running code, so an import path that comes from a run folder (``--resume``,
+``report``, ``compare``, ``export``: the folder may be someone else's) is imported only when the
+user names it again: inside :func:`importing_only` any other import path is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from typing import TypeVar
+from typing import Optional, TypeVar
 
 from retain.errors import ConfigError
 from retain.evaluation.metrics.base import METRIC_INPUTS, Metric
@@ -21,6 +27,25 @@ M = TypeVar("M", bound=type[Metric])
 #: registered name -> metric class, in display order.
 METRICS: dict[str, type[Metric]] = {}
 
+#: the import paths that may be imported now (None: any, for a config the user wrote) and where
+#: the refused ones come from (see :func:`importing_only`)
+_importable: Optional[frozenset[str]] = None
+_refused_source = ""
+
+
+@contextlib.contextmanager
+def importing_only(allowed: Iterable[str], source: str) -> Iterator[None]:
+    """Within: only the import paths in ``allowed`` are imported; any other one is a ConfigError
+    that names ``source`` (what the path was read from) and how to trust it."""
+    global _importable, _refused_source
+    saved = _importable, _refused_source
+    _importable = frozenset(allowed) | (_importable or frozenset())
+    _refused_source = source
+    try:
+        yield
+    finally:
+        _importable, _refused_source = saved
+
 
 def register_metric(cls: M) -> M:
     """Register a Metric subclass under its ``name`` (usable as a class decorator)."""
@@ -28,7 +53,7 @@ def register_metric(cls: M) -> M:
     if not cls.name:
         raise ValueError(f"{cls.__name__}: a registered metric needs a name")
     METRICS[cls.name] = cls
-    get_metric.cache_clear()
+    clear_metric_cache()
     return cls
 
 
@@ -58,9 +83,34 @@ def _import_metric(spec: str) -> type[Metric]:
     return obj  # type: ignore[return-value]
 
 
-@lru_cache(maxsize=None)
 def get_metric(spec: str) -> Metric:
     """The metric instance for a registered name or an import path; ConfigError otherwise."""
+    if spec not in METRICS and ":" in spec and _importable is not None and spec not in _importable:
+        raise ConfigError(
+            f"{spec}: an import path read from {_refused_source}; code named by a run folder is never "
+            f"imported: give --allow-import {spec} to trust it"
+        )
+    return _metric_instance(spec)
+
+
+def import_paths_in(data: object) -> list[str]:
+    """Every import-path ``metric`` in a config mapping (nested lists and mappings included): what
+    a caller that wrote the config itself passes as ``allow_imports`` when it resumes the run."""
+    if isinstance(data, dict):
+        found = [v for k, v in data.items() if k == "metric" and isinstance(v, str) and ":" in v]
+        return found + [p for v in data.values() for p in import_paths_in(v)]
+    if isinstance(data, list):
+        return [p for v in data for p in import_paths_in(v)]
+    return []
+
+
+def clear_metric_cache() -> None:
+    """Forget the metric instances made so far (a test that registers metrics of its own)."""
+    _metric_instance.cache_clear()
+
+
+@lru_cache(maxsize=None)
+def _metric_instance(spec: str) -> Metric:
     if spec in METRICS:
         return METRICS[spec]()
     if ":" in spec:
@@ -89,4 +139,4 @@ def higher_is_better(spec: str) -> bool:
 for _builtin in (Accuracy, RougeL, Perplexity, Bleu, Sari, EditSimilarity):
     register_metric(_builtin)
 
-__all__ = ["METRICS", "check_metric", "get_metric", "higher_is_better", "register_metric"]
+__all__ = ["METRICS", "check_metric", "clear_metric_cache", "get_metric", "higher_is_better", "import_paths_in", "importing_only", "register_metric"]
