@@ -7,7 +7,11 @@ and seeded caps happen in one place, in a fixed sequence, so every stream is bui
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -49,13 +53,49 @@ def build_stream(config: StreamConfig, seed: int) -> Stream:
     """Build the task stream a run trains on, with its held-out general sets.
 
     A task without training examples is refused: a run over it would "complete" having trained
-    nothing.
+    nothing. The readers' warnings and log lines (records left out, label sets that differ) are
+    held until the stream is built: when reading ends in an error, its one line is all that is
+    printed (a warning about records of a file that is then refused is noise before it).
     """
-    stream = _build_stream(config, seed)
-    for task in stream.tasks:
-        if not task.train:
-            raise DataError(f"task {task.name!r}: no training examples (a run would train nothing on it)")
+    with _held_reports():
+        stream = _build_stream(config, seed)
+        for task in stream.tasks:
+            if not task.train:
+                raise DataError(f"task {task.name!r}: no training examples (a run would train nothing on it)")
     return stream
+
+
+class _Holding(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def _held_reports() -> Iterator[None]:
+    """Hold the warnings and ``retain.data`` log records raised inside; give them out, in order
+    and as they would have been, only when the block ends without an exception."""
+    data_logger = logging.getLogger("retain.data")
+    holder = _Holding()
+    propagate = data_logger.propagate
+    data_logger.addHandler(holder)
+    data_logger.propagate = False
+    ok = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # the caller's filters still apply
+            yield
+        ok = True
+    finally:
+        data_logger.removeHandler(holder)
+        data_logger.propagate = propagate
+    if ok:
+        for record in holder.records:
+            data_logger.handle(record)
+        for item in caught:
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno, source=item.source)
 
 
 def _build_stream(config: StreamConfig, seed: int) -> Stream:

@@ -23,6 +23,7 @@ Every key is checked here, before any run starts, and a mistake names the file a
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from retain.config import (
     parse_method_list,
     safe_load_yaml,
 )
+from retain.data.files import file_problem
 from retain.errors import ConfigError
 from retain.reporting.labels import method_label
 
@@ -180,8 +182,11 @@ def _base_config(value: Any, folder: Path, given: bool) -> dict[str, Any]:
     if isinstance(value, dict):
         return json.loads(json.dumps(value))
     if isinstance(value, str) and value.strip():
-        path = Path(value)
-        return load_config_dict(path if path.is_absolute() else folder / path)
+        path = Path(value) if Path(value).is_absolute() else folder / value
+        problem = file_problem(path, "config file")
+        if problem is not None and os.path.lexists(path):  # (a missing one: the run config's own message)
+            raise ConfigError(f"base: {path}: {problem}")
+        return load_config_dict(path)
     raise ConfigError(f"base: expected a config path or a mapping, got {value!r}")
 
 
@@ -236,12 +241,15 @@ def load_spec(source: Union[str, Path, dict[str, Any], SweepSpec]) -> SweepSpec:
     if isinstance(source, dict):
         return build_spec(source, Path.cwd())
     path = Path(source)
-    if not path.is_file():
-        raise ConfigError(f"{path}: sweep file not found")
+    problem = file_problem(path, "sweep file")  # a folder or a named pipe is named, never opened
+    if problem is not None:
+        raise ConfigError(f"{path}: {problem}")
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read ({err})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save the sweep file as UTF-8") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
     data = safe_load_yaml(text, str(path))  # the run config's loader: safe, alias expansion capped
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping (name, base, methods, orders, seeds, ...)")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from retain.errors import DataError
+from retain.data.files import check_folder, exists
 from retain.data.readers.records import ReadResult, _Where, _check_fields, _examples_from_records, _field_text, _json_error, _read_text_file, load_records
 
 
@@ -15,7 +16,7 @@ _OLORA_FIELDS = ("sentence", "label", "id")
 
 def _olora_labels(folder: Path) -> Optional[list[str]]:
     path = folder / "labels.json"
-    if not path.is_file():
+    if not exists(path):
         return None
     try:
         labels = json.loads(_read_text_file(path))
@@ -28,9 +29,9 @@ def _olora_labels(folder: Path) -> Optional[list[str]]:
 
 def _olora_instruction_file(folder: Path) -> Optional[str]:
     text_file, json_file = folder / "instruction.txt", folder / "instructions.json"
-    if text_file.is_file():
+    if exists(text_file):
         return _read_text_file(text_file)
-    if not json_file.is_file():
+    if not exists(json_file):
         return None
     try:
         value = json.loads(_read_text_file(json_file))
@@ -67,9 +68,7 @@ def read_olora(
     prompt = instruction + "Input: " + sentence + "\\nAnswer:", target = label; the folder's
     labels.json is returned as the task's declared label set.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: task folder not found")
+    folder = check_folder(folder)
     fields = _check_fields(fields, _OLORA_FIELDS, "olora")
     labels = _olora_labels(folder)
     prefix = _olora_instruction(folder, instruction, labels)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
+from retain.data.files import read_text
 from retain.data.types import Example
 from retain.data.templates import PromptTemplate
 from retain.errors import ConfigError, DataError
@@ -53,12 +54,9 @@ class ReadResult:
 
 
 def _read_text_file(path: Path) -> str:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    """The file's UTF-8 text; a folder, a named pipe or a missing file is named as such (a pipe is
+    never opened for blocking reads), and bad UTF-8 names its byte offset and line."""
+    return read_text(path)
 
 
 def _json_error(path: Path, exc: json.JSONDecodeError, line_offset: int = 0) -> DataError:

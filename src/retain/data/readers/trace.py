@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from retain.errors import DataError
+from retain.data.files import check_folder, exists
 from retain.data.readers.records import ReadResult, _Where, _check_fields, _examples_from_records, _field_text, _templated, load_records
 from retain.data.templates import PromptTemplate
 
@@ -19,7 +20,7 @@ def _trace_file(folder: Path, split: str) -> Path:
         return folder / "train.json"
     candidates = list(dict.fromkeys([f"{split}.json", "eval.json", "test.json", "dev.json"]))
     for name in candidates:
-        if (folder / name).is_file():
+        if exists(folder / name):  # a pipe or folder under that name is reported, not skipped
             return folder / name
     raise DataError(f"{folder}: no evaluation file (looked for {', '.join(candidates)})")
 
@@ -37,9 +38,7 @@ def read_trace(
 ) -> ReadResult:
     """Read one split of a TRACE style task folder (records of prompt / answer; ``template``
     builds the prompt from the record's fields instead)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: task folder not found")
+    folder = check_folder(folder)
     fields = _check_fields(fields, _TRACE_FIELDS, "trace")
     path = _trace_file(folder, split)
     stem = f"{folder.name}/{path.stem}"
