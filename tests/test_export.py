@@ -186,3 +186,48 @@ def test_export_lora_on_a_named_base_points_at_it(full_run: tuple[dict[str, Any]
     assert _rescore(AutoPeftModelForCausalLM.from_pretrained(adapter), tokenizer, config, "causal") == expected
     merged = retain.export(result.run_dir, tmp_path / "merged", merge=True).out
     assert _rescore(AutoModelForCausalLM.from_pretrained(merged), tokenizer, config, "causal") == expected
+
+
+_WRITER = """
+import sys, time
+from pathlib import Path
+from retain.exporting.export_run import export_folder
+with export_folder(Path(sys.argv[1])) as tmp:
+    (tmp / "model.safetensors").write_bytes(b"x" * 1000)
+    print(tmp.name, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_killed_export_leaves_a_temp_folder_the_next_export_removes(
+    full_run: tuple[dict[str, Any], Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kill -9 mid-write leaves ``.<out>.tmp-<pid>-*``; it stays while its writer lives and goes
+    with the next export to that destination; other hidden folders there are never touched."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from retain.exporting.export_run import STALE_AFTER_S, remove_stale_temps
+
+    out = tmp_path / "out"
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        leftover = tmp_path / writer.stdout.readline().strip()
+        assert leftover.name.startswith(f".out.tmp-{writer.pid}-") and leftover.is_dir()
+        assert remove_stale_temps(out) == [] and leftover.is_dir(), "a live writer's folder was removed"
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+    assert leftover.is_dir() and not out.exists()  # what the kill leaves
+    legacy_old, legacy_new = tmp_path / ".out.tmp-ab12cd_3", tmp_path / ".out.tmp-zz99yy_0"
+    for folder in (legacy_old, legacy_new, tmp_path / ".out.tmp-mine", tmp_path / ".other.tmp-1-0123456789ab"):
+        folder.mkdir()
+    old = os.stat(legacy_old).st_mtime - STALE_AFTER_S - 60
+    os.utime(legacy_old, (old, old))
+    assert main(["export", str(full_run[1].run_dir), str(out)]) == 0
+    capsys.readouterr()
+    assert (out / "model.safetensors").stat().st_size > 1000, "the export is the real model"
+    hidden = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
+    assert hidden == [".other.tmp-1-0123456789ab", ".out.tmp-mine", ".out.tmp-zz99yy_0"]

@@ -8,9 +8,15 @@ OUT)`` with the base from ``OUT/base`` (a built-in model) or its Hub name / path
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import shutil
-from dataclasses import dataclass
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -23,7 +29,11 @@ from retain.exporting.task_model import (
     quiet_hf_progress,
     task_model_dir,
 )
-from retain.reporting.atomic import atomic_dir
+from retain.reporting.guard import LOCK_FILE, RunLock
+
+#: A temp folder of an export that left no writer behind (no pid, no lock) counts as abandoned
+#: once nothing in it has changed for this long.
+STALE_AFTER_S = 3600.0
 
 #: transformers' auto class per model kind (the same table the loader uses).
 _AUTO_CLASS_NAMES = {
@@ -43,6 +53,8 @@ class ExportResult:
     #: "model" (save_pretrained weights, loadable by AutoModelFor*) or "adapter" (PEFT)
     form: str
     auto_class: str
+    #: temp folders that killed exports to ``out`` had left beside it, removed first
+    removed_leftovers: list[Path] = field(default_factory=list)
 
 
 def _kept_models(run_dir: Path) -> dict[int, TaskModelInfo]:
@@ -108,8 +120,109 @@ def choose_task_model(run_dir: Path, after_task: Optional[int]) -> Path:
 
 
 def _check_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.is_symlink() and not out.exists():
+        raise RetainError(f"{out}: is a symbolic link to {os.readlink(out)}, which does not exist; choose another output folder")
+    if out.exists() and not out.is_dir():
+        raise RetainError(f"{out}: exists and is a file, not a folder; choose another output folder")
+    if out.exists() and any(out.iterdir()):
         raise RetainError(f"{out}: exists and is not an empty folder; choose another output folder")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise RetainError(f"{out.parent}: is a file, not a folder; choose another output folder")
+
+
+# -- the export's temp folder and its leftovers ------------------------------------------------------
+#
+# An export writes ``.<out name>.tmp-<pid>-<12 hex>`` beside ``out`` and renames it into place, so a
+# reader never sees half a model. While it writes, it holds the run folders' flock on a lock file in
+# it. A kill -9 leaves the folder; the next export to ``out`` removes such a folder when its writer
+# is gone: its pid is dead, or the lock is free (the pid was reused by another process). Folders of
+# the older ``.<out name>.tmp-<8 chars>`` pattern (no pid) go once nothing in them changed for
+# STALE_AFTER_S. Nothing else is touched: no other name, and never a folder whose writer may live.
+
+
+def _temp_name(out: Path) -> str:
+    return f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OverflowError:
+        return False
+    return True
+
+
+def _newest_change(folder: Path) -> float:
+    newest = folder.lstat().st_mtime
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):
+            newest = max(newest, path.lstat().st_mtime)
+    return newest
+
+
+def _abandoned(folder: Path, pid: Optional[int]) -> bool:
+    if pid is not None and not _pid_alive(pid):
+        return True
+    if pid is not None and (folder / LOCK_FILE).is_file():
+        try:
+            RunLock(folder).acquire().release()
+        except RetainError:
+            return False  # its writer holds it: a live export
+        return True
+    return time.time() - _newest_change(folder) > STALE_AFTER_S
+
+
+def remove_stale_temps(out: Path) -> list[Path]:
+    """Remove the temp folders that killed exports to ``out`` left beside it; returns them."""
+    parent = out.parent
+    if not parent.is_dir():
+        return []
+    own = re.compile(rf"\.{re.escape(out.name)}\.tmp-(\d{{1,10}})-[0-9a-f]{{12}}")
+    legacy = re.compile(rf"\.{re.escape(out.name)}\.tmp-[a-z0-9_]{{8}}")
+    removed = []
+    for entry in parent.iterdir():
+        match = own.fullmatch(entry.name)
+        if match is None and legacy.fullmatch(entry.name) is None:
+            continue
+        if entry.is_symlink() or not entry.is_dir():
+            continue
+        pid = int(match.group(1)) if match else None
+        try:
+            if not _abandoned(entry, pid):
+                continue
+            shutil.rmtree(entry)
+        except OSError:  # gone meanwhile, or not ours to remove: left as it is
+            continue
+        removed.append(entry)
+    return removed
+
+
+@contextlib.contextmanager
+def export_folder(out: Path) -> Iterator[Path]:
+    """A locked temp folder beside ``out`` that becomes ``out`` (absent or an empty folder) when
+    the block ends; on any exception, or a signal, it is removed and ``out`` is left as it was."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / _temp_name(out)
+    tmp.mkdir()
+    lock = RunLock(tmp).acquire()
+    try:
+        yield tmp
+        lock.release()
+        (tmp / LOCK_FILE).unlink()
+        try:
+            os.rename(tmp, out)  # replaces an empty folder in one step
+        except OSError as err:
+            raise RetainError(f"{out}: cannot put the export in place ({err.strerror}); choose another output folder") from None
+    except BaseException:
+        lock.release()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def export_run(run_dir: Path | str, out: Path | str, after_task: Optional[int] = None, merge: bool = False) -> ExportResult:
@@ -131,24 +244,25 @@ def export_run(run_dir: Path | str, out: Path | str, after_task: Optional[int] =
             "adapter folder loads as one, so export it with --merge (a plain model with all of them merged in)"
         )
     auto_class = _AUTO_CLASS_NAMES[info.kind]
-    with atomic_dir(out) as tmp:
+    removed = remove_stale_temps(out)
+    with export_folder(out) as tmp:
         if info.lora and merge:
             _write_merged(source, info, tmp)
             form = "model"
         else:
             shutil.copytree(source, tmp, dirs_exist_ok=True)
             form = "adapter" if info.lora else "model"
-    if form == "adapter" and info.base_weights:
-        _point_adapter_at_base(out)
-    return ExportResult(out, info.after_phase, info.phase_name, form, auto_class)
+        if form == "adapter" and info.base_weights:
+            _point_adapter_at_base(tmp, out)
+    return ExportResult(out, info.after_phase, info.phase_name, form, auto_class, removed)
 
 
-def _point_adapter_at_base(out: Path) -> None:
+def _point_adapter_at_base(tmp: Path, out: Path) -> None:
     """A built-in base has no Hub name: the adapter config names the exported base/ folder, so
-    ``AutoPeftModelFor*.from_pretrained(out)`` finds it."""
-    path = out / "adapter_config.json"
+    ``AutoPeftModelFor*.from_pretrained(out)`` finds it (written before the folder is put in place)."""
+    path = tmp / "adapter_config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
-    config["base_model_name_or_path"] = str((out / BASE_DIR).resolve())
+    config["base_model_name_or_path"] = str(out.parent.resolve() / out.name / BASE_DIR)
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
