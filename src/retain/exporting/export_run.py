@@ -80,6 +80,20 @@ def _completed_phases(run_dir: Path) -> Optional[int]:
         return None
 
 
+def _finished(run_dir: Path) -> bool:
+    """Every task trained, by the run's matrix (False when it cannot be read)."""
+    from retain.reporting.run_folder import RunFolder
+
+    try:
+        folder = RunFolder(run_dir)
+        if not folder.has_matrix():
+            return False
+        matrix = folder.read_matrix()
+        return matrix.tasks_trained == matrix.num_tasks
+    except (OSError, ValueError, KeyError, TypeError, RetainError):
+        return False
+
+
 def _saved_config(run_dir: Path) -> Optional[dict[str, Any]]:
     from retain.reporting.run_folder import RunFolder
 
@@ -90,6 +104,8 @@ def choose_task_model(run_dir: Path, after_task: Optional[int]) -> Path:
     """The kept model folder to export; a RetainError says why there is none."""
     from retain.reporting.guard import is_run_folder
 
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RetainError(f"{run_dir}: is a file, not a run folder")
     if not run_dir.is_dir():
         raise RetainError(f"{run_dir}: no such run folder")
     if not is_run_folder(run_dir):
@@ -101,6 +117,11 @@ def choose_task_model(run_dir: Path, after_task: Optional[int]) -> Path:
             raise RetainError(
                 f"{run_dir}: holds no exportable model (no models/ folder: the run was made by a retain "
                 "that did not keep one); run it again to export it"
+            )
+        if total is None and _finished(run_dir):
+            raise RetainError(
+                f"{run_dir}: the run is finished but holds no kept model ({run_dir / MODELS_DIR} is missing or "
+                "empty: removed?); run it again to export it"
             )
         done = _completed_phases(run_dir)
         progress = f" ({done} of {total} tasks done)" if done is not None and total else ""
