@@ -221,6 +221,54 @@ def test_every_fsdp_method_matches_one_process(all_fsdp: tuple[Path, Path], scen
     _compare(*all_fsdp, scenario)
 
 
+# -- evaluation sets that do not divide over the processes -----------------------------------------
+
+UNEVEN_DRIVER = Path(__file__).with_name("uneven_eval.py")
+#: the variants of ``tests/uneven_eval.py``: the engine's path (rows on gathered parameters) and
+#: rows scored on the sharded parameters (padded), by generation and by rank classification
+UNEVEN_VARIANTS = ["gathered", "sharded", "sharded-rank"]
+
+
+@pytest.fixture(scope="module")
+def uneven_eval(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """9 evaluation examples per task at batch 4 in 2 FSDP processes (5 and 4: 2 batches and 1)
+    beside one unsharded process; each launch under a timeout, so a hang fails the test."""
+    out = tmp_path_factory.mktemp("uneven-eval")
+    single, double = out / "single", out / "double"
+    single.mkdir()
+    double.mkdir()
+    one = subprocess.Popen(
+        [sys.executable, str(UNEVEN_DRIVER), "none", str(single), "gathered", "sharded-rank"],
+        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    two = subprocess.Popen(
+        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(UNEVEN_DRIVER), "fsdp", str(double),
+         *UNEVEN_VARIANTS],
+        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    code_two, err_two = _finish(two, 240)
+    code_one, err_one = _finish(one, 240)
+    assert code_two == 0, err_two[-3000:]
+    assert code_one == 0, err_one[-3000:]
+    return single, double
+
+
+@needs_torchrun
+@pytest.mark.parametrize("variant", UNEVEN_VARIANTS)
+def test_fsdp_evaluation_of_uneven_shares_finishes_with_the_single_process_scores(
+    uneven_eval: tuple[Path, Path], variant: str
+) -> None:
+    """Hung before at the first row: generation on an FSDP module synchronised every token with
+    a process that had no batch left. Matrix and every prediction are one process's."""
+    single, double = uneven_eval
+    reference = "sharded-rank" if variant.endswith("-rank") else "gathered"
+    one = json.loads((single / f"{reference}.json").read_text())
+    two = json.loads((double / f"{variant}.json").read_text())
+    assert two["rows"] == one["rows"], f"{variant}: matrices differ"
+    assert len(two["rows"]) == 3 and any(score for row in two["rows"] for score in row)  # learned something
+    assert two["predictions"] == one["predictions"], f"{variant}: predictions differ"
+
+
 # -- a sharded run crashed in its second task, resumed ---------------------------------------------
 
 RESUME_DRIVER = Path(__file__).with_name("sharded_resume.py")

@@ -13,7 +13,7 @@ import torch
 from retain.engine.context import RunContext
 from retain.engine.collective import gather_objects
 from retain.engine.progress import progress_bar
-from retain.evaluation.scoring import TaskScore, merge_shares, score_task
+from retain.evaluation.scoring import TaskScore, discarded_batches, forward_batches, merge_shares, score_task, scoring_path
 from retain.models.kinds import eval_mode
 
 
@@ -80,26 +80,79 @@ def on_scoring_device(model: Any, device: torch.device) -> Iterator[None]:
         model.to(where)
 
 
+def forwards_gather_parameters(model: Any) -> bool:
+    """Whether a forward of ``model`` all-gathers its parameters, a collective that every process
+    must enter as often as the others: FSDP2 shards (DTensor parameters; inside
+    :func:`~retain.engine.sharding.full_parameters` they are the full plain tensors) or ZeRO-3
+    partitions not gathered (a DeepSpeed status other than available)."""
+    from torch.distributed.tensor import DTensor
+
+    for parameter in model.parameters():
+        if isinstance(parameter, DTensor):
+            return True
+        status = getattr(parameter, "ds_status", None)
+        if status is not None and getattr(status, "name", "") != "AVAILABLE":
+            return True
+    return False
+
+
+def share_positions(count: int, world: int, rank: int) -> list[int]:
+    """The positions of a set of ``count`` examples that process ``rank`` of ``world`` scores:
+    every ``world``-th, so shares differ in size by at most one example."""
+    return list(range(rank, count, world))
+
+
+def pad_batches(path: str, count: int, world: int, rank: int, batch_size: int, num_labels: int = 0) -> int:
+    """The batches process ``rank`` runs on top of its share of ``count`` examples so that it runs
+    as many as the largest share (process 0's) on scoring ``path``: 0 or 1 (shares differ by at
+    most one example, so by at most one batch). See :func:`_score_shared` for when."""
+    largest = forward_batches(path, len(share_positions(count, world, 0)), batch_size, num_labels)
+    return largest - forward_batches(path, len(share_positions(count, world, rank)), batch_size, num_labels)
+
+
 def _score_shared(ctx: RunContext, model: Any, task: Any, items: list[Any]) -> TaskScore:
     """Score one task, each process scoring every n-th example; the shares are gathered and
-    merged once, so every process gets the single-process score in 1/n of the time."""
+    merged once, so every process gets the single-process score in 1/n of the time.
+
+    Shares differ by up to one example, so processes may run different numbers of batches and,
+    in generation, of tokens. That is safe only where a forward holds no collective. The engine
+    scores inside ``full_parameters`` (every parameter gathered once before the row), where it
+    is so; there ``generate`` is told so (``synced_gpus`` off). Left to itself, ``generate``
+    turns synchronisation on for any FSDP-managed module, gathered or not, and then all-reduces
+    once per token: the process with the extra batch waited there while the other had gone on
+    to gather the shares (2 FSDP processes, 9 examples, batch 4: a hang at the first row).
+
+    Where a forward does all-gather (sharded parameters, not gathered: a caller outside
+    ``full_parameters``), every process must run as many forwards: generation is synchronised
+    per token, and a process whose share has a batch fewer runs one more, a one-example batch of
+    the set's first example whose result is dropped (:func:`pad_batches`,
+    :func:`~retain.evaluation.scoring.discarded_batches`). Padding costs no wall time (the
+    process would wait for the others anyway) and leaves the scores those of one process. It is
+    not done on gathered parameters, where it would only add work.
+    """
     accelerator = ctx.accelerator
     world, rank = accelerator.num_processes, accelerator.process_index
-    positions = list(range(rank, len(items), world)) if world > 1 else list(range(len(items)))
+    positions = share_positions(len(items), world, rank) if world > 1 else list(range(len(items)))
     if world > 1 and task.eval and ctx.config.eval.max_new_tokens is None and ctx.encoder.kind != "classifier":
         # The generation budget depends on the longest target of the whole set: fix it here, so
         # that a share does not stop its answers earlier than one process would.
         budget: Optional[int] = max(len(ctx.encoder.target_tokens(it)) for it in items) + 2
     else:
         budget = ctx.config.eval.max_new_tokens
+    lockstep = world > 1 and forwards_gather_parameters(model)
+    device = model_device(model, ctx.device)
+    batch_size, scoring = ctx.config.eval.batch_size, ctx.config.eval.scoring
     started = time.perf_counter()
     share = score_task(
         model, ctx.encoder, task, [items[i] for i in positions], [task.eval[i] for i in positions],
-        ctx.config.eval.batch_size, model_device(model, ctx.device), scoring=ctx.config.eval.scoring,
-        max_new_tokens=budget,
+        batch_size, device, scoring=scoring, max_new_tokens=budget, synced_gpus=lockstep,
     )
     if world <= 1:
         return share
+    if lockstep and items:
+        path = scoring_path(ctx.encoder, task, scoring)
+        pads = pad_batches(path, len(items), world, rank, batch_size, len(task.labels or []))
+        discarded_batches(model, ctx.encoder, task, items[0], pads, device, scoring, budget or 1, synced_gpus=True)
     elapsed = time.perf_counter() - started
     shares = gather_objects(accelerator, (positions, share, elapsed))
     return merge_shares([(p, s) for p, s, _ in shares], len(items), max(e for _, _, e in shares), task.metric)

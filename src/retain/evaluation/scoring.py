@@ -18,8 +18,8 @@ from retain.evaluation.metrics import RougeL, exact_match, get_metric, normalize
 from retain.evaluation.rank import rank_answers
 from retain.models.kinds import mask_disallowed
 
-__all__ = ["TaskScore", "classify", "exact_match", "generate_answers", "normalize_answer", "perplexity",
-           "rank_answers", "rouge_l", "score_task"]
+__all__ = ["TaskScore", "classify", "discarded_batches", "exact_match", "forward_batches", "generate_answers",
+           "normalize_answer", "perplexity", "rank_answers", "rouge_l", "score_task", "scoring_path"]
 
 
 def rouge_l(prediction: str, target: str) -> float:
@@ -58,12 +58,17 @@ def length_sorted_batches(items: list[EncodedExample], size: int) -> list[list[i
 @torch.no_grad()
 def generate_answers(
     model: Any, encoder: Encoder, items: list[EncodedExample], batch_size: int, max_new_tokens: int, device: torch.device,
-    sort_by_length: bool = True,
+    sort_by_length: bool = True, synced_gpus: bool = False,
 ) -> list[str]:
     """Greedy generation with the KV cache, decoded without the prompt, in the order of ``items``.
 
     Batches are formed by prompt length (``sort_by_length``; False: data order, the earlier path).
     ``generate`` itself stops a batch once every sequence has produced eos.
+
+    ``synced_gpus``: every process keeps stepping a batch until all processes' batches are done,
+    for a model whose forward is a collective (sharded parameters). Always passed explicitly:
+    left to itself ``generate`` turns it on for any FSDP-managed module, also when its parameters
+    are already gathered, and then all-reduces per token with processes that have no batch left.
     """
     tokenizer = encoder.tokenizer
     if sort_by_length:
@@ -82,6 +87,7 @@ def generate_answers(
             use_cache=True,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
+            synced_gpus=synced_gpus,
         )
         if encoder.kind == "causal":
             output = output[:, inputs["input_ids"].shape[1] :]
@@ -136,6 +142,56 @@ def nll_sums(
     return total_nll, total_tokens
 
 
+def scoring_path(encoder: Encoder, task: Task, scoring: str = "generate") -> str:
+    """How :func:`score_task` scores ``task``: ``likelihood`` (perplexity), ``classify`` (a
+    classifier's argmax), ``rank`` (rank classification over the task's labels) or ``generate``."""
+    if get_metric(task.metric).inputs == "likelihood":
+        return "likelihood"
+    if encoder.kind == "classifier":
+        return "classify"
+    if scoring == "rank" and task.labels:
+        return "rank"
+    return "generate"
+
+
+def forward_batches(path: str, count: int, batch_size: int, num_labels: int = 0) -> int:
+    """How many batches :func:`score_task` runs on ``path`` for ``count`` examples.
+
+    Each batch is the same number of forward calls on every path but generation (one prompt
+    pass, or two for rank classification with multi-token labels; generation steps per token
+    until its batch is done, which ``synced_gpus`` keeps in step across processes), so processes
+    that run as many batches run as many collectives in a sharded forward. Rank classification
+    fits ``batch_size // num_labels`` examples into a batch (each repeated once per label).
+    """
+    per_batch = max(1, batch_size // max(1, num_labels)) if path == "rank" else max(1, batch_size)
+    return -(-count // per_batch)
+
+
+@torch.no_grad()
+def discarded_batches(
+    model: Any, encoder: Encoder, task: Task, filler: EncodedExample, batches: int, device: torch.device,
+    scoring: str = "generate", max_new_tokens: int = 1, synced_gpus: bool = False,
+) -> None:
+    """``batches`` one-example batches of ``filler`` on ``task``'s scoring path; results dropped.
+
+    What a process whose share of a set has fewer batches than another's runs after its own,
+    when a forward is a collective (sharded parameters, not gathered): every process then runs
+    as many forwards, and none waits in an all-gather that never comes. One example per batch:
+    the collectives of a forward do not depend on its batch size, and the pads cost the least.
+    Their answers touch no score, prediction or NLL sum.
+    """
+    path = scoring_path(encoder, task, scoring)
+    for _ in range(batches):
+        if path == "likelihood":
+            nll_sums(model, encoder, [filler], 1, device)
+        elif path == "classify":
+            classify(model, encoder, [filler], 1, device)
+        elif path == "rank":
+            rank_answers(model, encoder, [filler], task.labels, 1, device)
+        else:
+            generate_answers(model, encoder, [filler], 1, max_new_tokens, device, synced_gpus=synced_gpus)
+
+
 def score_task(
     model: Any,
     encoder: Encoder,
@@ -146,26 +202,32 @@ def score_task(
     device: torch.device,
     scoring: str = "generate",
     max_new_tokens: Optional[int] = None,
+    synced_gpus: bool = False,
 ) -> TaskScore:
-    """Score one task's evaluation examples with the task's metric."""
+    """Score one task's evaluation examples with the task's metric.
+
+    ``synced_gpus``: generation steps in step with the other processes (see
+    :func:`generate_answers`); only for a model whose forward is a collective.
+    """
     import time
 
     start = time.perf_counter()
     metric = get_metric(task.metric)
-    if metric.inputs == "likelihood":
+    path = scoring_path(encoder, task, scoring)
+    if path == "likelihood":
         nll, tokens = nll_sums(model, encoder, items, batch_size, device)
         elapsed = time.perf_counter() - start
         return TaskScore(math.exp(nll / max(1, tokens)), [], len(items) / max(elapsed, 1e-9), len(items), nll=(nll, tokens))
     if not items:  # a process's empty share of a set smaller than the process count
         return TaskScore(0.0, [], 0.0, 0)
     union_answers: Optional[list[str]] = None
-    if encoder.kind == "classifier":
+    if path == "classify":
         answers, union_answers = classify(model, encoder, items, batch_size, device)
-    elif scoring == "rank" and task.labels:
+    elif path == "rank":
         answers = rank_answers(model, encoder, items, task.labels, batch_size, device)
     else:
         budget = max_new_tokens or max(len(encoder.target_tokens(it)) for it in items) + 2
-        answers = generate_answers(model, encoder, items, batch_size, budget, device)
+        answers = generate_answers(model, encoder, items, batch_size, budget, device, synced_gpus=synced_gpus)
     elapsed = time.perf_counter() - start
     predictions = []
     values: list[float] = []
