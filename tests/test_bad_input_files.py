@@ -185,6 +185,7 @@ DATA_FILE_CASES: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
     ("hf-csv-latin1", lambda p: _hf(p, "data.csv", "prompt,answer\nq\xe9,a\n".encode("latin-1")), "data.csv: not UTF-8 text (byte 15, line 2: b'\\xe9')"),
     ("hf-csv-header-only", lambda p: _hf(p, "data.csv", "prompt,answer\n\n"), "data.csv: has a header (prompt,answer) but no records"),
     ("hf-csv-empty", lambda p: _hf(p, "data.csv", ""), "data.csv: the file is empty"),
+    ("hf-csv-column-twice", lambda p: _hf(p, "data.csv", "prompt,answer,answer\nq,a,b\n"), "data.csv: the header names column 'answer' twice"),
     ("hf-csv-fifo", lambda p: _task("hf", _fifo(p, "data.csv")), "data.csv: is a named pipe (FIFO), not a regular file"),
     ("hf-json-malformed", lambda p: _hf(p, "data.json", '[{"prompt": "a", "answer": '), "data.json: not valid JSON (line 1, column 28"),
     ("hf-json-empty-list", lambda p: _hf(p, "data.json", []), "data.json: no records"),

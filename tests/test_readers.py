@@ -289,6 +289,31 @@ def test_hf_local_jsonl_and_text(tmp_path: Path) -> None:
         read_hf(str(odd))
 
 
+def test_hf_csv_columns_a_template_replaces_are_not_required(tmp_path: Path) -> None:
+    """The column check asks for the prompt column only when no template builds the prompt."""
+    pytest.importorskip("datasets")
+    from retain.data.templates import PromptTemplate
+
+    path = tmp_path / "qa.csv"
+    path.write_text("question,answer\n2+2?,4\n3+3?,6\n", encoding="utf-8")
+    with pytest.raises(DataError, match="qa.csv: missing column 'prompt' .*fields.prompt, e.g. fields: {prompt: question}"):
+        read_hf(str(path))
+    result = read_hf(str(path), template=PromptTemplate("Q: {question}\nA:", "template"))
+    assert [(ex.prompt, ex.target) for ex in result.examples] == [("Q: 2+2?\nA:", "4"), ("Q: 3+3?\nA:", "6")]
+    assert [ex.prompt for ex in read_hf(str(path), fields={"prompt": "question"}).examples] == ["2+2?", "3+3?"]
+
+
+def test_hf_reading_leaves_the_datasets_settings_as_they_were(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    from retain.data.readers.hf import quiet_datasets
+
+    bars, level = datasets.is_progress_bar_enabled(), datasets.logging.get_verbosity()
+    with quiet_datasets():
+        assert not datasets.is_progress_bar_enabled()
+    read_hf(str(write_jsonl(tmp_path / "qa.jsonl", [{"prompt": "a", "answer": "b"}])))
+    assert (datasets.is_progress_bar_enabled(), datasets.logging.get_verbosity()) == (bars, level)
+
+
 def test_read_source_dispatch_and_errors(tmp_path: Path) -> None:
     path = write_json(tmp_path / "a.json", RECORDS)
     source = DataSourceConfig(name="a", format="alpaca", train=str(path), eval=str(path))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import logging
 import os
 import warnings
@@ -80,9 +81,10 @@ def _looks_local(location: str) -> bool:
     )
 
 
-def _check_text_file(path: Path) -> None:
+def _check_text_file(path: Path) -> Optional[list[str]]:
     """What ``datasets`` reports as "An error occurred while generating the dataset" (or not at
-    all: it stores bad UTF-8 and fails later, while the rows are read), said with the file's name."""
+    all: it stores bad UTF-8 and fails later, while the rows are read), said with the file's name.
+    Returns a CSV file's header."""
     check_utf8(path)
     with open(path, "rb") as handle:
         first = handle.readline()
@@ -90,13 +92,29 @@ def _check_text_file(path: Path) -> None:
             first = handle.readline()
         if not first:
             raise DataError(f"{path}: the file is empty (no records)")
-        if path.suffix.lower() == ".csv":
+        if path.suffix.lower() != ".csv":
+            return None
+        text = first.decode("utf-8").lstrip("\ufeff").strip()
+        rest = handle.readline()
+        while rest and not rest.strip():
             rest = handle.readline()
-            while rest and not rest.strip():
-                rest = handle.readline()
-            if not rest:
-                header = first.decode("utf-8").strip()
-                raise DataError(f"{path}: has a header ({header[:80]}) but no records")
+        if not rest:
+            raise DataError(f"{path}: has a header ({text[:80]}) but no records")
+    header = next(csv.reader([text]))
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise DataError(f"{path}: the header names column {twice[0]!r} twice ({text[:80]})")
+    return header
+
+
+def _csv_features(header: Optional[list[str]]) -> Any:
+    """Every CSV column as text: a CSV holds text, and an answer column of digits ("4") must stay
+    the string a model learns to write, not become an integer."""
+    import datasets
+
+    if not header:
+        return None
+    return datasets.Features({name: datasets.Value("string") for name in header})
 
 
 def _diagnose_json(path: Path) -> Optional[DataError]:
@@ -113,12 +131,12 @@ def _load_local_file(path: Path) -> Any:
 
     check_regular_file(path)
     suffix = path.suffix.lower()
-    if suffix in _TEXT_SUFFIXES:
-        _check_text_file(path)
+    header = _check_text_file(path) if suffix in _TEXT_SUFFIXES else None
     kind = _BUILDERS.get(suffix, "json")
+    options = {"features": _csv_features(header)} if kind == "csv" and header else {}
     try:
         with quiet_datasets():
-            return datasets.load_dataset(kind, data_files=str(path), split="train")
+            return datasets.load_dataset(kind, data_files=str(path), split="train", **options)
     except Exception as exc:  # noqa: BLE001 - any loader failure is the user's data to fix
         precise = _diagnose_json(path) if kind == "json" else None
         if precise is not None:
