@@ -2,8 +2,9 @@
 
 User mistakes (bad config, bad data, impossible method lists) and what the machine refuses (a full
 disk, a read-only folder) print one message and exit 2 (``--debug`` adds the traceback); Ctrl-C
-or SIGTERM exits 130 and says how to resume. A run is checked (config, data files, run folder)
-before torch is imported, so a mistake is reported in about a second.
+or SIGTERM exits 130 and says how to resume, and a process that cannot unwind (stuck in a
+collective) is ended seconds later by :mod:`retain.stop_watchdog`. A run is checked (config, data
+files, run folder) before torch is imported, so a mistake is reported in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -302,6 +303,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         signal.signal(signal.SIGTERM, _raise_terminated)
     except ValueError:  # not the main thread: leave signals alone
         previous = None
+    watchdog = None
+    if argv is None and previous is not None:  # the process's own command line: it owns its signals
+        from retain.stop_watchdog import arm_stop_watchdog
+
+        watchdog = arm_stop_watchdog()
     finished = False
     try:
         with _folder_code_gate(args):
@@ -330,6 +336,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             from retain.engine.collective import end_process_group
 
             end_process_group(finished)
+        if watchdog is not None:  # kept to the end: the group's last barrier can hang on a dead peer
+            watchdog.disarm()
 
 
 def _print_error(message: str, debug: bool) -> None:
