@@ -403,3 +403,25 @@ def test_a_sweep_file_is_read_with_the_alias_capped_loader(tmp_path: Path) -> No
     path.write_text(BOMB)
     with pytest.raises(ConfigError, match="YAML aliases"):
         load_spec(path)
+
+
+def test_a_sweep_resumes_a_run_whose_metric_it_names_by_import_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep file is the user's: its import-path metric is trusted on resume, where a run folder
+    alone would be refused (tests/test_run_folder_safety.py)."""
+    (tmp_path / "sweep_metric.py").write_text(
+        "from retain.evaluation.metrics import Metric\n\n"
+        "class Always(Metric):\n    display_name = 'Always'\n\n"
+        "    def score(self, prediction, target, source=''):\n        return 1.0\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps([{"instruction": "say", "input": str(i), "output": "b"} for i in range(8)]))
+    base = base_config(tmp_path)
+    base["model"] = {"name_or_path": "builtin:tiny-llama"}
+    task = {"format": "alpaca", "train": str(data), "eval": str(data), "metric": "sweep_metric:Always"}
+    base["stream"] = {"benchmark": "custom", "tasks": [{"name": "t1", **task}, {"name": "t2", **task}]}
+    spec = sweep_spec(tmp_path, base=base, methods=["seqft"], seeds=[1])
+    (planned,) = plan_runs(load_spec(spec))
+    retain.run(planned.config, quiet=True, stop_after=1)
+    result = run_sweep(spec, quiet=True)
+    assert result.outcome == {"seqft-s1": "resumed"}

@@ -92,7 +92,11 @@ def _run_one(run: PlannedRun, state: str, quiet: bool) -> Any:
 
     if state == NEW:
         return run_experiment(run.config, quiet=quiet, overwrite=run.run_dir.exists())
-    return run_experiment(run.run_dir, resume=True, quiet=quiet)
+    # The sweep file is the user's own: the import-path metrics its runs name may be imported
+    # on resume (a run folder alone never gets that trust).
+    from retain.evaluation.metrics.registry import import_paths_in  # noqa: PLC0415
+
+    return run_experiment(run.run_dir, resume=True, quiet=quiet, allow_imports=import_paths_in(run.config))
 
 
 def execute_runs(
