@@ -154,12 +154,21 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A command-line mistake is one ``error:`` line like any other (argparse would print the whole
+    usage first); ``--help`` still shows the usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from retain import __version__
 
-    parser = argparse.ArgumentParser(prog="retain", description="Continual learning of language models.")
+    parser = _OneLineParser(prog="retain", description="Continual learning of language models.")
     parser.add_argument("--version", action="version", version=f"retain {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
 
     p = sub.add_parser("run", help="run an experiment from a YAML config")
     p.add_argument("config", nargs="?", help="experiment YAML")
