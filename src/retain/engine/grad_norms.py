@@ -45,11 +45,31 @@ class GradNormWatch:
 
     def means(self) -> dict[str, float]:
         """Mean norm per source over the steps added."""
-        return {source: float(total.item()) / self.counts[source] for source, total in sorted(self.sums.items())}
+        return pooled_means([self.totals()])
+
+    def totals(self) -> dict[str, tuple[float, int]]:
+        """(summed norm, steps) per source: what the totals of several processes add up from."""
+        if not self.sums:
+            return {}
+        keys = sorted(self.sums)
+        values = torch.stack([self.sums[key].reshape(()) for key in keys]).tolist()  # one host read
+        return {key: (float(value), self.counts[key]) for key, value in zip(keys, values)}
 
     def clear(self) -> None:
         self.sums.clear()
         self.counts.clear()
+
+
+def pooled_means(totals: list[dict[str, tuple[float, int]]]) -> dict[str, float]:
+    """Mean norm per source over the steps of every :meth:`GradNormWatch.totals` given (one per
+    process): the sums added, divided by the steps added."""
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for part in totals:
+        for source, (total, steps) in part.items():
+            sums[source] = sums.get(source, 0.0) + total
+            counts[source] = counts.get(source, 0) + steps
+    return {source: sums[source] / counts[source] for source in sorted(sums) if counts[source]}
 
 
 def clipped_sources_warning(phase: str, means: dict[str, float], max_norm: Optional[float]) -> Optional[str]:

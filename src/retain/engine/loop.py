@@ -179,13 +179,15 @@ def train_phase(
         if logging:
             step_log.add_grad_norm(norm, sources)
 
+    weights = iter([planned.weight for planned in plan])  # loss_of runs once per planned batch, in order
+
     def loss_of(batch):  # type: ignore[no-untyped-def]
         hooks.call("on_batch_start", ctx, batch)
         outputs = ctx.forward(batch)
         if not logging:
             return hooks.call("on_loss", ctx, batch, outputs, ctx.base_loss(batch, outputs))
         loss, terms = hooks.chain_with_terms("on_loss", ctx, batch, outputs, ctx.base_loss(batch, outputs))
-        step_log.add(loss, terms)
+        step_log.add(loss, terms, weight=next(weights))  # a pad's loss is not the model's
         return loss
 
     def after_step() -> None:
