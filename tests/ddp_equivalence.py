@@ -7,8 +7,9 @@ the two can be compared run by run. Not a test module itself (pytest does not co
     python tests/ddp_equivalence.py OUT GRAD_ACCUM SCENARIO...
 
 For each scenario the main process writes ``OUT/<scenario>.json`` (the matrix, and per phase the
-new/replay micro-batches trained, summed over processes) and ``OUT/<scenario>.safetensors`` (the
-final weights the run checkpointed).
+new/replay micro-batches trained, summed over processes), ``OUT/<scenario>.safetensors`` (the
+final weights the run checkpointed) and ``OUT/<scenario>.steps.jsonl`` (the step log, one record
+per optimizer step: loss and gradient norm, reduced over processes).
 """
 
 from __future__ import annotations
@@ -24,10 +25,24 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-#: the stream every scenario trains on: 2 tasks, 24 training examples each, batch 3 per process,
-#: so 8 new micro-batches per task (4 per process) and replay buffers of 6 examples (2 batches)
+#: the stream every scenario trains on unless :data:`SETTINGS` names its own: 2 tasks, 24 training
+#: examples each, batch 3 per process, so 8 new micro-batches per task (4 per process) and replay
+#: buffers of 6 examples (2 batches)
+STREAM = {"benchmark": "demo", "demo_tasks": 2, "demo_train_size": 24, "demo_eval_size": 6}
 TRAIN = {"epochs": 1, "batch_size": 3, "lr": 3e-3}
+#: EWC at the demo config's weight, where a Fisher summed in another order moves the update most
+EWC_DEMO = {"name": "ewc", "lam": 1e6, "gamma": 1.0}
+#: the settings of a reported measurement: 3 tasks of 48 examples at batch 4 (12 micro-batches a
+#: task, 6 per process); "uneven": shares that do not divide, 50 examples (13 micro-batches: a
+#: pad on the second process) and 9 evaluation examples at eval batch 4 (shares of 5 and 4
+#: examples, 2 batches and 1)
+REPORTED = {"stream": {"demo_tasks": 3, "demo_train_size": 48}, "train": {"batch_size": 4}}
+UNEVEN = {"stream": {"demo_tasks": 3, "demo_train_size": 50, "demo_eval_size": 9}, "train": {"batch_size": 4},
+          "eval": {"batch_size": 4}}
 REPLAY = {"ratio": 0.25, "schedule": "interleaved"}
+#: what ``benchmarks/equivalence_settings.py`` varies (other seeds, epochs, a learning rate off by
+#: one part in 1e7), as JSON ``{"seed": N, "train": {...}}``; the tests leave it unset
+VARIED: dict[str, Any] = json.loads(os.environ.get("RETAIN_EQUIVALENCE_VARIED", "{}"))
 #: scenario -> method list (every registered method appears; KIF-M is KIF with a replay buffer)
 SCENARIOS: dict[str, list[Any]] = {
     "seqft": ["seqft"],
@@ -55,20 +70,32 @@ SCENARIOS: dict[str, list[Any]] = {
     "migu-pad": ["migu", {"name": "replay", "count": 1, "schedule": "interleaved"}],
     # the CI subset in one run: a one-batch SEEKR buffer and EWC's Fisher together
     "small-buffer-seekr-ewc": [{"name": "seekr", "count": 1, "heads": 2, "query_budget": 4}, {"name": "ewc", "lam": 100.0}],
+    # the reported settings (SETTINGS below): plain fine-tuning and EWC at lam 1e6
+    "reported-seqft": ["seqft"],
+    "reported-ewc": [EWC_DEMO],
+    "uneven-seqft": ["seqft"],
+    "uneven-ewc": [EWC_DEMO],
+}
+#: scenario -> the stream / train settings it changes (the rest: STREAM and TRAIN)
+SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
+    "reported-seqft": REPORTED, "reported-ewc": REPORTED, "uneven-seqft": UNEVEN, "uneven-ewc": UNEVEN,
 }
 
 
 def _config(out: Path, name: str, methods: list[Any], grad_accum: int) -> dict[str, Any]:
+    settings = SETTINGS.get(name, {})
     return {
         "name": name,
         "output_dir": str(out / "runs"),
-        "seed": 7,
+        "seed": VARIED.get("seed", 7),
         # LoRA dropout 0: dropout masks are drawn per process, so with dropout two processes match one
         # only in distribution, not weight for weight
         "model": {"name_or_path": "builtin:tiny-llama", "lora": {"dropout": 0.0}},
-        "stream": {"benchmark": "demo", "demo_tasks": 2, "demo_train_size": 24, "demo_eval_size": 6},
-        "train": {**TRAIN, "grad_accum": grad_accum},
-        "eval": {"batch_size": 1, "max_new_tokens": 4},
+        "stream": {**STREAM, **settings.get("stream", {})},
+        # a step log record per optimizer step: its loss and gradient norm are compared too
+        "train": {**TRAIN, **settings.get("train", {}), **VARIED.get("train", {}), "grad_accum": grad_accum,
+                  "report_to": ["jsonl"], "logging_steps": 1},
+        "eval": {"batch_size": 1, "max_new_tokens": 4, **settings.get("eval", {})},
         "methods": methods,
     }
 
@@ -107,6 +134,7 @@ def main(out: Path, grad_accum: int, scenarios: list[str]) -> None:
         payload = {"rows": result.matrix.rows, "phases": phases, "processes": len(shares)}
         (out / f"{name}.json").write_text(json.dumps(payload))
         shutil.copy(result.run_dir / "checkpoint" / "model.safetensors", out / f"{name}.safetensors")
+        shutil.copy(result.run_dir / "steps.jsonl", out / f"{name}.steps.jsonl")
 
 
 if __name__ == "__main__":

@@ -31,8 +31,9 @@ ENV.pop("ACCELERATE_USE_CPU", None)  # sharded runs need no CPU flag: the engine
 #: in CI: the methods whose math changes under FSDP (EWC's penalty on local rows, MIGU's row
 #: masks on local gradient shards, KIF's gathered importance, fusion written back per shard and
 #: masked replay on LoRA rank units, O-LoRA's adapters unfrozen per task and gathered
-#: orthogonality loss); the rest of the support table runs under `slow`
-FAST_FSDP = ["ewc", "migu", "kif-m-lora", "olora"]
+#: orthogonality loss), EWC at lam 1e6 on 3 tasks, and shares that do not divide (a pad batch;
+#: 9 evaluation examples at eval batch 4, which hung in generation); the rest runs under `slow`
+FAST_FSDP = ["ewc", "migu", "kif-m-lora", "olora", "reported-ewc", "uneven-seqft"]
 #: largest weight difference accepted between 2 sharded processes and 1 unsharded: FSDP2
 #: reduce-scatters gradients and EWC sums its penalty per shard, in other orders than one process,
 #: and the differences grow with every step (measured after 2 tasks,
@@ -41,12 +42,23 @@ FAST_FSDP = ["ewc", "migu", "kif-m-lora", "olora"]
 SHARDED_TOLERANCE = 1e-4
 
 
-def _compare(single: Path, double: Path, scenario: str) -> None:
-    """The data-parallel comparison (weights, matrix, micro-batches) at the sharded tolerance."""
+def _per_shard_loss(scenario: str) -> bool:
+    """Whether a method of ``scenario`` adds a loss term computed per shard under FSDP (EWC's
+    penalty: each process's rows), so that a step log record, the mean over processes, holds
+    1/N of that term: its loss is not one process's, its gradient norm is."""
+    from retain.config import parse_method_list
+
+    return any(spec.name == "ewc" for spec in parse_method_list(SCENARIOS[scenario]))
+
+
+def _compare(single: Path, double: Path, scenario: str, mode: str = "fsdp") -> None:
+    """The data-parallel comparison (weights, matrix, micro-batches, step logs) at the sharded
+    tolerance."""
     saved = test_distributed.WEIGHT_TOLERANCE
     test_distributed.WEIGHT_TOLERANCE = SHARDED_TOLERANCE
+    logged = ("train/grad_norm",) if mode == "fsdp" and _per_shard_loss(scenario) else test_distributed.LOGGED
     try:
-        test_distributed._compare(single, double, scenario)
+        test_distributed._compare(single, double, scenario, logged)
     finally:
         test_distributed.WEIGHT_TOLERANCE = saved
 
@@ -214,9 +226,19 @@ def all_fsdp(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return _launch(tmp_path_factory.mktemp("fsdp-all"), "fsdp", _claims("fsdp"), timeout=1800)
 
 
+#: scenarios that do not match under FSDP yet, with the reason
+FSDP_KNOWN = {
+    "uneven-ewc": "EWC's per-shard penalty on a pad micro-batch is weighted 0 on the pad's process, so its rows "
+                  "miss the penalty's gradient in each task's last window (measured 5.6e-3 to 6.7e-3; 2e-6 without pads)",
+}
+
+
 @needs_torchrun
 @pytest.mark.slow
-@pytest.mark.parametrize("scenario", _claims("fsdp"))
+@pytest.mark.parametrize("scenario", [
+    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=FSDP_KNOWN[name])) if name in FSDP_KNOWN else name
+    for name in _claims("fsdp")
+])
 def test_every_fsdp_method_matches_one_process(all_fsdp: tuple[Path, Path], scenario: str) -> None:
     _compare(*all_fsdp, scenario)
 
@@ -368,7 +390,7 @@ def test_every_zero_method_matches_one_process(
     whole (not inside ``deepspeed.zero.Init``, which initialises it differently) and evaluation
     and statistics passes run on gathered parameters (the one-example buffers: shares of
     different sizes)."""
-    _compare(*zero_launches(mode), scenario)
+    _compare(*zero_launches(mode), scenario, mode)
 
 
 # -- the GPU script, on the CPU ----------------------------------------------------------------
