@@ -12,12 +12,13 @@ Beside them, a probe of how far rounding alone carries a run: the same single pr
 with the learning rate larger by one part in 1e7 (about one float32 rounding of every update).
 A 2-process difference of the probe's order is what summing in another order gives; one far
 above it is a fault. Results go to ``benchmarks/results/equivalence_settings.json`` under
-``MODE/epochs-E`` (the other entries kept).
+``MODE/epochs-E``, one cell per scenario with the command that measured it (the other cells kept).
 
     python benchmarks/equivalence_settings.py ddp --seeds 7 1 2              # 1 epoch, as the tests
     python benchmarks/equivalence_settings.py fsdp --seeds 7 1 2
     python benchmarks/equivalence_settings.py ddp --seeds 7 --epochs 8      # the demo's epochs
     python benchmarks/equivalence_settings.py zero2 --seeds 7               # likewise zero3 (needs deepspeed)
+    python benchmarks/equivalence_settings.py fsdp replay --seeds 7 1 2     # any scenario of the driver
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -44,6 +45,19 @@ RESULT = RESULTS / "equivalence_settings.json"
 
 #: the probe's learning rate, relative to the runs' (one part in 1e7)
 PROBE_SCALE = 1 + 1e-7
+
+
+def _rounded(value: Optional[float]) -> Optional[float]:
+    return None if value is None else float(f"{value:.3g}")
+
+
+def _largest(values: list[Optional[float]]) -> Optional[float]:
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
+
+
+def _shown(value: Optional[float]) -> str:
+    return "not logged" if value is None else f"{value:.3g}"
 
 
 def _difference(one: Path, two: Path, name: str) -> dict[str, Any]:
@@ -61,8 +75,8 @@ def _difference(one: Path, two: Path, name: str) -> dict[str, Any]:
     rows = [json.loads((folder / f"{name}.json").read_text())["rows"] for folder in (one, two)]
     return {
         "weights": float(f"{weights:.3g}"),
-        "loss": float(f"{logged['train/loss']:.3g}"),
-        "grad_norm": float(f"{logged['train/grad_norm']:.3g}"),
+        "loss": _rounded(logged.get("train/loss")),
+        "grad_norm": _rounded(logged.get("train/grad_norm")),  # None: not logged (DeepSpeed)
         "matrices_equal": rows[0] == rows[1],
     }
 
@@ -133,7 +147,7 @@ def main() -> None:
     for name in scenarios:
         values = [per_seed[str(seed)][name] for seed in args.seeds]
         cells[name] = {
-            which: {key: max(v[which][key] for v in values) for key in ("weights", "loss", "grad_norm")}
+            which: {key: _largest([v[which][key] for v in values]) for key in ("weights", "loss", "grad_norm")}
             | {"matrices_equal": all(v[which]["matrices_equal"] for v in values)}
             for which in ("two_processes", "probe")
         } | {"per_seed": {str(seed): per_seed[str(seed)][name] for seed in args.seeds}}
@@ -147,18 +161,21 @@ def main() -> None:
                 "of the logged loss and gradient norm, max over seeds",
     }
     key = f"{args.mode}/epochs-{args.epochs:g}"
-    payload.setdefault("cells", {})[key] = cells
+    command = " ".join(["python benchmarks/equivalence_settings.py", *sys.argv[1:]])
     measured = {
         "date": datetime.date.today().isoformat(), "torch": torch.__version__, "accelerate": accelerate.__version__,
-        "command": " ".join(["python benchmarks/equivalence_settings.py", *sys.argv[1:]]),
-        "seeds": args.seeds, "machine": machine(), "backend": "gloo",
+        "command": command, "seeds": args.seeds, "machine": machine(), "backend": "gloo",
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     if args.mode in ("zero2", "zero3"):
         import deepspeed
 
         measured["deepspeed"] = deepspeed.__version__
-    payload.setdefault("measured", {})[key] = measured
+    # each cell names the command that measured it; other scenarios of the same key are kept
+    kept = payload.setdefault("cells", {}).setdefault(key, {})
+    kept.update({name: {**cell, "command": command} for name, cell in cells.items()})
+    payload["cells"][key] = dict(sorted(kept.items()))
+    payload.setdefault("measured", {}).setdefault(key, {})[command] = measured
     payload["cells"] = dict(sorted(payload["cells"].items()))
     payload["measured"] = dict(sorted(payload["measured"].items()))
     tmp = RESULT.with_suffix(".json.tmp")
@@ -166,9 +183,9 @@ def main() -> None:
     os.replace(tmp, RESULT)
     for name, cell in cells.items():
         two, probe = cell["two_processes"], cell["probe"]
-        print(f"{key} {name}: 2 processes: weights {two['weights']:.3g}, loss {two['loss']:.3g}, grad norm "
-              f"{two['grad_norm']:.3g}; probe: weights {probe['weights']:.3g}, loss {probe['loss']:.3g}, grad norm "
-              f"{probe['grad_norm']:.3g} (max over seeds {', '.join(map(str, args.seeds))})")
+        print(f"{key} {name}: 2 processes: weights {_shown(two['weights'])}, loss {_shown(two['loss'])}, grad norm "
+              f"{_shown(two['grad_norm'])}; probe: weights {_shown(probe['weights'])}, loss {_shown(probe['loss'])}, "
+              f"grad norm {_shown(probe['grad_norm'])} (max over seeds {', '.join(map(str, args.seeds))})")
 
 
 if __name__ == "__main__":

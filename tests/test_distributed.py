@@ -29,6 +29,12 @@ DRIVER = Path(__file__).with_name("ddp_equivalence.py")
 #: largest weight difference accepted between 2 processes and 1: the all-reduce adds the two
 #: processes' gradients in another order than accumulation does (measured: 1.2e-7, EWC; 0 elsewhere)
 WEIGHT_TOLERANCE = 1e-5
+#: EWC at lam 1e6: the Fisher's sums, added in another order across processes, differ in the last
+#: bits, and lam multiplies that into every step's penalty gradient. Measured over seeds 7, 1, 2
+#: (benchmarks/equivalence_settings.py): up to 5.9e-6 under DDP, where one process with a learning
+#: rate off by one part in 1e7 moves as far (5.4e-6); a wrong scale or mask moves weights by about
+#: the learning rate (3e-3), so 1e-4 still tells them apart
+AMPLIFIED = {"reported-ewc": 1e-4, "uneven-ewc": 1e-4}
 #: largest relative difference accepted between the step logs' loss and gradient norm of 2 processes
 #: (each record pooled over both) and 1, record by record (measured: docs/scale-out.md)
 STEP_LOG_TOLERANCE = 1e-3
@@ -81,9 +87,10 @@ LOGGED = ("train/loss", "train/grad_norm")
 
 
 def step_log_difference(single: Path, double: Path, scenario: str) -> dict[str, float]:
-    """The largest relative difference of the logged loss and gradient norm between the two runs'
-    step logs (one record per optimizer step; the 2-process records pool both processes);
-    raises if they record other steps. The norm where both log it (DeepSpeed reports none)."""
+    """The largest relative difference of each :data:`LOGGED` value between the two runs' step
+    logs, record by record (one per optimizer step; the 2-process records pool both processes);
+    raises if they record other steps. A value only where both runs log it (DeepSpeed reports
+    no gradient norm)."""
 
     def records(folder: Path) -> list[dict[str, Any]]:
         lines = (folder / f"{scenario}.steps.jsonl").read_text().splitlines()
@@ -91,19 +98,19 @@ def step_log_difference(single: Path, double: Path, scenario: str) -> dict[str, 
 
     one, two = records(single), records(double)
     assert [r["step"] for r in one] == [r["step"] for r in two], f"{scenario}: the step logs record other steps"
-    worst = {key: 0.0 for key in LOGGED}
+    worst: dict[str, float] = {}
     for first, second in zip(one, two):
-        for key in worst:
-            if key not in first or key not in second:
-                continue
-            scale = max(abs(first[key]), 1e-12)
-            worst[key] = max(worst[key], abs(first[key] - second[key]) / scale)
+        for key in LOGGED:
+            if key in first and key in second:
+                scale = max(abs(first[key]), 1e-12)
+                worst[key] = max(worst.get(key, 0.0), abs(first[key] - second[key]) / scale)
     return worst
 
 
 def _compare(single: Path, double: Path, scenario: str, logged: tuple[str, ...] = LOGGED) -> None:
-    """Matrices, micro-batches per task and process, final weights (:data:`WEIGHT_TOLERANCE`) and
-    the step logs' ``logged`` values (:data:`STEP_LOG_TOLERANCE`) of the two runs."""
+    """Matrices, micro-batches per task and process, final weights (:data:`WEIGHT_TOLERANCE`, or
+    the scenario's :data:`AMPLIFIED` one) and the step logs' ``logged`` values
+    (:data:`STEP_LOG_TOLERANCE`) of the two runs."""
     from safetensors.torch import load_file
 
     one = json.loads((single / f"{scenario}.json").read_text())
@@ -118,7 +125,8 @@ def _compare(single: Path, double: Path, scenario: str, logged: tuple[str, ...] 
     weights_two = load_file(str(double / f"{scenario}.safetensors"))
     assert weights_one.keys() == weights_two.keys()
     diff = max(float((weights_one[k].float() - weights_two[k].float()).abs().max()) for k in weights_one)
-    assert diff <= WEIGHT_TOLERANCE, f"{scenario}: final weights differ by {diff:.3g}"
+    tolerance = max(WEIGHT_TOLERANCE, AMPLIFIED.get(scenario, 0.0))
+    assert diff <= tolerance, f"{scenario}: final weights differ by {diff:.3g}"
     for key, difference in step_log_difference(single, double, scenario).items():
         if key not in logged:
             continue

@@ -38,8 +38,16 @@ FAST_FSDP = ["ewc", "migu", "kif-m-lora", "olora", "reported-ewc", "uneven-seqft
 #: reduce-scatters gradients and EWC sums its penalty per shard, in other orders than one process,
 #: and the differences grow with every step (measured after 2 tasks,
 #: benchmarks/results/sharded_equivalence.json: FSDP at most 4.6e-5, MIGU with a pad batch; ZeRO-2
-#: 2.9e-5, LwF; ZeRO-3 2.5e-5, LwF). A wrong mask, scale or replay count moves weights by about the learning rate (3e-3).
+#: 2.9e-5, LwF; ZeRO-3 2.5e-5, LwF; at the reported settings, 3 tasks at batch 4 over seeds 7, 1,
+#: 2, benchmarks/results/equivalence_settings.json: FSDP 5.1e-6, ZeRO-2 1.7e-5, ZeRO-3 3.0e-5,
+#: where one process with a learning rate off by one part in 1e7 moves 1.5e-5). A wrong mask,
+#: scale or replay count moves weights by about the learning rate (3e-3).
 SHARDED_TOLERANCE = 1e-4
+#: scenarios whose runs carry rounding further, with their own tolerance: mixed replay under FSDP
+#: ends 1.1e-4, 4.9e-5 and 3.6e-5 from one process over seeds 7, 1, 2, where one process with a
+#: learning rate off by one part in 1e7 moves 4.8e-5, 1.4e-5 and 2.2e-5
+#: (benchmarks/equivalence_settings.py fsdp replay --seeds 7 1 2); still 10 times below a fault
+SENSITIVE = {"replay": 3e-4}
 
 
 def _per_shard_loss(scenario: str) -> bool:
@@ -55,7 +63,7 @@ def _compare(single: Path, double: Path, scenario: str, mode: str = "fsdp") -> N
     """The data-parallel comparison (weights, matrix, micro-batches, step logs) at the sharded
     tolerance."""
     saved = test_distributed.WEIGHT_TOLERANCE
-    test_distributed.WEIGHT_TOLERANCE = SHARDED_TOLERANCE
+    test_distributed.WEIGHT_TOLERANCE = max(SHARDED_TOLERANCE, SENSITIVE.get(scenario, 0.0))
     logged = ("train/grad_norm",) if mode == "fsdp" and _per_shard_loss(scenario) else test_distributed.LOGGED
     try:
         test_distributed._compare(single, double, scenario, logged)
