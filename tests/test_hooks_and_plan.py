@@ -95,6 +95,36 @@ def test_shard_pads_the_short_process_with_a_weightless_batch() -> None:
     shares = [tiny.for_process(Shard(rank, 4)) for rank in range(4)]
     assert [len(s) for s in shares] == [1, 1, 1, 1]
     assert sum(s.count("replay") for s in shares) == 1
+    # the weight over processes at each position: what a term on a parameter shard is weighted by
+    assert [b.shared_weight for b in first] == [b.shared_weight for b in second] == [1.0, 1.0, 1.0, 0.5]
+    assert [b.weight_over_processes for b in shares[0]] == [0.25]
+    assert PlannedBatch([0]).weight_over_processes == 1.0  # one process: the batch's own weight
     plan = BatchPlan.over_epochs(list(range(4)), batch_size=2, epochs=1, seed=1)
     mixed = plan.mixed_with([10, 11])  # the phase's data and the extra examples, shuffled together
     assert len(mixed) == 3 and sorted(i for b in mixed for i in b.items) == [0, 1, 2, 3, 10, 11]
+
+
+def test_a_shard_term_is_weighted_over_processes_not_by_its_own_batch() -> None:
+    """Hand-computed: 2 processes, the last window holds a real batch on process 0 and a pad on
+    process 1 (shared weight 1/2). One process would back-propagate CE/2 + lam P/2; process 0
+    (weight 1) must give its rows lam P_0 / 2 and process 1 (weight 0) lam P_1 / 2, which the loop's
+    correction ``term * (shared - weight)`` makes of ``loss * weight``."""
+    from retain.engine.context import RunContext
+    from retain.engine.loop import weighted_loss
+
+    ctx = RunContext.__new__(RunContext)
+    ctx.shard_terms = []
+    assert ctx.take_shard_terms() is None
+    theta = torch.tensor([1.0, 2.0], requires_grad=True)  # the rows this process holds
+    for weight, expected in ((1.0, [1.0, 2.0]), (0.0, [1.0, 2.0])):
+        theta.grad = None
+        penalty = (theta ** 2).sum()  # lam = 1, F = 1, anchor 0: d/dtheta = 2 theta
+        ctx.add_shard_term(penalty)
+        loss = 3.0 * theta.detach().sum() + penalty  # a data part without gradient here, plus the term
+        planned = PlannedBatch([0], PAD if weight == 0 else "new", weight, shared_weight=0.5)
+        weighted_loss(loss, planned, ctx.take_shard_terms()).backward()
+        assert theta.grad.tolist() == expected  # 2 theta * 1/2, on either process
+    assert ctx.take_shard_terms() is None
+    full = torch.tensor(2.0, requires_grad=True)  # no shard term: the plain weight, a pad gives nothing
+    weighted_loss(full * 5, PlannedBatch([0], PAD, 0.0, shared_weight=0.5), None).backward()
+    assert full.grad.item() == 0.0

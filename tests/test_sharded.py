@@ -33,7 +33,7 @@ ENV.pop("ACCELERATE_USE_CPU", None)  # sharded runs need no CPU flag: the engine
 #: masked replay on LoRA rank units, O-LoRA's adapters unfrozen per task and gathered
 #: orthogonality loss), EWC at lam 1e6 on 3 tasks, and shares that do not divide (a pad batch;
 #: 9 evaluation examples at eval batch 4, which hung in generation); the rest runs under `slow`
-FAST_FSDP = ["ewc", "migu", "kif-m-lora", "olora", "reported-ewc", "uneven-seqft"]
+FAST_FSDP = ["ewc", "migu", "kif-m-lora", "olora", "reported-ewc", "uneven-seqft", "uneven-ewc"]
 #: largest weight difference accepted between 2 sharded processes and 1 unsharded: FSDP2
 #: reduce-scatters gradients and EWC sums its penalty per shard, in other orders than one process,
 #: and the differences grow with every step (measured after 2 tasks,
@@ -234,11 +234,9 @@ def all_fsdp(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return _launch(tmp_path_factory.mktemp("fsdp-all"), "fsdp", _claims("fsdp"), timeout=1800)
 
 
-#: scenarios that do not match under FSDP yet, with the reason
-FSDP_KNOWN = {
-    "uneven-ewc": "EWC's per-shard penalty on a pad micro-batch is weighted 0 on the pad's process, so its rows "
-                  "miss the penalty's gradient in each task's last window (measured 5.6e-3 to 6.7e-3; 2e-6 without pads)",
-}
+#: scenarios that do not match under FSDP yet, with the reason (none now: EWC's per-shard penalty on
+#: a pad micro-batch, 6.7e-3 apart before it was weighted over processes, matches since)
+FSDP_KNOWN: dict[str, str] = {}
 
 
 @needs_torchrun

@@ -45,6 +45,25 @@ class RunContext:
     components: dict[str, list[Any]] = field(default_factory=dict)
     #: this process may draw progress bars (see retain.engine.progress)
     show_progress: bool = False
+    #: the current micro-batch's loss terms over parameter shards (see :meth:`add_shard_term`)
+    shard_terms: list[torch.Tensor] = field(default_factory=list)
+
+    def add_shard_term(self, term: torch.Tensor) -> None:
+        """Declare that ``term``, already in the loss ``on_loss`` returns, is computed on the
+        parameter rows this process holds (FSDP2 shards), not on the full parameters.
+
+        A gradient on full parameters is averaged over processes, so a pad micro-batch (weight 0)
+        on one process and a real one on another give the single-process gradient. A shard's
+        gradient comes from its own process alone: there the training loop re-weights the term by
+        the mean weight over processes (``PlannedBatch.shared_weight``), or a pad would drop the
+        shard's part of the step and the real batch count it twice.
+        """
+        self.shard_terms.append(term)
+
+    def take_shard_terms(self) -> Optional[torch.Tensor]:
+        """The sum of the terms declared since the last call (None: none), forgetting them."""
+        terms, self.shard_terms = self.shard_terms, []
+        return sum(terms[1:], terms[0]) if terms else None
 
     # -- where we are (shorthands for ``state``) -------------------------------------------
 

@@ -57,6 +57,16 @@ def optimizer_steps(micro_batches: int, grad_accum: int) -> int:
     return max(1, -(-micro_batches // grad_accum))
 
 
+def weighted_loss(loss: torch.Tensor, planned: PlannedBatch, shard_terms: Optional[torch.Tensor]) -> torch.Tensor:
+    """What a micro-batch back-propagates: its loss times its weight (0 for a pad), except for the
+    terms on parameter shards in it (``shard_terms``, also inside ``loss``), which are weighted by
+    the mean weight over processes instead (:meth:`~retain.engine.context.RunContext.add_shard_term`)."""
+    weighted = loss if planned.weight == 1.0 else loss * planned.weight
+    if shard_terms is not None and planned.weight_over_processes != planned.weight:
+        weighted = weighted + shard_terms * (planned.weight_over_processes - planned.weight)
+    return weighted
+
+
 def _micro_batch(ctx: RunContext, planned: PlannedBatch):  # type: ignore[no-untyped-def]
     return ctx.encoder.collate(planned.items, source=planned.source, label_space=ctx.encoder.train_label_space).to(ctx.device)
 
@@ -128,7 +138,7 @@ def _steps(
             accelerator.step = accelerator.gradient_state.num_steps - 1
         with accelerator.accumulate(model):
             loss = loss_of(batch)
-            accelerator.backward(loss if planned.weight == 1.0 else loss * planned.weight)
+            accelerator.backward(weighted_loss(loss, planned, ctx.take_shard_terms()))
             if accelerator.sync_gradients:
                 before_clip()
                 norm = None

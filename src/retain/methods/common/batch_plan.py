@@ -25,7 +25,7 @@ import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -71,6 +71,15 @@ class PlannedBatch:
     source: str = "new"
     #: multiplies the micro-batch's loss; 0 for the pads that even out processes (see the module)
     weight: float = 1.0
+    #: the mean ``weight`` over the processes' micro-batches at this position of their shares
+    #: (None: one process, where it is ``weight``). A loss term on the parameter rows only this
+    #: process holds gets no average over processes, so it is weighted by this instead
+    #: (:meth:`~retain.engine.context.RunContext.add_shard_term`)
+    shared_weight: Optional[float] = None
+
+    @property
+    def weight_over_processes(self) -> float:
+        return self.weight if self.shared_weight is None else self.shared_weight
 
 
 @dataclass
@@ -107,9 +116,14 @@ class BatchPlan:
         if shard.world <= 1 or not self.batches:
             return self
         mine = shard.take(self.batches)
-        missing = shard.per_process(len(self.batches)) - len(mine)
+        steps = shard.per_process(len(self.batches))
         template = mine[-1] if mine else self.batches[0]
-        mine += [PlannedBatch(template.items, PAD, 0.0) for _ in range(missing)]
+        mine += [PlannedBatch(template.items, PAD, 0.0) for _ in range(steps - len(mine))]
+        world = shard.world
+        for position, planned in enumerate(mine):
+            row = self.batches[position * world : (position + 1) * world]  # every process's batch here
+            shared = sum(b.weight for b in row) / world
+            mine[position] = PlannedBatch(planned.items, planned.source, planned.weight, shared)
         return BatchPlan(mine, self.seed, self.new_items, self.batch_size, self.epochs)
 
     # -- building --------------------------------------------------------------------------
