@@ -75,10 +75,15 @@ SCENARIOS: dict[str, list[Any]] = {
     "reported-ewc": [EWC_DEMO],
     "uneven-seqft": ["seqft"],
     "uneven-ewc": [EWC_DEMO],
+    # loss terms on gathered adapter matrices, whose gradient each process takes for its own rows
+    # (like EWC's penalty under FSDP), with a pad micro-batch in each task's last window
+    "uneven-olora": ["olora"],
+    "uneven-kif-lora": ["seqlora", "kif"],
 }
 #: scenario -> the stream / train settings it changes (the rest: STREAM and TRAIN)
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "reported-seqft": REPORTED, "reported-ewc": REPORTED, "uneven-seqft": UNEVEN, "uneven-ewc": UNEVEN,
+    "uneven-olora": UNEVEN, "uneven-kif-lora": UNEVEN,
 }
 
 

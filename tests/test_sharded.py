@@ -33,7 +33,7 @@ ENV.pop("ACCELERATE_USE_CPU", None)  # sharded runs need no CPU flag: the engine
 #: masked replay on LoRA rank units, O-LoRA's adapters unfrozen per task and gathered
 #: orthogonality loss), EWC at lam 1e6 on 3 tasks, and shares that do not divide (a pad batch;
 #: 9 evaluation examples at eval batch 4, which hung in generation); the rest runs under `slow`
-FAST_FSDP = ["ewc", "migu", "kif-m-lora", "olora", "reported-ewc", "uneven-seqft", "uneven-ewc"]
+FAST_FSDP = ["ewc", "migu", "kif-m-lora", "olora", "reported-ewc", "uneven-seqft", "uneven-ewc", "uneven-olora"]
 #: largest weight difference accepted between 2 sharded processes and 1 unsharded: FSDP2
 #: reduce-scatters gradients and EWC sums its penalty per shard, in other orders than one process,
 #: and the differences grow with every step (measured after 2 tasks,

@@ -27,7 +27,7 @@ import torch
 
 from retain.config import option
 from retain.data.collate import MicroBatch
-from retain.engine.sharding import gather_full, regather, training_parameters
+from retain.engine.sharding import gather_full, is_shard, regather, training_parameters
 from retain.errors import MethodError
 from retain.methods.base import CARRIES_KNOWLEDGE, FIXED_PARAMETERS, ExtraSteps, Method, StepStats
 from retain.methods.common.batch_plan import phase_seed
@@ -202,7 +202,11 @@ class KIF(Method):
 
     def on_loss(self, ctx: "RunContext", batch: MicroBatch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
         penalty = self._orthogonality()
-        return loss if penalty is None else loss + penalty
+        if penalty is None:
+            return loss
+        if any(is_shard(p) for _, p in ctx.trainable_parameters()):
+            ctx.add_shard_term(penalty)  # on gathered matrices: each process takes its own rows' gradient
+        return loss + penalty
 
     def _orthogonality(self) -> Optional[torch.Tensor]:
         units = self._units()
