@@ -9,6 +9,7 @@ import string
 from typing import Any, Sequence
 
 from retain.evaluation.metrics.base import Metric
+from retain.evaluation.metrics.tokens import MultilingualTokenizer
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -36,16 +37,23 @@ class Accuracy(Metric):
 
 
 class RougeL(Metric):
+    """rouge-score's LCS F1 on tokens that keep every script (see
+    :mod:`retain.evaluation.metrics.tokens`): identical to rouge-score on ASCII text, and a
+    Chinese or German answer is scored on its words instead of on nothing."""
+
     name = "rouge_l"
     display_name = "ROUGE-L"
-    definition = "ROUGE-L F1 of answer and target (rouge-score, no stemming) x 100, mean over examples"
+    definition = ("ROUGE-L F1 of answer and target (rouge-score, no stemming; tokens keep non-ASCII letters, "
+                  "one per CJK character) x 100, mean over examples")
     _scorer: Any = None
 
     def score(self, prediction: str, target: str, source: str = "") -> float:
         if RougeL._scorer is None:
             from rouge_score import rouge_scorer
 
-            RougeL._scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+            RougeL._scorer = rouge_scorer.RougeScorer(
+                ["rougeL"], use_stemmer=False, tokenizer=MultilingualTokenizer()
+            )
         return RougeL._scorer.score(target, prediction)["rougeL"].fmeasure
 
 
