@@ -11,10 +11,12 @@ from retain.evaluation.metrics.builtin import (
 from retain.evaluation.metrics.registry import (
     METRICS, check_metric, clear_metric_cache, get_metric, higher_is_better, importing_only, register_metric,
 )
-from retain.evaluation.metrics.sari import Sari, sari
+from retain.evaluation.metrics.sari import Sari, sari, sari_counted
+from retain.evaluation.metrics.trace_metrics import BleuTrace, EditSimTrace, RougeLTrace, SariTrace
 
 __all__ = [
-    "METRICS", "METRIC_INPUTS", "Accuracy", "Bleu", "EditSimilarity", "Metric", "Perplexity", "RougeL",
-    "Sari", "check_metric", "clear_metric_cache", "exact_match", "get_metric", "higher_is_better",
-    "importing_only", "normalize_answer", "register_metric", "sari",
+    "METRICS", "METRIC_INPUTS", "Accuracy", "Bleu", "BleuTrace", "EditSimTrace", "EditSimilarity", "Metric",
+    "Perplexity", "RougeL", "RougeLTrace", "Sari", "SariTrace", "check_metric", "clear_metric_cache",
+    "exact_match", "get_metric", "higher_is_better", "importing_only", "normalize_answer", "register_metric",
+    "sari", "sari_counted",
 ]

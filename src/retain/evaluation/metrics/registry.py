@@ -21,6 +21,7 @@ from retain.errors import ConfigError
 from retain.evaluation.metrics.base import METRIC_INPUTS, Metric
 from retain.evaluation.metrics.builtin import Accuracy, Bleu, EditSimilarity, Perplexity, RougeL
 from retain.evaluation.metrics.sari import Sari
+from retain.evaluation.metrics.trace_metrics import TRACE_METRICS
 
 M = TypeVar("M", bound=type[Metric])
 
@@ -136,7 +137,8 @@ def higher_is_better(spec: str) -> bool:
     return get_metric(spec).higher_is_better
 
 
-for _builtin in (Accuracy, RougeL, Perplexity, Bleu, Sari, EditSimilarity):
+# the TRACE variants after the built-ins they mirror, so `retain list` shows them together
+for _builtin in (Accuracy, RougeL, Perplexity, Bleu, Sari, EditSimilarity, *TRACE_METRICS):
     register_metric(_builtin)
 
 __all__ = ["METRICS", "check_metric", "clear_metric_cache", "get_metric", "higher_is_better", "import_paths_in", "importing_only", "register_metric"]
