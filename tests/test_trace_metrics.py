@@ -235,7 +235,7 @@ def _retain_scores(name: str) -> tuple[list[float], float]:
     return scores, metric.aggregate(scores, PREDICTIONS, TARGETS, SOURCES)
 
 
-def test_bleu_trace_is_tracess_mean_sentence_bleu4() -> None:
+def test_bleu_trace_is_traces_mean_sentence_bleu4() -> None:
     scores, task_score = _retain_scores("bleu_trace")
     for (_, p, t), score in zip(EXAMPLES, scores):
         assert score == pytest.approx(_reference_bleu4(t, p) if p and t else 0.0, rel=1e-12, abs=1e-300)

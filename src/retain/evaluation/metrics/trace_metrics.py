@@ -81,7 +81,8 @@ class SariTrace(Metric):
 
 class EditSimTrace(Metric):
     """Indel similarity rounded to a whole percent per example (as fuzzywuzzy's ``fuzz.ratio``
-    returns it), after filling in the code literals; the mean of the rounded scores."""
+    returns it with python-Levenshtein installed; without it fuzzywuzzy falls back to difflib's
+    matching, another number), after filling in the code literals; the mean of the rounded scores."""
 
     name = "edit_sim_trace"
     display_name = "Edit similarity (TRACE)"
