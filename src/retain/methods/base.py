@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 import torch
 
-from retain.config import check_options
+from retain.config import check_options, option
 from retain.engine.state import Phase
 from retain.methods.common.batch_plan import BatchPlan
 
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from retain.data.types import Stream
     from retain.engine.context import RunContext
 
-__all__ = ["Method", "NoParams", "Phase", "ExtraSteps", "StepStats"]
+__all__ = ["Method", "NoParams", "Phase", "ExtraSteps", "StepStats", "COMPAT_MODES", "compat_option"]
 
 #: decides how a task's micro-batches are formed (at most one method of a run)
 OWNS_BATCH_SCHEDULE = "owns_batch_schedule"
@@ -62,6 +62,28 @@ RESETS_MODEL = "resets_model"
 FIXED_PARAMETERS = "fixed_parameters"
 #: adds parameters every task
 GROWS_PARAMETERS = "grows_parameters"
+
+
+#: ``compat`` values: ``retain`` keeps every parameter as given (and its default); ``official``
+#: sets each parameter where retain deviates from the authors' released code to that code's value.
+COMPAT_MODES = ("retain", "official")
+
+
+def compat_option(official: dict[str, Any]) -> Any:
+    """The ``compat`` field of a method whose released code retain deviates from.
+
+    ``official`` maps each deviating parameter to the released code's value; the help text lists
+    them so that `retain list` shows what ``compat: official`` changes. The values are applied by
+    :func:`retain.methods.registry.resolve_compat` when the method is built from a config, where
+    the keys the user gave are known: a key given beside ``compat: official`` wins, so one
+    deviation at a time can be switched back from the official mode.
+    """
+    settings = ", ".join(f"{key}={value!r}" for key, value in official.items())
+    return option(
+        f"retain: every parameter as given | official: the authors' released code, i.e. {settings} "
+        "(a key given beside it wins).",
+        "retain", choices=COMPAT_MODES,
+    )
 
 
 @dataclass
@@ -115,6 +137,9 @@ class Method:
     capabilities: frozenset[str] = frozenset()
     #: a new optimizer per task is required (e.g. parameters change between tasks).
     needs_fresh_optimizer: ClassVar[bool] = False
+    #: parameter -> the authors' released code's value, set by ``compat: official`` (see
+    #: :func:`compat_option`); empty for a method without that mode.
+    official_values: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, params: Any = None) -> None:
         self.params = params if params is not None else self.params_class()

@@ -51,6 +51,18 @@ def available_methods() -> dict[str, type[Method]]:
     return dict(METHODS)
 
 
+def resolve_compat(cls: type[Method], params: dict[str, Any]) -> dict[str, Any]:
+    """A method's parameters with ``compat: official`` expanded into the released code's values.
+
+    Keys given beside ``compat: official`` win over the values it sets: ``{compat: official,
+    logit_positions: shifted}`` is the official mode with one deviation switched back, the
+    ablation that measures that deviation alone. ``compat: retain`` (the default) changes nothing.
+    """
+    if params.get("compat") != "official" or not cls.official_values:
+        return dict(params)  # a bad value or a method without the key is refused by build_dataclass
+    return {**cls.official_values, **params}
+
+
 def instantiate(specs: list[MethodSpec]) -> list[Method]:
     """Build methods from specs; unknown names and bad parameters name the key."""
     methods = available_methods()
@@ -62,7 +74,7 @@ def instantiate(specs: list[MethodSpec]) -> list[Method]:
                 f"(registered: {', '.join(sorted(methods))})"
             )
         cls = methods[spec.name]
-        params = build_dataclass(cls.params_class, spec.params, f"methods[{index}].{spec.name}")
+        params = build_dataclass(cls.params_class, resolve_compat(cls, spec.params), f"methods[{index}].{spec.name}")
         built.append(cls(params))
     return built
 

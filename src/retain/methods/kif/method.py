@@ -29,7 +29,7 @@ from retain.config import option
 from retain.data.collate import MicroBatch
 from retain.engine.sharding import gather_full, is_shard, regather, training_parameters
 from retain.errors import MethodError
-from retain.methods.base import CARRIES_KNOWLEDGE, FIXED_PARAMETERS, ExtraSteps, Method, StepStats
+from retain.methods.base import CARRIES_KNOWLEDGE, FIXED_PARAMETERS, ExtraSteps, Method, StepStats, compat_option
 from retain.methods.common.batch_plan import phase_seed
 from retain.methods.common.replay_buffer import REPLAYS_AFTER_TASK, ReplayBuffer
 from retain.methods.kif.masked_replay import masked_replay_steps, split_frozen
@@ -53,6 +53,9 @@ if TYPE_CHECKING:
     from retain.engine.context import RunContext
 
 IMPORTANCE_FILE = "kif_importance.json"
+
+#: Where retain deviates from the authors' released code, that code's values (``compat: official``).
+OFFICIAL = {"skip_first_step": True}
 
 
 @dataclass
@@ -96,6 +99,11 @@ class KIFParams:
     replay_lr: Optional[float] = option(
         "KIF-M: learning rate of the post-fusion replay phase; null = train.lr.", None, low=0.0, low_open=True
     )
+    skip_first_step: bool = option(
+        "Leave each task's first optimizer step out of the importance EMAs (the released code "
+        "updates only after its first step; false: every step counts).", False,
+    )
+    compat: str = compat_option(OFFICIAL)
 
 
 def orthogonality_penalty(pairs: list[tuple[torch.nn.Parameter, torch.nn.Parameter]]) -> torch.Tensor:
@@ -132,6 +140,7 @@ class KIF(Method):
         "(with replay: KIF-M, a masked post-fusion replay epoch)."
     )
     params_class = KIFParams
+    official_values = OFFICIAL
     distributed = ("no", "multi_gpu", "fsdp")
     distributed_refusals = {
         "zero2": "KIF reads unit importance from whole per-parameter gradients; DeepSpeed keeps gradients in flat partitioned buffers",
@@ -198,7 +207,10 @@ class KIF(Method):
         """Track the parameters the optimizer holds (FSDP2's sharded ones once prepared)."""
         units = self._units()
         units.bind(training_parameters(ctx.unwrapped_model()))
-        self.tracker = ImportanceTracker(units.parameters, self.params.importance, self.params.beta1, self.params.beta2)
+        self.tracker = ImportanceTracker(
+            units.parameters, self.params.importance, self.params.beta1, self.params.beta2,
+            skip_first=self.params.skip_first_step,
+        )
 
     def on_loss(self, ctx: "RunContext", batch: MicroBatch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
         penalty = self._orthogonality()

@@ -9,6 +9,9 @@ sensitivity estimate):
     U_bar = b2 U_bar + (1 - b2) |s - I_bar|   uncertainty (with the I_bar just updated)
     score = I_bar * U_bar
 
+With ``skip_first`` the first optimizer step of the task is not folded in (the authors' released
+code updates only when its step counter is past 0); the EMAs then start from the second step.
+
 The update runs every step, so it is a handful of fused multi-tensor (``torch._foreach_*``) ops
 over all tracked tensors: no Python loop over parameters and no per-unit work until the task ends.
 
@@ -31,14 +34,23 @@ ORDERS = ("first", "second")
 class ImportanceTracker:
     """EMA sensitivity and uncertainty for a fixed list of tensors (reset per task)."""
 
-    def __init__(self, params: list[torch.nn.Parameter], order: str = "second", beta1: float = 0.85, beta2: float = 0.85) -> None:
+    def __init__(
+        self,
+        params: list[torch.nn.Parameter],
+        order: str = "second",
+        beta1: float = 0.85,
+        beta2: float = 0.85,
+        skip_first: bool = False,
+    ) -> None:
         if order not in ORDERS:
             raise ValueError(f"order {order!r} is not one of {ORDERS}")
         self.params = params
         self.second_order = order == "second"
         self.beta1 = beta1
         self.beta2 = beta2
-        self.steps = 0
+        self.skip_first = skip_first
+        self.steps = 0  # updates folded in
+        self.seen = 0  # optimizer steps seen, skipped ones included
         self.sensitivity: list[torch.Tensor] = []
         self.uncertainty: list[torch.Tensor] = []
         self._zeros: dict[int, torch.Tensor] = {}
@@ -47,6 +59,7 @@ class ImportanceTracker:
 
     def reset(self) -> None:
         self.steps = 0
+        self.seen = 0
         self.sensitivity = [torch.zeros_like(local_tensor(p.detach()), dtype=torch.float32) for p in self.params]
         self.uncertainty = [torch.zeros_like(local_tensor(p.detach()), dtype=torch.float32) for p in self.params]
 
@@ -61,7 +74,8 @@ class ImportanceTracker:
     @torch.no_grad()
     def update(self, grads: Optional[list[torch.Tensor]] = None) -> None:
         """One step: fold the current weights and gradients into the EMAs."""
-        if not self.params:
+        self.seen += 1
+        if not self.params or (self.skip_first and self.seen == 1):
             return
         weights = [local_tensor(p.detach()) for p in self.params]
         grads = grads if grads is not None else [self._grad(i, p) for i, p in enumerate(self.params)]

@@ -37,7 +37,7 @@ from torch.utils.hooks import RemovableHandle
 
 from retain.config import option
 from retain.errors import MethodError
-from retain.methods.base import Method
+from retain.methods.base import Method, compat_option
 from retain.methods.common.batch_plan import PAD
 from retain.methods.migu.magnitude import (
     STATISTICS,
@@ -55,6 +55,11 @@ from retain.models.kinds import model_kind
 
 if TYPE_CHECKING:
     from retain.engine.context import RunContext
+
+
+#: Where retain's defaults differ from the authors' released code, that code's values
+#: (``compat: official``); the first task is unmasked in both.
+OFFICIAL = {"statistic": "raw_sum", "include_padding": True, "mask_head": True}
 
 
 @dataclass
@@ -79,6 +84,7 @@ class MiguParams:
         "input embeddings, whose rows it then masks too).",
         False,
     )
+    compat: str = compat_option(OFFICIAL)
 
 
 @dataclass(eq=False)
@@ -96,6 +102,7 @@ class Migu(Method):
     name = "migu"
     summary = "MIGU: only the output units with the largest activation magnitude update (gradient row mask)."
     params_class = MiguParams
+    official_values = OFFICIAL
     distributed = ("no", "multi_gpu", "fsdp")
     distributed_refusals = {
         "zero2": "MIGU masks gradient rows of each weight; DeepSpeed keeps gradients in flat partitioned buffers without that row layout",

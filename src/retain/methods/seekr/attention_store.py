@@ -34,16 +34,29 @@ def real_positions(batch: MicroBatch, side: str) -> list[torch.Tensor]:
     return [row.nonzero().flatten() for row in mask]
 
 
-def draw_query_rows(key: str, side: str, length: int, budget: int, seed: int) -> torch.Tensor:
+#: What a query budget longer than the example does: ``all_rows`` keeps each row once;
+#: ``with_replacement`` draws ``budget`` rows with replacement (the released code's ``randint``).
+QUERY_SAMPLINGS = ("all_rows", "with_replacement")
+
+
+def draw_query_rows(
+    key: str, side: str, length: int, budget: int, seed: int, sampling: str = "all_rows"
+) -> torch.Tensor:
     """Sorted indices of the query rows kept for one example: ``budget`` of ``length`` (0 = all).
 
     Seeded by the run seed and the example key, so every pass over an example (before the task,
-    after it, on resume) uses the same rows.
+    after it, on resume) uses the same rows. A budget of at least ``length`` keeps every row once
+    under ``all_rows``; under ``with_replacement`` a budget above ``length`` draws ``budget`` rows
+    with replacement, so some rows repeat and count more in forgettability and the attention loss.
     """
+    if sampling not in QUERY_SAMPLINGS:
+        raise ValueError(f"unknown query sampling {sampling!r} (choose from {QUERY_SAMPLINGS})")
+    rng = random.Random(f"{seed}-seekr-rows-{key}-{side}")
+    if sampling == "with_replacement" and 0 < length < budget:
+        return torch.tensor(sorted(rng.randrange(length) for _ in range(budget)))
     if budget <= 0 or budget >= length:
         return torch.arange(length)
-    rows = random.Random(f"{seed}-seekr-rows-{key}-{side}").sample(range(length), budget)
-    return torch.tensor(sorted(rows))
+    return torch.tensor(sorted(rng.sample(range(length), budget)))
 
 
 def rows_of(

@@ -26,6 +26,10 @@ from retain.data.collate import MicroBatch
 from retain.models.kinds import model_kind
 
 COMBINATIONS = ("sum_of_products", "product_of_sums")
+#: Which map entries the means of sensitivity and forgettability are over: ``real_tokens``, the
+#: example's own tokens; ``padded_to_8``, the map of the task's buffer padded to its longest
+#: example rounded up to a multiple of 8 (the released code's one padded batch), pads counting 0.
+IMPORTANCE_PADDINGS = ("real_tokens", "padded_to_8")
 SELECTIONS = ("importance", "sensitivity", "forgettability", "random")
 
 
@@ -43,6 +47,21 @@ def head_sensitivity(grads: torch.Tensor) -> torch.Tensor:
 def head_forgettability(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
     """Mean squared change of each head's map: [heads, rows, keys] twice -> [heads] (unpadded maps)."""
     return (after.float() - before.float()).pow(2).flatten(1).mean(dim=1)
+
+
+def padded_length(lengths: list[int], multiple: int = 8) -> int:
+    """The longest of ``lengths`` rounded up to a multiple of ``multiple`` (at least ``multiple``)."""
+    longest = max(lengths, default=0)
+    return max(multiple, -(-longest // multiple) * multiple)
+
+
+def padding_scale(real_entries: int, padded_entries: int) -> float:
+    """Factor turning a mean over ``real_entries`` into one over ``padded_entries`` where pads count 0.
+
+    The released code's statistics average over the padded map: its padded key columns hold zero
+    attention in both maps (forgettability), and the mean divides by every entry.
+    """
+    return real_entries / padded_entries if padded_entries else 1.0
 
 
 def normalise_within_layer(scores: torch.Tensor) -> torch.Tensor:

@@ -29,10 +29,12 @@ from typing import TYPE_CHECKING, Any, Optional
 import torch
 
 from retain.config import option
+from retain.data.collate import IGNORE_INDEX
 from retain.engine.collective import merge_dicts, sum_over_processes
 from retain.errors import MethodError
 from retain.methods.seekr.attention_store import (
     ATTENTION_NORMALISATIONS,
+    QUERY_SAMPLINGS,
     ROLE_SIDES,
     TeacherMaps,
     draw_query_rows,
@@ -41,23 +43,34 @@ from retain.methods.seekr.attention_store import (
 )
 from retain.methods.seekr.head_importance import (
     COMBINATIONS,
+    IMPORTANCE_PADDINGS,
     SELECTIONS,
     ImportanceTracker,
     budget_counts,
     head_forgettability,
     head_sensitivity,
     normalise_within_layer,
+    padded_length,
+    padding_scale,
     per_example_loss,
     random_scores,
     select_heads,
 )
-from retain.methods.base import CARRIES_KNOWLEDGE, OWNS_BATCH_SCHEDULE, Method
+from retain.methods.base import CARRIES_KNOWLEDGE, OWNS_BATCH_SCHEDULE, Method, compat_option
 from retain.methods.common.batch_plan import BatchPlan
 from retain.methods.common.replay_buffer import ReplayBuffer, ReplayParams
 from retain.methods.registry import register_method
 from retain.models.kinds import eval_mode
-from retain.methods.common.teacher_store import TeacherLogits, kl_to_teacher, split_answer_rows, stored_answer_rows
+from retain.methods.common.teacher_store import TeacherLogits
 from retain.methods.seekr.attention_capture import AttentionCapture
+from retain.methods.seekr.logit_distillation import (
+    LOGIT_LOSSES,
+    LOGIT_POSITIONS,
+    answer_rows,
+    logit_distillation_loss,
+    record_teacher,
+    student_teacher_rows,
+)
 
 if TYPE_CHECKING:
     from retain.data.collate import EncodedExample, MicroBatch
@@ -65,6 +78,14 @@ if TYPE_CHECKING:
 
 #: example key -> {site: rows [heads, rows, real keys]}
 SampleMaps = dict[str, dict[int, torch.Tensor]]
+
+#: Where retain deviates from the authors' released code, that code's values (``compat: official``).
+OFFICIAL = {
+    "logit_positions": "official",
+    "logit_loss": "soft_ce",
+    "importance_padding": "padded_to_8",
+    "query_sampling": "with_replacement",
+}
 
 
 class ReplayTermMeans:
@@ -137,6 +158,24 @@ class SeekrParams(ReplayParams):
     importance_batch_size: Optional[int] = option(
         "Batch size of the recording and importance passes; null = eval.batch_size.", None, low=1
     )
+    logit_positions: str = option(
+        "Causal LMs: shifted (the rows predicting the answer tokens, as the task loss) | official "
+        "(the rows at the answer tokens, no shift: the released code).", "shifted", choices=LOGIT_POSITIONS,
+    )
+    logit_loss: str = option(
+        "kl (KL(teacher || student)) | soft_ce (cross-entropy on the teacher's softmax: the released "
+        "code; the same gradient, the loss larger by the teacher's entropy).", "kl", choices=LOGIT_LOSSES,
+    )
+    importance_padding: str = option(
+        "real_tokens (sensitivity and forgettability are means over real tokens) | padded_to_8 (over "
+        "the buffer's map padded to its longest example rounded up to 8, pads counting 0: the released code).",
+        "real_tokens", choices=IMPORTANCE_PADDINGS,
+    )
+    query_sampling: str = option(
+        "A query_budget above an example's length: all_rows (each row once) | with_replacement "
+        "(query_budget rows drawn with replacement: the released code).", "all_rows", choices=QUERY_SAMPLINGS,
+    )
+    compat: str = compat_option(OFFICIAL)
 
 
 @register_method
@@ -144,6 +183,7 @@ class Seekr(Method):
     name = "seekr"
     summary = "SEEKR: replay + logit KL + attention KL on heads chosen by sensitivity x forgettability."
     params_class = SeekrParams
+    official_values = OFFICIAL
     capabilities = frozenset({OWNS_BATCH_SCHEDULE, CARRIES_KNOWLEDGE})
 
     def __init__(self, params: Any = None) -> None:
@@ -157,6 +197,7 @@ class Seekr(Method):
         self._roles: dict[int, str] = {}
         self._before: SampleMaps = {}
         self._budget = (0, 0)
+        self._padded: dict[str, int] = {}  # side -> padded length of the task in its importance pass
         self.replay_terms = ReplayTermMeans()
 
     @property
@@ -212,7 +253,7 @@ class Seekr(Method):
 
     def _query_rows(self, ctx: "RunContext", key: str, lengths: dict[str, int]) -> dict[str, torch.Tensor]:
         return {
-            side: draw_query_rows(key, side, length, self.params.query_budget, ctx.config.seed)
+            side: draw_query_rows(key, side, length, self.params.query_budget, ctx.config.seed, self.params.query_sampling)
             for side, length in lengths.items()
         }
 
@@ -264,7 +305,10 @@ class Seekr(Method):
         for task_index in ctx.state.phase.task_indices:
             items = self.buffer.task_items(ctx, task_index)
             if self.capture is None:
-                self.teacher.record(ctx, items, self._pass_batch_size(ctx), name="seekr: teacher logits")
+                record_teacher(
+                    ctx, self.teacher, items, self._pass_batch_size(ctx), self.params.logit_positions,
+                    name="seekr: teacher logits",
+                )
                 continue
             if self.buffer.indices[task_index] != self.buffer_indices_for(ctx, task_index):
                 raise RuntimeError(f"seekr: the replay buffer of task {task_index} differs from the one drawn at its start")
@@ -315,6 +359,7 @@ class Seekr(Method):
         after: SampleMaps = {}
         rows: dict[str, dict[str, torch.Tensor]] = {}
         teacher: dict[str, torch.Tensor] = {}
+        self._padded = self._padded_lengths(items)
         model = ctx.pass_model()
         with eval_mode(model):
             for batch in ctx.iterate_batches(
@@ -328,17 +373,34 @@ class Seekr(Method):
                 samples, query_rows = self._sample_rows(ctx, batch, maps)
                 for key, per_site in samples.items():
                     for position, site in enumerate(self._layers):
-                        forgettability[position] += head_forgettability(self._before[key][site], per_site[site])
+                        change = head_forgettability(self._before[key][site], per_site[site])
+                        forgettability[position] += change * self._key_scale(site, per_site[site].shape[-1])
                 after.update(samples)
                 rows.update(query_rows)
                 logits = outputs.logits.detach()
-                for key, answer in zip(batch.keys, split_answer_rows(ctx, batch, logits)):
+                for key, answer in zip(batch.keys, answer_rows(ctx.kind, batch, logits, self.params.logit_positions)):
                     teacher[key] = answer.to("cpu", self.teacher.dtype).clone()
         sensitivity, forgettability = sum_over_processes(ctx.accelerator, [sensitivity, forgettability])
         after, rows = merge_dicts(ctx.accelerator, after), merge_dicts(ctx.accelerator, rows)
         self.teacher.logits.update(merge_dicts(ctx.accelerator, teacher))
         count = max(1, len(items))
         return after, rows, sensitivity / count, forgettability / count
+
+    def _padded_lengths(self, items: list["EncodedExample"]) -> dict[str, int]:
+        """Side -> the released code's padded length of this buffer ({} under ``real_tokens``)."""
+        if self.params.importance_padding == "real_tokens":
+            return {}
+        lengths = {
+            "source": [len(item.input_ids) for item in items],
+            "target": [sum(1 for t in item.labels if t != IGNORE_INDEX) if isinstance(item.labels, list) else 1 for item in items],
+        }
+        return {side: padded_length(values) for side, values in lengths.items()}
+
+    def _key_scale(self, site: int, keys: int) -> float:
+        """Forgettability: a mean over ``keys`` real key columns as one over the padded columns."""
+        if not self._padded:
+            return 1.0
+        return padding_scale(keys, self._padded[ROLE_SIDES[self._roles[site]][1]])
 
     def _batch_sensitivity(
         self, batch: "MicroBatch", grads: tuple[Optional[torch.Tensor], ...], num_heads: int
@@ -352,7 +414,10 @@ class Seekr(Method):
             query_side, key_side = ROLE_SIDES[self._roles[site]]
             for i in range(len(batch)):
                 real = grad[i].index_select(1, positions[query_side][i]).index_select(2, positions[key_side][i])
-                total[position] += head_sensitivity(real).cpu()
+                scale = 1.0
+                if self._padded:  # the released code's mean over the whole padded map
+                    scale = padding_scale(real.shape[1] * real.shape[2], self._padded[query_side] * self._padded[key_side])
+                total[position] += head_sensitivity(real).cpu() * scale
         return total
 
     # -- training --------------------------------------------------------------------------
@@ -369,10 +434,10 @@ class Seekr(Method):
         student_maps = self.capture.disarm() if self.capture is not None else {}
         if batch.source != "replay":
             return loss
-        rows = stored_answer_rows(ctx, batch, outputs.logits, self.teacher)
+        rows = student_teacher_rows(ctx, batch, outputs.logits, self.teacher, self.params.logit_positions)
         if rows is None:
             return loss
-        logit_kl = kl_to_teacher(*rows)
+        logit_kl = logit_distillation_loss(*rows, loss=self.params.logit_loss)
         total = (1.0 - self.params.w_ld) * loss + self.params.w_ld * logit_kl
         attention = None
         if self.capture is not None:
