@@ -25,7 +25,7 @@ from retain.methods.kif.unit_importance import ImportanceTracker
 from retain.methods.migu.method import MiguParams
 from retain.methods.registry import instantiate
 from retain.methods.seekr.attention_store import draw_query_rows
-from retain.methods.seekr.head_importance import padded_length
+from retain.methods.seekr.head_importance import head_forgettability, padded_length
 from retain.methods.seekr.logit_distillation import (
     answer_rows,
     logit_distillation_loss,
@@ -174,10 +174,19 @@ def test_padded_to_8_means_are_over_the_map_of_the_buffer_padded_to_a_multiple_o
     official_map = torch.zeros(8, 8)
     official_map[:3, :3] = grad[0, 0, :3, :3]
     assert float(padded) == pytest.approx(float(official_map.pow(2).mean())) == pytest.approx(squares / 64)
-    # forgettability: the query rows are real, the key columns padded to 8 (zero in both maps)
+    # forgettability: the drawn query rows are real, the key columns padded to 8 (zero in both
+    # maps); with query_budget 0 the released code takes every padded row as well
     seekr = _seekr_on_one_layer("padded_to_8", [item])
-    assert seekr._key_scale(0, 3) == pytest.approx(3 / 8)
-    assert _seekr_on_one_layer("real_tokens", [item])._key_scale(0, 3) == 1.0
+    before, after = torch.zeros(1, 2, 3), torch.tensor([[[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]]])
+    change = float(head_forgettability(before, after))  # mean over the 2 x 3 real entries
+    official = torch.zeros(2, 8)
+    official[:, :3] = after[0] - before[0]
+    assert change * seekr._forgettability_scale(0, 2, 3) == pytest.approx(float(official.pow(2).mean()))
+    seekr.params.query_budget = 0
+    every_row = torch.zeros(8, 8)
+    every_row[:2, :3] = after[0] - before[0]
+    assert change * seekr._forgettability_scale(0, 2, 3) == pytest.approx(float(every_row.pow(2).mean()))
+    assert _seekr_on_one_layer("real_tokens", [item])._forgettability_scale(0, 2, 3) == 1.0
 
 
 # -- SEEKR: a query budget longer than the example ------------------------------------------

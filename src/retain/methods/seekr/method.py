@@ -374,7 +374,7 @@ class Seekr(Method):
                 for key, per_site in samples.items():
                     for position, site in enumerate(self._layers):
                         change = head_forgettability(self._before[key][site], per_site[site])
-                        forgettability[position] += change * self._key_scale(site, per_site[site].shape[-1])
+                        forgettability[position] += change * self._forgettability_scale(site, *per_site[site].shape[-2:])
                 after.update(samples)
                 rows.update(query_rows)
                 logits = outputs.logits.detach()
@@ -396,11 +396,17 @@ class Seekr(Method):
         }
         return {side: padded_length(values) for side, values in lengths.items()}
 
-    def _key_scale(self, site: int, keys: int) -> float:
-        """Forgettability: a mean over ``keys`` real key columns as one over the padded columns."""
+    def _forgettability_scale(self, site: int, rows: int, keys: int) -> float:
+        """Forgettability: a mean over real entries as one over the padded map, pads counting 0.
+
+        The key columns are always padded; the query rows only with ``query_budget: 0``, where the
+        released code takes every row of the padded map (otherwise it draws real rows only).
+        """
         if not self._padded:
             return 1.0
-        return padding_scale(keys, self._padded[ROLE_SIDES[self._roles[site]][1]])
+        query_side, key_side = ROLE_SIDES[self._roles[site]]
+        padded_rows = self._padded[query_side] if self.params.query_budget == 0 else rows
+        return padding_scale(rows * keys, padded_rows * self._padded[key_side])
 
     def _batch_sensitivity(
         self, batch: "MicroBatch", grads: tuple[Optional[torch.Tensor], ...], num_heads: int
