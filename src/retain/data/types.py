@@ -33,6 +33,8 @@ class Task:
     ``labels`` is the label set of a classification-style task (None for free text or raw text).
     ``metric`` is a registered metric name or an import path (:mod:`retain.evaluation.metrics`);
     ``metric_reason`` says how it was chosen (shown in the run header and the report).
+    ``answer_processing`` names a rule of :mod:`retain.evaluation.answer_processing` applied to
+    generated answers before the metric ("" = none: the answer is scored as generated).
     """
 
     name: str
@@ -43,6 +45,7 @@ class Task:
     raw_text: bool = False
     skipped_records: int = 0  # records reported and left out while reading (counted warnings)
     metric_reason: str = ""
+    answer_processing: str = ""
 
 
     @property

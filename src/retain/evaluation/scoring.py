@@ -14,6 +14,7 @@ import torch
 
 from retain.data.collate import IGNORE_INDEX, EncodedExample, Encoder
 from retain.data.types import Task
+from retain.evaluation.answer_processing import get_answer_processor
 from retain.evaluation.metrics import RougeL, exact_match, get_metric, normalize_answer
 from retain.evaluation.rank import rank_answers
 from retain.models.kinds import mask_disallowed
@@ -229,16 +230,20 @@ def score_task(
         budget = max_new_tokens or max(len(encoder.target_tokens(it)) for it in items) + 2
         answers = generate_answers(model, encoder, items, batch_size, budget, device, synced_gpus=synced_gpus)
     elapsed = time.perf_counter() - start
+    generated, answers, targets = _post_process(task, path, answers, [ex.target for ex in examples])
     predictions = []
     values: list[float] = []
-    for example, answer in zip(examples, answers):
-        value = float(metric.score(answer, example.target, example.prompt))
+    for i, (example, answer, target) in enumerate(zip(examples, answers, targets)):
+        value = float(metric.score(answer, target, example.prompt))
         values.append(value)
-        predictions.append(
-            {"key": example.key, "prompt": example.prompt, "target": example.target, "prediction": answer, "score": value}
-        )
+        record = {"key": example.key, "prompt": example.prompt, "target": example.target, "prediction": answer, "score": value}
+        if generated is not None:  # the task's post-processing: what was generated, and the target as scored
+            record["generated"] = generated[i]
+            if target != example.target:
+                record["scored_target"] = target
+        predictions.append(record)
     score = float(metric.aggregate(
-        values, answers, [ex.target for ex in examples], [ex.prompt for ex in examples]
+        values, answers, targets, [ex.prompt for ex in examples]
     ))
     union_score = None
     if union_answers is not None:
@@ -249,6 +254,17 @@ def score_task(
             union_total += record["union_score"]
         union_score = 100.0 * union_total / max(1, len(items))
     return TaskScore(score, predictions, len(items) / max(elapsed, 1e-9), len(items), union_score)
+
+
+def _post_process(
+    task: Task, path: str, answers: list[str], targets: list[str]
+) -> tuple[Optional[list[str]], list[str], list[str]]:
+    """(generated texts or None, answers as scored, targets as scored): the task's named answer
+    post-processing on generated answers; a task that names none is scored on what it generated."""
+    processor = get_answer_processor(task.answer_processing) if path == "generate" else None
+    if processor is None:
+        return None, answers, targets
+    return answers, [processor.answer(a) for a in answers], [processor.target(t) for t in targets]
 
 
 def merge_shares(shares: list[tuple[list[int], TaskScore]], count: int, seconds: float, metric_name: str) -> TaskScore:
@@ -274,7 +290,7 @@ def merge_shares(shares: list[tuple[list[int], TaskScore]], count: int, seconds:
     records = [r for r in predictions if r is not None]
     score = float(get_metric(metric_name).aggregate(
         [r["score"] for r in records], [r["prediction"] for r in records],
-        [r["target"] for r in records], [r.get("prompt", "") for r in records],
+        [r.get("scored_target", r["target"]) for r in records], [r.get("prompt", "") for r in records],
     ))
     union_score = None
     if records and "union_score" in records[0]:
