@@ -178,10 +178,10 @@ class DataSourceConfig:
 @dataclass
 class StreamConfig:
     benchmark: str = option(
-        "demo | standard-cl | long-sequence | custom (see `retain list`).", "demo"
+        "demo | standard-cl | long-sequence | trace | custom (see `retain list`).", "demo"
     )
     order: Optional[int] = option(
-        "Task order of the benchmark (standard-cl: 1-3, long-sequence: 4-6).", None, low=1, high=6
+        "Task order of the benchmark (standard-cl: 1-3, long-sequence: 4-6, trace: 7-8).", None, low=1, high=8
     )
     data_root: Optional[str] = option(
         "Folder holding train/ and dev/ (and optionally test/) of the benchmark.", None
@@ -617,9 +617,23 @@ def _check_report_to(config: RunConfig) -> None:
         raise ConfigError(f"train.report_to: a tracker is listed twice ({report_to})")
 
 
+#: stream.order's range per benchmark (the declared [1, 8] spans them all); any other benchmark: [1, 6].
+_ORDER_RANGES: dict[str, tuple[int, int]] = {"trace": (7, 8)}
+
+
+def _check_order(stream: StreamConfig) -> None:
+    """Orders 7-8 are the TRACE stream's: for the other benchmarks the range stays [1, 6]."""
+    if stream.order is None:
+        return
+    low, high = _ORDER_RANGES.get(stream.benchmark, (1, 6))
+    if not low <= stream.order <= high:
+        raise ConfigError(f"stream.order: must be in [{low}, {high}], got {stream.order} (benchmark {stream.benchmark})")
+
+
 def validate(config: RunConfig) -> RunConfig:
     """Declared ranges and choices, then the checks that span fields; method checks happen in the engine."""
     _check_sections(config)
+    _check_order(config.stream)
     if len(config.train.betas) != 2:
         raise ConfigError(f"train.betas: expected two numbers, got {config.train.betas}")
     check_run_name(config.name)

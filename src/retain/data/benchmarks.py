@@ -12,13 +12,14 @@ import logging
 import random
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from retain.config import DataSourceConfig, StreamConfig, build_dataclass
 from retain.data.answers import answer_shape
 from retain.data.labels import filter_unknown_labels
-from retain.data.readers import ReadResult, read_alpaca, read_source
+from retain.data.readers import ReadResult, read_alpaca, read_source, read_trace
 from retain.data.types import Example, Stream, Task
 from retain.evaluation.metrics import check_metric
 from retain.errors import ConfigError, DataError
@@ -38,6 +39,46 @@ BENCHMARK_ORDERS: dict[str, dict[int, tuple[str, ...]]] = {
         6: ("yelp", "amazon", "mnli", "cb", "copa", "qqp", "rte", "imdb", "sst-2", "dbpedia",
             "agnews", "yahoo", "multirc", "boolqa", "wic"),
     },
+    # SEEKR's two TRACE orders, "tracer1" (7) and "tracer2" (8): jinghan1he/SEEKR scripts/exp_seq_seekr.sh
+    # (task_order). Numbered after 1-6 so that an order number names one sequence in every benchmark.
+    "trace": {
+        7: ("C-STANCE", "FOMC", "MeetingBank", "Py150", "ScienceQA", "NumGLUE-cm", "NumGLUE-ds", "20Minuten"),
+        8: ("NumGLUE-cm", "NumGLUE-ds", "FOMC", "20Minuten", "C-STANCE", "Py150", "MeetingBank", "ScienceQA"),
+    },
+}
+
+#: SEEKR's epochs per task of each TRACE order, in the order's task sequence (jinghan1he/SEEKR
+#: scripts/exp_seq_seekr.sh, ``epochs``). retain trains every task for ``train.epochs``: these are
+#: the published numbers, for reference (README, "TRACE"), not applied.
+TRACE_EPOCHS: dict[int, tuple[int, ...]] = {
+    7: (5, 5, 5, 5, 5, 5, 10, 5),
+    8: (10, 10, 10, 5, 5, 5, 5, 5),
+}
+
+
+@dataclass(frozen=True)
+class TraceTask:
+    """How TRACE's evaluation scores one of its tasks: the metric and the answer post-processing
+    (:mod:`retain.evaluation.answer_processing`) applied to the generated text first."""
+
+    metric: str
+    answer_processing: str
+    source: str  # the evaluation files the rule comes from
+
+
+# Metrics: BeyonderXX/TRACE evaluations/eval_<task>.py (accuracy; ROUGE-L for MeetingBank, fuzz
+# similarity for Py150, SARI for 20Minuten). Post-processing: jinghan1he/SEEKR re_eval.py (short
+# answer after "\nAnswer:" / before "\nReasoning:"; first character for C-STANCE, FOMC, ScienceQA) and
+# evaluations/eval_ScienceQA.py (first character of the target too).
+TRACE_TASKS: dict[str, TraceTask] = {
+    "C-STANCE": TraceTask("accuracy", "trace_first_char", "eval_CStance.py, re_eval.py"),
+    "FOMC": TraceTask("accuracy", "trace_first_char", "eval_FOMC.py, re_eval.py"),
+    "MeetingBank": TraceTask("rouge_l_trace", "trace_answer", "eval_MeetingBank.py, re_eval.py"),
+    "Py150": TraceTask("edit_sim_trace", "trace_answer", "eval_Py150.py, re_eval.py"),
+    "ScienceQA": TraceTask("accuracy", "trace_choice_letter", "eval_ScienceQA.py, re_eval.py"),
+    "NumGLUE-cm": TraceTask("accuracy", "trace_answer", "eval_NumGLUE_cm.py, re_eval.py"),
+    "NumGLUE-ds": TraceTask("accuracy", "trace_answer", "eval_NumGLUE_ds.py, re_eval.py"),
+    "20Minuten": TraceTask("sari_trace", "trace_answer", "eval_20Minuten.py, re_eval.py"),
 }
 
 #: benchmark name -> one-line description (for `retain list`).
@@ -45,6 +86,8 @@ BENCHMARKS: dict[str, str] = {
     "demo": "generated toy tasks: runs in seconds on a CPU, no data needed (stream.demo_*)",
     "standard-cl": "4 text-classification tasks, orders 1-3 (needs stream.data_root)",
     "long-sequence": "15 classification / NLI / QA tasks, orders 4-6 (needs stream.data_root)",
+    "trace": "TRACE's 8 tasks (stance, QA, code, math, summarising, simplifying), SEEKR's orders 7-8 "
+             "(needs stream.data_root: TRACE's task folders)",
     "custom": "your own tasks: stream.tasks is a list of sources (see `retain list` formats)",
 }
 
@@ -103,6 +146,8 @@ def _build_stream(config: StreamConfig, seed: int) -> Stream:
         from retain.data.demo import build_demo_stream
 
         return build_demo_stream(config, seed)
+    if config.benchmark == "trace":
+        return _build_trace(config, seed)
     if config.benchmark in BENCHMARK_ORDERS:
         return _build_benchmark(config, seed)
     if config.benchmark == "custom":
@@ -171,6 +216,45 @@ def _build_benchmark(config: StreamConfig, seed: int) -> Stream:
         for name in _task_names(config, order)
     ]
     return Stream(f"{config.benchmark}-order{order}", tasks, _build_general(config, seed))
+
+
+def _trace_root(config: StreamConfig, names: Sequence[str]) -> Path:
+    """TRACE's data folder, with a folder per task of the stream: every missing one named at once."""
+    hint = "a folder holding one folder per TRACE task (C-STANCE/, FOMC/, ...) of train.json, eval.json, test.json"
+    if not config.data_root:
+        raise ConfigError(f"stream.data_root: required for benchmark trace ({hint})")
+    root = Path(config.data_root).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"stream.data_root: {root} is not a folder ({hint})")
+    missing = [name for name in names if not (root / name).is_dir()]
+    if missing:
+        raise ConfigError(
+            f"stream.data_root: {root} has no task folder {', '.join(m + '/' for m in missing)} ({hint})"
+        )
+    return root
+
+
+def _build_trace(config: StreamConfig, seed: int) -> Stream:
+    """TRACE's tasks from its published layout, each scored as TRACE's evaluation scores it.
+
+    Label sets are off (every record is kept and scored, as in TRACE); the metric and the answer
+    post-processing come from :data:`TRACE_TASKS`. ``stream.eval_split`` dev reads a task's
+    eval.json (TRACE's validation file), test its test.json (what TRACE's tables report).
+    """
+    order = _order(config)
+    names = _task_names(config, order)
+    root = _trace_root(config, names)
+    tasks = []
+    for name in names:
+        spec = TRACE_TASKS[name]
+        task = _make_task(
+            name, read_trace(root / name, "train"), read_trace(root / name, config.eval_split), config, seed,
+            metric=spec.metric, infer=False,
+        )
+        task.metric_reason = f"as TRACE scores {name} ({spec.source})"
+        task.answer_processing = spec.answer_processing
+        tasks.append(task)
+    return Stream(f"trace-order{order}", tasks, _build_general(config, seed))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,4 +395,4 @@ def _infer(config: StreamConfig, source: Optional[DataSourceConfig] = None) -> b
     return config.infer_labels
 
 
-__all__ = ["BENCHMARKS", "BENCHMARK_ORDERS", "build_stream"]
+__all__ = ["BENCHMARKS", "BENCHMARK_ORDERS", "TRACE_EPOCHS", "TRACE_TASKS", "TraceTask", "build_stream"]

@@ -23,13 +23,16 @@ def _describe(spec: str) -> tuple[str, str, str]:
 
 
 def scoring_lines(stream: Any) -> list[str]:
-    """One line per task and general set: ``task agnews: Accuracy (accuracy, higher is better): why``."""
+    """One line per task and general set: ``task agnews: Accuracy (accuracy, higher is better): why``,
+    followed by ``; answers post-processed by <name>`` for a task whose answers are post-processed."""
     lines = []
     for kind, tasks in (("task", stream.tasks), ("general set", stream.general)):
         for task in tasks:
             display, direction, _ = _describe(task.metric)
             why = f": {task.metric_reason}" if getattr(task, "metric_reason", "") else ""
-            lines.append(f"{kind} {task.name}: {display} ({task.metric}, {direction}){why}")
+            processing = getattr(task, "answer_processing", "")
+            after = f"; answers post-processed by {processing}" if processing else ""
+            lines.append(f"{kind} {task.name}: {display} ({task.metric}, {direction}){why}{after}")
     return lines
 
 
