@@ -205,7 +205,7 @@ def test_tiny_run_on_two_trace_tasks(tmp_path: Path) -> None:
     matrix = json.loads((run_dir / "matrix.json").read_text())
     assert matrix["task_metrics"] == ["accuracy", "accuracy"] and len(matrix["rows"]) == 3
     log = (run_dir / "run.log").read_text()
-    assert "task NumGLUE-cm: Accuracy (accuracy, higher is better): as TRACE scores NumGLUE-cm" in log
+    assert "task NumGLUE-cm: Accuracy (accuracy, higher is better): TRACE scores NumGLUE-cm so (eval_NumGLUE_cm.py, re_eval.py); answers post-processed by trace_answer" in log
     assert "; answers post-processed by trace_answer" in log
     assert "task FOMC: Accuracy (accuracy, higher is better)" in log and "post-processed by trace_first_char" in log
     records = [json.loads(line) for path in sorted((run_dir / "predictions").glob("*FOMC*.jsonl"))
@@ -214,3 +214,14 @@ def test_tiny_run_on_two_trace_tasks(tmp_path: Path) -> None:
     for record in records:  # the scored answer is the first character of what was generated
         assert record["prediction"] == trace_first_char(record["generated"])
         assert record["score"] == float(exact_match(record["prediction"], record["target"]))
+
+
+def test_shipped_seekr_trace_config_copies_and_dry_runs(tmp_path: Path) -> None:
+    root = write_trace_layout(tmp_path / "TRACE")
+    (copied,) = retain.init("seekr-trace", tmp_path / "cfg")
+    assert len(copied.read_text().splitlines()) <= 15
+    text = retain.dry_run(copied, [f"stream.data_root={root}", "model.name_or_path=builtin:tiny-llama"])
+    assert "stream: trace-order7, order 7, 8 tasks, eval split test" in text
+    assert "seekr(ratio=0.01, w_ad=1000.0, layer_budget=0.75, head_budget=0.125, query_budget=0)" in text
+    config = make_config(copied, [f"stream.data_root={root}"])
+    assert (config.stream.max_source_length, config.stream.max_target_length, config.eval.max_new_tokens) == (1024, 512, 512)

@@ -251,7 +251,7 @@ def _build_trace(config: StreamConfig, seed: int) -> Stream:
             name, read_trace(root / name, "train"), read_trace(root / name, config.eval_split), config, seed,
             metric=spec.metric, infer=False,
         )
-        task.metric_reason = f"as TRACE scores {name} ({spec.source})"
+        task.metric_reason = f"TRACE scores {name} so ({spec.source})"
         task.answer_processing = spec.answer_processing
         tasks.append(task)
     return Stream(f"trace-order{order}", tasks, _build_general(config, seed))
