@@ -34,7 +34,7 @@ class NotAMetric:
 
 def test_every_builtin_declares_what_reports_read() -> None:
     assert list(METRICS) == ["accuracy", "rouge_l", "perplexity", "bleu", "sari", "edit_sim",
-                             "bleu_trace", "rouge_l_trace", "sari_trace", "edit_sim_trace"]
+                             "accuracy_trace", "bleu_trace", "rouge_l_trace", "sari_trace", "edit_sim_trace"]
     for name in METRICS:
         metric = get_metric(name)
         assert metric.name == name and metric.display_name and metric.definition

@@ -297,3 +297,15 @@ def test_every_trace_metric_is_listed(capsys: pytest.CaptureFixture[str]) -> Non
         metric = METRICS[name]()
         assert metric.higher_is_better and metric.range == (0.0, 100.0) and metric.inputs == "text"
         assert f"  {name} " in listed and metric.display_name in listed
+
+
+def test_accuracy_trace_compares_the_strings_as_they_are() -> None:
+    """Hand-computed: retain's normalised accuracy drops the article 'a', so the option letter 'A'
+    and the answers '.' and 'a' all normalise to '' and match; TRACE's exact comparison does not."""
+    from retain.evaluation.metrics import get_metric
+
+    strict, normalised = get_metric("accuracy_trace"), get_metric("accuracy")
+    pairs = [("A", "A"), (".", "A"), ("a", "A"), (" ", "A"), ("B", "A"), ("12", "12"), ("12 ", "12")]
+    assert [strict.score(p, t) for p, t in pairs] == [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    assert [normalised.score(p, t) for p, t in pairs[:4]] == [1.0, 1.0, 1.0, 1.0]
+    assert strict.aggregate([strict.score(p, t) for p, t in pairs]) == pytest.approx(100 * 2 / 7)

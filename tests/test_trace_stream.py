@@ -19,7 +19,6 @@ from retain.evaluation.answer_processing import (
     trace_first_char,
     trace_short_answer,
 )
-from retain.evaluation.metrics import exact_match
 from retain.evaluation.scoring import TaskScore, _post_process, merge_shares
 from retain.reporting.scoring import scoring_lines
 from tests.conftest import tiny_config
@@ -127,13 +126,13 @@ def test_trace_is_listed_with_its_orders_and_epochs() -> None:
 
 
 EXPECTED = {
-    "C-STANCE": ("accuracy", "trace_first_char"),
-    "FOMC": ("accuracy", "trace_first_char"),
+    "C-STANCE": ("accuracy_trace", "trace_first_char"),
+    "FOMC": ("accuracy_trace", "trace_first_char"),
     "MeetingBank": ("rouge_l_trace", "trace_answer"),
     "Py150": ("edit_sim_trace", "trace_answer"),
-    "ScienceQA": ("accuracy", "trace_choice_letter"),
-    "NumGLUE-cm": ("accuracy", "trace_answer"),
-    "NumGLUE-ds": ("accuracy", "trace_answer"),
+    "ScienceQA": ("accuracy_trace", "trace_choice_letter"),
+    "NumGLUE-cm": ("accuracy_trace", "trace_answer"),
+    "NumGLUE-ds": ("accuracy_trace", "trace_answer"),
     "20Minuten": ("sari_trace", "trace_answer"),
 }
 
@@ -151,7 +150,7 @@ def test_trace_stream_in_each_order(tmp_path: Path, order: int) -> None:
         assert task.train[0].target == RECORDS[task.name][0][1]
     assert {name: (t.metric, t.answer_processing) for name, t in TRACE_TASKS.items()} == EXPECTED
     lines = scoring_lines(stream)
-    assert any(line.startswith("task C-STANCE: Accuracy (accuracy, higher is better)") and
+    assert any(line.startswith("task C-STANCE: Accuracy (TRACE) (accuracy_trace, higher is better)") and
                line.endswith("; answers post-processed by trace_first_char") for line in lines)
     assert any("task Py150: Edit similarity (TRACE)" in line and "trace_answer" in line for line in lines)
 
@@ -203,17 +202,17 @@ def test_tiny_run_on_two_trace_tasks(tmp_path: Path) -> None:
     result = retain.run(config, quiet=True)
     run_dir = result.run_dir
     matrix = json.loads((run_dir / "matrix.json").read_text())
-    assert matrix["task_metrics"] == ["accuracy", "accuracy"] and len(matrix["rows"]) == 3
+    assert matrix["task_metrics"] == ["accuracy_trace", "accuracy_trace"] and len(matrix["rows"]) == 3
     log = (run_dir / "run.log").read_text()
-    assert "task NumGLUE-cm: Accuracy (accuracy, higher is better): TRACE scores NumGLUE-cm so (eval_NumGLUE_cm.py, re_eval.py); answers post-processed by trace_answer" in log
+    assert "task NumGLUE-cm: Accuracy (TRACE) (accuracy_trace, higher is better): TRACE scores NumGLUE-cm so (eval_NumGLUE_cm.py, re_eval.py); answers post-processed by trace_answer" in log
     assert "; answers post-processed by trace_answer" in log
-    assert "task FOMC: Accuracy (accuracy, higher is better)" in log and "post-processed by trace_first_char" in log
+    assert "task FOMC: Accuracy (TRACE) (accuracy_trace, higher is better)" in log and "post-processed by trace_first_char" in log
     records = [json.loads(line) for path in sorted((run_dir / "predictions").glob("*FOMC*.jsonl"))
                for line in path.read_text().splitlines()]
     assert records
     for record in records:  # the scored answer is the first character of what was generated
         assert record["prediction"] == trace_first_char(record["generated"])
-        assert record["score"] == float(exact_match(record["prediction"], record["target"]))
+        assert record["score"] == float(record["prediction"] == record["target"])  # exactly, as TRACE
 
 
 def test_shipped_seekr_trace_config_copies_and_dry_runs(tmp_path: Path) -> None:

@@ -152,7 +152,8 @@ class DataSourceConfig:
     eval: Optional[str] = option("Evaluation file or folder.", None)
     path: Optional[str] = option("Task folder (olora / trace) or dataset name/path (hf).", None)
     metric: Optional[str] = option(
-        "accuracy | rouge_l | perplexity | bleu | sari | edit_sim, or an import path 'package.module:Class' "
+        "accuracy | rouge_l | perplexity | bleu | sari | edit_sim | accuracy_trace | bleu_trace | rouge_l_trace | "
+        "sari_trace | edit_sim_trace (TRACE's own definitions), or an import path 'package.module:Class' "
         "(a retain.evaluation.metrics.Metric subclass); null = inferred from the answers.", None,
     )
     fields: dict[str, str] = option(

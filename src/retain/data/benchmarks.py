@@ -71,13 +71,13 @@ class TraceTask:
 # answer after "\nAnswer:" / before "\nReasoning:"; first character for C-STANCE, FOMC, ScienceQA) and
 # evaluations/eval_ScienceQA.py (first character of the target too).
 TRACE_TASKS: dict[str, TraceTask] = {
-    "C-STANCE": TraceTask("accuracy", "trace_first_char", "eval_CStance.py, re_eval.py"),
-    "FOMC": TraceTask("accuracy", "trace_first_char", "eval_FOMC.py, re_eval.py"),
+    "C-STANCE": TraceTask("accuracy_trace", "trace_first_char", "eval_CStance.py, re_eval.py"),
+    "FOMC": TraceTask("accuracy_trace", "trace_first_char", "eval_FOMC.py, re_eval.py"),
     "MeetingBank": TraceTask("rouge_l_trace", "trace_answer", "eval_MeetingBank.py, re_eval.py"),
     "Py150": TraceTask("edit_sim_trace", "trace_answer", "eval_Py150.py, re_eval.py"),
-    "ScienceQA": TraceTask("accuracy", "trace_choice_letter", "eval_ScienceQA.py, re_eval.py"),
-    "NumGLUE-cm": TraceTask("accuracy", "trace_answer", "eval_NumGLUE_cm.py, re_eval.py"),
-    "NumGLUE-ds": TraceTask("accuracy", "trace_answer", "eval_NumGLUE_ds.py, re_eval.py"),
+    "ScienceQA": TraceTask("accuracy_trace", "trace_choice_letter", "eval_ScienceQA.py, re_eval.py"),
+    "NumGLUE-cm": TraceTask("accuracy_trace", "trace_answer", "eval_NumGLUE_cm.py, re_eval.py"),
+    "NumGLUE-ds": TraceTask("accuracy_trace", "trace_answer", "eval_NumGLUE_ds.py, re_eval.py"),
     "20Minuten": TraceTask("sari_trace", "trace_answer", "eval_20Minuten.py, re_eval.py"),
 }
 

@@ -101,6 +101,20 @@ class EditSimTrace(Metric):
         return round(100 * ((length - Indel.distance(prediction, target)) / length)) / 100.0
 
 
-TRACE_METRICS: tuple[type[Metric], ...] = (BleuTrace, RougeLTrace, SariTrace, EditSimTrace)
+class AccuracyTrace(Metric):
+    """The answer equals the target exactly, as TRACE's accuracy compares them (after the task's
+    answer post-processing). retain's ``accuracy`` normalises first, which drops the article "a":
+    an option letter ``A`` becomes the empty string and an empty or punctuation-only answer would
+    then count as right."""
 
-__all__ = ["TRACE_METRICS", "BleuTrace", "EditSimTrace", "RougeLTrace", "SariTrace", "bleu_tokens", "restore_code_literals"]
+    name = "accuracy_trace"
+    display_name = "Accuracy (TRACE)"
+    definition = "the answer equals the target exactly (no normalisation), % of examples, as TRACE computes it"
+
+    def score(self, prediction: str, target: str, source: str = "") -> float:
+        return float(prediction == target)
+
+
+TRACE_METRICS: tuple[type[Metric], ...] = (AccuracyTrace, BleuTrace, RougeLTrace, SariTrace, EditSimTrace)
+
+__all__ = ["TRACE_METRICS", "AccuracyTrace", "BleuTrace", "EditSimTrace", "RougeLTrace", "SariTrace", "bleu_tokens", "restore_code_literals"]
