@@ -207,6 +207,12 @@ def test_tiny_run_on_two_trace_tasks(tmp_path: Path) -> None:
     assert "task NumGLUE-cm: Accuracy (TRACE) (accuracy_trace, higher is better): TRACE scores NumGLUE-cm so (eval_NumGLUE_cm.py, re_eval.py); answers post-processed by trace_answer" in log
     assert "; answers post-processed by trace_answer" in log
     assert "task FOMC: Accuracy (TRACE) (accuracy_trace, higher is better)" in log and "post-processed by trace_first_char" in log
+    assert matrix["task_answer_processing"] == ["trace_answer", "trace_first_char"]
+    report = (run_dir / "report.md").read_text()
+    scoring = report[report.index("Scoring"):]
+    assert "answer post-processing" in scoring.splitlines()[2]  # the table's header
+    assert any("FOMC" in line and "trace_first_char" in line for line in scoring.splitlines())
+    assert any("NumGLUE-cm" in line and "trace_answer" in line for line in scoring.splitlines())
     records = [json.loads(line) for path in sorted((run_dir / "predictions").glob("*FOMC*.jsonl"))
                for line in path.read_text().splitlines()]
     assert records
@@ -221,6 +227,7 @@ def test_shipped_seekr_trace_config_copies_and_dry_runs(tmp_path: Path) -> None:
     assert len(copied.read_text().splitlines()) <= 15
     text = retain.dry_run(copied, [f"stream.data_root={root}", "model.name_or_path=builtin:tiny-llama"])
     assert "stream: trace-order7, order 7, 8 tasks, eval split test" in text
+    assert "; answers post-processed by trace_first_char" in text and "; answers post-processed by trace_answer" in text
     assert "seekr(ratio=0.01, w_ad=1000.0, layer_budget=0.75, head_budget=0.125, query_budget=0)" in text
     config = make_config(copied, [f"stream.data_root={root}"])
     assert (config.stream.max_source_length, config.stream.max_target_length, config.eval.max_new_tokens) == (1024, 512, 512)

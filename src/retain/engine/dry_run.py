@@ -94,9 +94,15 @@ def _stream_lines(config: RunConfig, stream: Stream) -> list[str]:
     from retain.reporting.report import text_table  # noqa: PLC0415
 
     lines += ["  " + line for line in text_table(header, rows, numeric={2, 3, 4, 5}).splitlines()]
-    lines += [f"  {task.name}: {task.metric} because {task.metric_reason}"
+    lines += [f"  {task.name}: {task.metric} because {task.metric_reason}{_processing_text(task)}"
               for task in [*stream.tasks, *stream.general] if getattr(task, "metric_reason", "")]
     return lines
+
+
+def _processing_text(task: Task) -> str:
+    """'; answers post-processed by RULE' for a task whose answers are changed before scoring."""
+    rule = getattr(task, "answer_processing", "")
+    return f"; answers post-processed by {rule}" if rule else ""
 
 
 def _method_lines(config: RunConfig) -> list[str]:

@@ -107,6 +107,12 @@ def _make_logger(run_dir: Optional[Path], quiet: bool) -> logging.Logger:
     return make_logger(name, run_dir / "run.log" if run_dir is not None else None, quiet)
 
 
+def _answer_processing(stream: Stream) -> list[str]:
+    """Each task's answer post-processing rule for the matrix file ([] when no task has one)."""
+    rules = [task.answer_processing for task in stream.tasks]
+    return rules if any(rules) else []
+
+
 def _default_phases(num_tasks: int, names: list[str]) -> list[Phase]:
     return [Phase(name=names[i], task_indices=[i]) for i in range(num_tasks)]
 
@@ -331,6 +337,7 @@ class ContinualRunner:
             higher_is_better=[t.higher_is_better for t in stream.tasks],
             row_labels=[], rows=[], has_initial_row=config.eval.before_training,
             phase_task_index=[], task_metrics=[t.metric for t in stream.tasks],
+            task_answer_processing=_answer_processing(stream),
         )
         general = GeneralScores(
             names=[g.name for g in stream.general],
@@ -344,6 +351,7 @@ class ContinualRunner:
             ctx.state.global_step = state["global_step"]
             matrix = AccuracyMatrix.from_dict(state["matrix"])
             matrix.task_metrics = matrix.task_metrics or [t.metric for t in stream.tasks]
+            matrix.task_answer_processing = matrix.task_answer_processing or _answer_processing(stream)
             if matrix.task_names != names:
                 raise RetainError(
                     f"{ctx.run_dir}: the checkpoint's tasks ({', '.join(matrix.task_names)}) are not the stream's "

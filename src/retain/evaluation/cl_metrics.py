@@ -109,6 +109,9 @@ class AccuracyMatrix:
     #: each task's metric (registry name or import path; :mod:`retain.evaluation.metrics`); empty
     #: in run folders written before metrics were recorded
     task_metrics: list[str] = field(default_factory=list)
+    #: each task's answer post-processing rule (:mod:`retain.evaluation.answer_processing`; "" for
+    #: none), so the report can say what was scored; empty when no task has one
+    task_answer_processing: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -124,6 +127,8 @@ class AccuracyMatrix:
             raise ValueError(f"{len(self.higher_is_better)} directions for {n} tasks")
         if self.task_metrics and len(self.task_metrics) != n:
             raise ValueError(f"{len(self.task_metrics)} metrics for {n} tasks")
+        if self.task_answer_processing and len(self.task_answer_processing) != n:
+            raise ValueError(f"{len(self.task_answer_processing)} answer post-processing rules for {n} tasks")
         if len(self.row_labels) != len(self.rows):
             raise ValueError(f"{len(self.row_labels)} row labels for {len(self.rows)} rows")
         for label, row in zip(self.row_labels, self.rows):
@@ -218,6 +223,8 @@ class AccuracyMatrix:
         }
         if self.task_metrics:
             data["task_metrics"] = list(self.task_metrics)
+        if any(self.task_answer_processing):
+            data["task_answer_processing"] = list(self.task_answer_processing)
         return data
 
     @classmethod
@@ -231,6 +238,7 @@ class AccuracyMatrix:
             has_initial_row=bool(data.get("has_initial_row", False)),
             phase_task_index=[int(i) for i in data.get("phase_task_index", [])],
             task_metrics=[str(m) for m in data.get("task_metrics", [])],
+            task_answer_processing=[str(r) for r in data.get("task_answer_processing", [])],
         )
 
 

@@ -53,7 +53,13 @@ def scoring_section(matrix: Any, general: Optional[Any] = None) -> Optional[tupl
         rows += scoring_rows(general.names, general.metrics, "general set")
     if not rows:
         return None
-    return "Scoring", markdown_table(["task", "kind", "metric", "direction", "definition"], rows)
+    header = ["task", "kind", "metric", "direction", "definition"]
+    rules = list(getattr(matrix, "task_answer_processing", []) or [])
+    if any(rules):  # a column only where some task's answers were post-processed before scoring
+        header.append("answer post-processing")
+        rules += [""] * (len(rows) - len(rules))  # general sets have none
+        rows = [row + [rule or "—"] for row, rule in zip(rows, rules)]
+    return "Scoring", markdown_table(header, rows)
 
 
 __all__ = ["scoring_lines", "scoring_rows", "scoring_section"]
