@@ -196,9 +196,12 @@ def test_ewc_penalty_for_a_known_fisher_and_shift() -> None:
     assert ewc_penalty(theta.items(), fisher, anchor).item() == pytest.approx(3.25)
     ewc = EWC(EWC.params_class(lam=2.0))
     ewc.fisher, ewc.anchor = fisher, anchor
-    ctx = SimpleNamespace(trainable_parameters=lambda: list(theta.items()))
+    declared: list[torch.Tensor] = []
+    ctx = SimpleNamespace(trainable_parameters=lambda: list(theta.items()), add_shard_term=declared.append)
     # loss + lam * penalty = 1 + 2 * 3.25 = 7.5 (no 1/2 factor)
     assert ewc.on_loss(ctx, None, None, torch.tensor(1.0)).item() == pytest.approx(7.5)
+    # the penalty is declared as a shard term (re-weighted over processes on a sharded model)
+    assert [t.item() for t in declared] == [pytest.approx(6.5)]
 
 
 def test_empirical_fisher_averages_batchwise_squared_grads_and_accumulates_online() -> None:

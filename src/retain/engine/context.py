@@ -49,14 +49,15 @@ class RunContext:
     shard_terms: list[torch.Tensor] = field(default_factory=list)
 
     def add_shard_term(self, term: torch.Tensor) -> None:
-        """Declare that ``term``, already in the loss ``on_loss`` returns, is computed on the
-        parameter rows this process holds (FSDP2 shards), not on the full parameters.
+        """Declare that ``term``, already in the loss ``on_loss`` returns, gives each parameter row
+        its gradient from this process alone when the parameters are FSDP2 shards (a penalty on the
+        local rows, or a loss on gathered matrices), instead of a gradient averaged over processes.
 
-        A gradient on full parameters is averaged over processes, so a pad micro-batch (weight 0)
-        on one process and a real one on another give the single-process gradient. A shard's
-        gradient comes from its own process alone: there the training loop re-weights the term by
-        the mean weight over processes (``PlannedBatch.shared_weight``), or a pad would drop the
-        shard's part of the step and the real batch count it twice.
+        An averaged gradient makes a pad micro-batch (weight 0) on one process and a real one on
+        another the single-process gradient; a shard's does not. So on a sharded model the training
+        loop re-weights the term by the mean weight over processes (``PlannedBatch.shared_weight``),
+        or a pad would drop the shard's part of the step and the real batch count it twice. On an
+        unsharded model the declaration changes nothing.
         """
         self.shard_terms.append(term)
 

@@ -30,7 +30,7 @@ from retain.engine.grad_norms import GradNormWatch
 from retain.engine.hooks import HookDispatcher
 from retain.engine.preparation import release
 from retain.engine.progress import progress_bar
-from retain.engine.sharding import sharded_steps
+from retain.engine.sharding import is_sharded, sharded_steps
 from retain.engine.step_log import StepLog
 from retain.methods.base import ExtraSteps, StepStats
 from retain.methods.common.batch_plan import BatchPlan, PlannedBatch, Shard, phase_seed
@@ -126,6 +126,7 @@ def _steps(
     without clipping the norm is measured only when this is given.
     """
     accelerator, model = ctx.accelerator, ctx.model
+    on_shards = is_sharded(model)  # only then are methods' shard terms re-weighted (RunContext.add_shard_term)
     max_norm = ctx.config.train.max_grad_norm
     losses = LossTracker(accelerator.device)
     last = len(plan) - 1
@@ -138,7 +139,8 @@ def _steps(
             accelerator.step = accelerator.gradient_state.num_steps - 1
         with accelerator.accumulate(model):
             loss = loss_of(batch)
-            accelerator.backward(weighted_loss(loss, planned, ctx.take_shard_terms()))
+            shard_terms = ctx.take_shard_terms()
+            accelerator.backward(weighted_loss(loss, planned, shard_terms if on_shards else None))
             if accelerator.sync_gradients:
                 before_clip()
                 norm = None

@@ -454,13 +454,6 @@ def local_part(full: torch.Tensor, like: torch.Tensor, dim: int = 0) -> torch.Te
     return full
 
 
-def is_shard(tensor: torch.Tensor) -> bool:
-    """Whether ``tensor`` is an FSDP2-sharded parameter (a DTensor): each process holds some rows."""
-    from torch.distributed.tensor import DTensor
-
-    return isinstance(tensor, DTensor)
-
-
 def local_tensor(tensor: torch.Tensor) -> torch.Tensor:
     """This process's part of a sharded tensor (a differentiable view), or the tensor itself."""
     from torch.distributed.tensor import DTensor

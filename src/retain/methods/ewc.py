@@ -27,7 +27,7 @@ import torch
 
 from retain.config import option
 from retain.engine.collective import sum_over_processes
-from retain.engine.sharding import is_shard, local_part, local_tensor
+from retain.engine.sharding import local_part, local_tensor
 from retain.methods.base import CARRIES_KNOWLEDGE, Method
 from retain.methods.registry import register_method
 from retain.models.kinds import eval_mode
@@ -146,10 +146,8 @@ class EWC(Method):
     def on_loss(self, ctx: "RunContext", batch: "MicroBatch", outputs: Any, loss: torch.Tensor) -> torch.Tensor:
         if not self.fisher or self.params.lam == 0:
             return loss
-        parameters = list(ctx.trainable_parameters())
-        term = self.params.lam * ewc_penalty(parameters, self.fisher, self.anchor)
-        if any(is_shard(theta) for _, theta in parameters):
-            ctx.add_shard_term(term)  # its gradient lands on this process's rows only
+        term = self.params.lam * ewc_penalty(ctx.trainable_parameters(), self.fisher, self.anchor)
+        ctx.add_shard_term(term)  # sharded, its gradient lands on this process's rows only
         return loss + term
 
     # -- the Fisher ------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import torch
 
 from retain.config import option
-from retain.engine.sharding import gather_full, is_shard, training_parameters
+from retain.engine.sharding import gather_full, training_parameters
 from retain.errors import MethodError
 from retain.methods.base import CARRIES_KNOWLEDGE, GROWS_PARAMETERS, Method
 from retain.methods.registry import register_method
@@ -205,8 +205,8 @@ class OLoRA(Method):
             extra = extra + self.params.lambda1 * orthogonality_loss(pairs)
         if self.params.lambda2:
             extra = extra + self.params.lambda2 * adapter_l2(self._model, self.current)
-        if extra.requires_grad and any(is_shard(p) for _, p in ctx.trainable_parameters()):
-            ctx.add_shard_term(extra)  # on gathered matrices: each process takes its own rows' gradient
+        if extra.requires_grad:
+            ctx.add_shard_term(extra)  # sharded, on gathered matrices: each process takes its own rows' gradient
         return loss + extra
 
     def state_dict(self) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import torch
 
 from retain.config import option
 from retain.data.collate import MicroBatch
-from retain.engine.sharding import gather_full, is_shard, regather, training_parameters
+from retain.engine.sharding import gather_full, regather, training_parameters
 from retain.errors import MethodError
 from retain.methods.base import CARRIES_KNOWLEDGE, FIXED_PARAMETERS, ExtraSteps, Method, StepStats, compat_option
 from retain.methods.common.batch_plan import phase_seed
@@ -216,8 +216,7 @@ class KIF(Method):
         penalty = self._orthogonality()
         if penalty is None:
             return loss
-        if any(is_shard(p) for _, p in ctx.trainable_parameters()):
-            ctx.add_shard_term(penalty)  # on gathered matrices: each process takes its own rows' gradient
+        ctx.add_shard_term(penalty)  # sharded, on gathered matrices: each process takes its own rows' gradient
         return loss + penalty
 
     def _orthogonality(self) -> Optional[torch.Tensor]:
