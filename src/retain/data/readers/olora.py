@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from retain.errors import DataError
-from retain.data.files import check_folder, exists
-from retain.data.readers.records import ReadResult, _Where, _check_fields, _examples_from_records, _field_text, _json_error, _read_text_file, load_records
+from retain.data.files import check_folder, exists, read_text
+from retain.data.readers.records import ReadResult, _Where, _check_fields, _examples_from_records, _field_text, _json_error, load_records
 
 
 _OLORA_FIELDS = ("sentence", "label", "id")
@@ -19,7 +19,7 @@ def _olora_labels(folder: Path) -> Optional[list[str]]:
     if not exists(path):
         return None
     try:
-        labels = json.loads(_read_text_file(path))
+        labels = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise _json_error(path, exc) from None
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
@@ -30,11 +30,11 @@ def _olora_labels(folder: Path) -> Optional[list[str]]:
 def _olora_instruction_file(folder: Path) -> Optional[str]:
     text_file, json_file = folder / "instruction.txt", folder / "instructions.json"
     if exists(text_file):
-        return _read_text_file(text_file)
+        return read_text(text_file)
     if not exists(json_file):
         return None
     try:
-        value = json.loads(_read_text_file(json_file))
+        value = json.loads(read_text(json_file))
     except json.JSONDecodeError as exc:
         raise _json_error(json_file, exc) from None
     if isinstance(value, dict) and isinstance(value.get("instruction"), str):

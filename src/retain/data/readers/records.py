@@ -53,12 +53,6 @@ class ReadResult:
 # Loading JSON / JSON Lines with messages that point at the broken spot.
 
 
-def _read_text_file(path: Path) -> str:
-    """The file's UTF-8 text; a folder, a named pipe or a missing file is named as such (a pipe is
-    never opened for blocking reads), and bad UTF-8 names its byte offset and line."""
-    return read_text(path)
-
-
 def _json_error(path: Path, exc: json.JSONDecodeError, line_offset: int = 0) -> DataError:
     return DataError(
         f"{path}: not valid JSON (line {exc.lineno + line_offset}, column {exc.colno}: {exc.msg})"
@@ -89,7 +83,7 @@ def load_records(path: str | Path) -> list[Any]:
     Raises DataError for a missing, empty or invalid file and for a top level that is not a list.
     """
     path = Path(path)
-    text = _read_text_file(path).lstrip("\ufeff")  # json.loads rejects a byte-order mark
+    text = read_text(path).lstrip("\ufeff")  # json.loads rejects a byte-order mark
     stripped = text.lstrip()
     if not stripped:
         raise DataError(f"{path}: the file is empty (no records)")

@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from retain.data.readers.records import ReadResult, _examples_from_records, _json_error, _read_text_file, _Where
+from retain.data.files import read_text
+from retain.data.readers.records import ReadResult, _examples_from_records, _json_error, _Where
 from retain.errors import DataError
 
 #: Positive examples shown before each instance (SuperNI's standard "Def + 2 Pos." setting).
@@ -66,7 +67,7 @@ def read_superni(path: str | Path, fields: Mapping[str, str] | None = None) -> R
     """Read the instances of one SuperNI task file as examples (keys: the instances' ids)."""
     path = Path(path)
     try:
-        task = json.loads(_read_text_file(path).lstrip("\ufeff"))
+        task = json.loads(read_text(path).lstrip("\ufeff"))
     except json.JSONDecodeError as exc:
         raise _json_error(path, exc) from None
     if not isinstance(task, Mapping):

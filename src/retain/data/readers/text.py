@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from retain.data.files import read_text as read_file_text
 from retain.data.types import Example
-from retain.data.readers.records import ReadResult, _Where, _check_fields, _examples_from_records, _field_text, _read_text_file, _require_records, load_records
+from retain.data.readers.records import ReadResult, _Where, _check_fields, _examples_from_records, _field_text, _require_records, load_records
 
 
 _TEXT_FIELDS = ("text", "id")
@@ -32,7 +33,7 @@ def read_text(path: str | Path, fields: Optional[Mapping[str, str]] = None) -> R
         records = load_records(path)
         result = _examples_from_records(records, str(path), path.stem, make, fields.get("id", "id"))
     else:
-        documents = [doc for doc in _paragraphs(_read_text_file(path)) if doc]
+        documents = [doc for doc in _paragraphs(read_file_text(path)) if doc]
         kept = [Example("", doc, f"{path.stem}:{i}") for i, doc in enumerate(documents)]
         _require_records(path, kept)
         result = ReadResult(kept, source=str(path))  # blank runs are separators, not skipped docs
