@@ -48,8 +48,8 @@ BENCHMARK_ORDERS: dict[str, dict[int, tuple[str, ...]]] = {
 }
 
 #: SEEKR's epochs per task of each TRACE order, in the order's task sequence (jinghan1he/SEEKR
-#: scripts/exp_seq_seekr.sh, ``epochs``). retain trains every task for ``train.epochs``: these are
-#: the published numbers, for reference (README, "TRACE"), not applied.
+#: scripts/exp_seq_seekr.sh, ``epochs``): applied with ``train.task_epochs: published``
+#: (:mod:`retain.engine.task_epochs`); a task cut from an order keeps its epochs in that order.
 TRACE_EPOCHS: dict[int, tuple[int, ...]] = {
     7: (5, 5, 5, 5, 5, 5, 10, 5),
     8: (10, 10, 10, 5, 5, 5, 5, 5),
@@ -253,6 +253,7 @@ def _build_trace(config: StreamConfig, seed: int) -> Stream:
         )
         task.metric_reason = f"TRACE scores {name} so ({spec.source})"
         task.answer_processing = spec.answer_processing
+        task.published_epochs = float(TRACE_EPOCHS[order][BENCHMARK_ORDERS["trace"][order].index(name)])
         tasks.append(task)
     return Stream(f"trace-order{order}", tasks, _build_general(config, seed))
 

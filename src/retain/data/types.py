@@ -46,7 +46,9 @@ class Task:
     skipped_records: int = 0  # records reported and left out while reading (counted warnings)
     metric_reason: str = ""
     answer_processing: str = ""
-
+    #: the epochs the benchmark's published experiments train this task for (train.task_epochs:
+    #: published), None where the benchmark publishes none
+    published_epochs: Optional[float] = None
 
     @property
     def higher_is_better(self) -> bool:

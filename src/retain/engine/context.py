@@ -128,6 +128,13 @@ class RunContext:
     def encoded(self, task_index: int, split: str = "train") -> list[EncodedExample]:
         return self.encoder.encode_task(self.stream.tasks[task_index], task_index, split)
 
+    def phase_epochs(self) -> float:
+        """The current phase's epochs: ``train.epochs``, or its task's ``train.task_epochs``."""
+        from retain.engine.task_epochs import phase_epochs, resolve_task_epochs
+
+        epochs = resolve_task_epochs(self.config.train, self.stream)
+        return phase_epochs(epochs, self.phase.task_indices, self.phase.name)
+
     def phase_train_examples(self) -> list[EncodedExample]:
         items: list[EncodedExample] = []
         for index in self.phase.task_indices:

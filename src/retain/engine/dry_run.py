@@ -17,6 +17,7 @@ import yaml
 
 from retain.config import RunConfig, make_config
 from retain.data.benchmarks import build_stream
+from retain.engine.task_epochs import resolve_task_epochs
 from retain.data.types import Stream, Task
 from retain.engine.preflight import check_run_folder
 from retain.errors import RetainError
@@ -96,6 +97,10 @@ def _stream_lines(config: RunConfig, stream: Stream) -> list[str]:
     lines += ["  " + line for line in text_table(header, rows, numeric={2, 3, 4, 5}).splitlines()]
     lines += [f"  {task.name}: {task.metric} because {task.metric_reason}{_processing_text(task)}"
               for task in [*stream.tasks, *stream.general] if getattr(task, "metric_reason", "")]
+    if config.train.task_epochs is not None:
+        epochs = resolve_task_epochs(config.train, stream)
+        lines.append("  epochs per task (train.task_epochs): "
+                     + ", ".join(f"{task.name} {value:g}" for task, value in zip(stream.tasks, epochs)))
     return lines
 
 

@@ -41,10 +41,10 @@ def process_shard(ctx: RunContext) -> Shard:
 
 
 def new_task_plan(ctx: RunContext) -> BatchPlan:
-    """The phase's own training data: ``train.epochs`` shuffled passes, seeded by the phase."""
-    train = ctx.config.train
+    """The phase's own training data: ``train.epochs`` (or its task's ``train.task_epochs``)
+    shuffled passes, seeded by the phase."""
     seed = phase_seed(ctx.config.seed, ctx.state.phase_index)
-    return BatchPlan.over_epochs(ctx.phase_train_examples(), train.batch_size, train.epochs, seed)
+    return BatchPlan.over_epochs(ctx.phase_train_examples(), ctx.config.train.batch_size, ctx.phase_epochs(), seed)
 
 
 def local_plan(ctx: RunContext, plan: BatchPlan) -> BatchPlan:

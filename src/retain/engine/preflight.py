@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from retain.config import RunConfig, load_config_dict, make_config
 from retain.data.benchmarks import build_stream
+from retain.engine.task_epochs import resolve_task_epochs
 from retain.data.types import Stream
 from retain.errors import ConfigError, RetainError
 from retain.evaluation.metrics.registry import importing_only
@@ -162,4 +163,5 @@ def _check(config: RunConfig, resume: bool, overwrite: bool, changes: dict[str, 
     check_method_names(config.method_specs())
     check_run_folder(config, resume, overwrite)
     stream = build_stream(config.stream, config.seed)
+    resolve_task_epochs(config.train, stream)
     return Prepared(config, stream, resume, overwrite, changes)

@@ -40,6 +40,7 @@ from accelerate.utils import set_seed
 
 from retain.config import RunConfig, resolve_dtype
 from retain.data.benchmarks import build_stream
+from retain.engine.task_epochs import phase_epochs, resolve_task_epochs
 from retain.data.types import Stream
 from retain.data.collate import Encoder
 from retain.engine import checkpoint as ckpt
@@ -269,6 +270,9 @@ class ContinualRunner:
         phases: Optional[list[Phase]] = hooks.call("on_plan_phases", stream)
         if phases is None:
             phases = _default_phases(len(stream.tasks), stream.task_names)
+        epochs = resolve_task_epochs(config.train, stream)
+        for phase in phases:  # a multi-task phase refuses unequal epochs now, not when it is reached
+            phase_epochs(epochs, phase.task_indices, phase.name)
         components: dict[str, list[Any]] = {}
         for method in methods:
             for kind_name, component in method.shared_components().items():
