@@ -32,6 +32,25 @@ def run(
     )
 
 
+def evaluate(
+    config: Any = None,
+    overrides: list[str] | None = None,
+    model: str | None = None,
+    adapter: str | None = None,
+    name: str | None = None,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> Any:
+    """Score a model without training it (``retain eval``): ``model`` (a path or Hub name; default
+    the config's model, or with ``adapter`` the adapter's base) and an optional PEFT ``adapter``
+    folder, on the config's tasks and general sets, with the run's metrics and files, in
+    ``<output_dir>/<name>`` (default: the config's name + ``-eval``). Returns a
+    :class:`retain.api.RunResult` whose matrix has the one row."""
+    from retain.engine.model_evaluation import evaluate_model
+
+    return evaluate_model(config, overrides, model=model, adapter=adapter, name=name, overwrite=overwrite, quiet=quiet)
+
+
 def sweep(source: Any, dry_run: bool = False, quiet: bool = False, verbose_runs: bool = False) -> Any:
     """Run a sweep (a YAML path or a mapping: base config, methods, orders, seeds, settings).
 
@@ -84,4 +103,4 @@ def compare(run_dirs: list[Any]) -> str:
 
 from retain import errors  # noqa: E402
 
-__all__ = ["run", "sweep", "export", "dry_run", "init", "compare", "errors", "__version__"]
+__all__ = ["run", "evaluate", "sweep", "export", "dry_run", "init", "compare", "errors", "__version__"]

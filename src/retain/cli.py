@@ -1,4 +1,4 @@
-"""Command line: ``retain run | demo | sweep | report | export | compare | list | init``.
+"""Command line: ``retain run | eval | demo | sweep | report | export | compare | list | init``.
 
 User mistakes (bad config, bad data, impossible method lists) and what the machine refuses (a full
 disk, a read-only folder) print one message and exit 2 (``--debug`` adds the traceback); Ctrl-C
@@ -64,6 +64,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     result = run(prepared=prepared, quiet=args.quiet)
     print(result.text)
     print(f"\nrun folder: {result.run_dir}  (report: {result.run_dir / 'report.md'})")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from retain.engine.model_evaluation import evaluate_model, prepare_evaluation
+
+    prepared = prepare_evaluation(args.config, args.overrides, args.model, args.adapter, args.name, args.overwrite)
+    args.run_dir = prepared[0].run_dir
+    result = evaluate_model(args.config, quiet=args.quiet, prepared=prepared)
+    if result.is_main:
+        print(result.text)
+        print(f"\nevaluation folder: {result.run_dir}  (report: {result.run_dir / 'report.md'})")
     return 0
 
 
@@ -183,6 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an override, as the positional key=value ones (repeatable)")
     p.set_defaults(func=_cmd_run)
 
+    p = sub.add_parser("eval", help="score a saved or exported model (and adapter) on a config's tasks and general sets, no training")
+    p.add_argument("config", help="experiment YAML: its stream, general sets and eval settings are used")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. stream.eval_split=test")
+    p.add_argument("--model", metavar="PATH_OR_NAME", help="the model to score (default: the config's model.name_or_path; with --adapter, the adapter's base)")
+    p.add_argument("--adapter", metavar="PATH", help="a PEFT adapter folder loaded on top of the model (e.g. from retain export)")
+    p.add_argument("--name", help="the evaluation folder's name in output_dir (default: the config's name + '-eval')")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing evaluation folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or log lines on the terminal")
+    p.set_defaults(func=_cmd_eval)
+
     p = sub.add_parser("demo", help="run the embedded default (generated stream, tiny model)")
     p.add_argument("overrides", nargs="*", help="key=value overrides")
     p.add_argument("--quiet", action="store_true")
@@ -266,6 +288,8 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 def _interrupted_message(args: argparse.Namespace) -> str:
     run_dir = getattr(args, "run_dir", None) or getattr(args, "resume", None)
+    if args.command == "eval":  # an evaluation keeps nothing half-scored (its folder is removed)
+        return "interrupted; nothing was kept (an evaluation is not resumable: run retain eval again)"
     if run_dir is None:
         return "interrupted"
     from retain.reporting.run_folder import CONFIG_FILE

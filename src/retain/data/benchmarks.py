@@ -145,7 +145,9 @@ def _build_stream(config: StreamConfig, seed: int) -> Stream:
     if config.benchmark == "demo":
         from retain.data.demo import build_demo_stream
 
-        return build_demo_stream(config, seed)
+        stream = build_demo_stream(config, seed)
+        stream.general = _build_general(config, seed)  # held-out sets apply to every benchmark
+        return stream
     if config.benchmark == "trace":
         return _build_trace(config, seed)
     if config.benchmark in BENCHMARK_ORDERS:

@@ -21,7 +21,7 @@ from retain.errors import ConfigError, RetainError
 from retain.evaluation.metrics.registry import importing_only
 from retain.methods.names import check_method_names
 from retain.reporting.guard import check_links, check_replaceable, probe_lock, recover_replaced
-from retain.reporting.run_folder import CONFIG_FILE
+from retain.reporting.run_folder import CONFIG_FILE, EVALUATION_FILE
 
 # Keys that may change on --resume: they change how fast or what is kept, never a score.
 RESUME_SAFE_KEYS = (
@@ -117,6 +117,8 @@ def check_run_folder(config: RunConfig, resume: bool, overwrite: bool, probe: bo
     if resume:
         if not (run_dir / CONFIG_FILE).is_file():
             raise RetainError(f"{run_dir}: nothing to resume (no {CONFIG_FILE}; not a run folder, or its start-up never finished)")
+        if (run_dir / EVALUATION_FILE).is_file():
+            raise RetainError(f"{run_dir}: a `retain eval` folder (one row, no training): nothing to resume; score again with retain eval --overwrite")
         if probe:
             probe_lock(run_dir)
         return

@@ -38,7 +38,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 
-from retain.config import RunConfig, resolve_dtype
+from retain.config import ModelConfig, RunConfig, resolve_dtype
 from retain.data.benchmarks import build_stream
 from retain.engine.task_epochs import phase_epochs, resolve_task_epochs
 from retain.data.types import Stream
@@ -59,6 +59,7 @@ from retain.errors import RetainError
 from retain.evaluation.cells import cells_to_evaluate
 from retain.exporting.task_model import save_task_model, task_model_dir
 from retain.evaluation.cl_metrics import AccuracyMatrix, GeneralScores, compute_cl_metrics, never_learned
+from retain.evaluation.lm_eval_general import general_row, is_lm_eval_task
 from retain.engine.state import Phase, TrainingState
 from retain.engine.progress import bars_allowed
 from retain.engine.grad_norms import clipped_sources_warning
@@ -66,7 +67,7 @@ from retain.engine.step_log import StepLog
 from retain.engine.trackers import build_trackers, flat_config, set_resume_step
 from retain.methods.base import Method
 from retain.methods.registry import check_combination, instantiate
-from retain.models.loading import load_model
+from retain.models.loading import LoadedModel, load_model
 from retain.reporting.reference import read_single_task_reference
 from retain.reporting.metric_text import never_learned_text
 from retain.reporting.report import format_matrix_text, format_metrics_text
@@ -116,6 +117,28 @@ def _answer_processing(stream: Stream) -> list[str]:
 
 def _default_phases(num_tasks: int, names: list[str]) -> list[Phase]:
     return [Phase(name=names[i], task_indices=[i]) for i in range(num_tasks)]
+
+
+def empty_matrix(stream: Stream, has_initial_row: bool) -> AccuracyMatrix:
+    """The accuracy matrix of ``stream`` before its first row."""
+    return AccuracyMatrix(
+        task_names=stream.task_names,
+        higher_is_better=[t.higher_is_better for t in stream.tasks],
+        row_labels=[], rows=[], has_initial_row=has_initial_row,
+        phase_task_index=[], task_metrics=[t.metric for t in stream.tasks],
+        task_answer_processing=_answer_processing(stream),
+    )
+
+
+def empty_general(stream: Stream) -> Optional[GeneralScores]:
+    """The general-ability scores of ``stream`` before their first row (None: no general sets)."""
+    if not stream.general:
+        return None
+    return GeneralScores(
+        names=[g.name for g in stream.general],
+        higher_is_better=[g.higher_is_better for g in stream.general],
+        rows=[], metrics=[g.metric for g in stream.general],
+    )
 
 
 class ContinualRunner:
@@ -204,9 +227,17 @@ class ContinualRunner:
                 "nothing to continue from, so the run starts again from the first task"
             )
 
+    def _make_methods(self) -> list[Method]:
+        """The run's methods, from its config (an evaluation without training has none)."""
+        return instantiate(self.config.method_specs())
+
+    def _load_model(self, model_config: ModelConfig, stream: Stream, seed: int) -> LoadedModel:
+        """The model to train (an evaluation loads a trained one, with its adapter, instead)."""
+        return load_model(model_config, stream, seed)
+
     def _build(self) -> tuple[RunContext, list[Method], RunFolder]:
         config = self.config
-        methods = instantiate(config.method_specs())
+        methods = self._make_methods()
         lora = config.model.lora.enabled or any(m.needs_lora is True for m in methods)
         model_config = replace(config.model, lora=replace(config.model.lora, enabled=lora))
         # Validate the method list against the model kind before any heavy loading.
@@ -239,7 +270,7 @@ class ContinualRunner:
         self.single_task = read_single_task_reference(config.eval.single_task_reference, stream.task_names)
         # Everything that can still refuse the config (the model, its tokenizer, the chat template,
         # the encoder) comes before the run folder is touched: a refusal leaves it as it was.
-        loaded = load_model(model_config, stream, config.seed)
+        loaded = self._load_model(model_config, stream, config.seed)
         chat = configure_chat_template(loaded.tokenizer, model_config.chat_template, loaded.kind)
         encoder = Encoder(
             loaded.tokenizer, loaded.kind, loaded.label_names,
@@ -336,18 +367,8 @@ class ContinualRunner:
         if self.single_task is not None:
             folder.write_single_task_scores(self.single_task)
         names = stream.task_names
-        matrix = AccuracyMatrix(
-            task_names=names,
-            higher_is_better=[t.higher_is_better for t in stream.tasks],
-            row_labels=[], rows=[], has_initial_row=config.eval.before_training,
-            phase_task_index=[], task_metrics=[t.metric for t in stream.tasks],
-            task_answer_processing=_answer_processing(stream),
-        )
-        general = GeneralScores(
-            names=[g.name for g in stream.general],
-            higher_is_better=[g.higher_is_better for g in stream.general],
-            rows=[], metrics=[g.metric for g in stream.general],
-        ) if stream.general else None
+        matrix = empty_matrix(stream, config.eval.before_training)
+        general = empty_general(stream)
         start_phase = 0
         if self.resume and self.checkpoint is not None:
             state = self.checkpoint.state
@@ -546,10 +567,12 @@ class ContinualRunner:
         ctx.logger.info("kept the model after task %d/%d in %s (%.1fs)", completed, total, folder, time.perf_counter() - started)
 
     def _evaluate_general(self, ctx: RunContext, general: GeneralScores) -> None:
-        row = evaluate_tasks(ctx, ctx.stream.general, 10_000, name="eval general sets")
-        general.rows.append(row.scores)
-        scores = ", ".join(f"{n}={s:.1f}" for n, s in zip(general.names, row.scores) if s is not None)
-        ctx.logger.info("general sets: %s  [%.1fs]", scores, row.seconds)
+        own = [g for g in ctx.stream.general if not is_lm_eval_task(g)]  # lm-eval sets: general_row
+        row = evaluate_tasks(ctx, own, 10_000, name="eval general sets")
+        general.rows.append(general_row(ctx, general, row.scores))
+        scores = ", ".join(f"{g.name}={s:.1f}" for g, s in zip(own, row.scores) if s is not None)
+        if own:
+            ctx.logger.info("general sets: %s  [%.1fs]", scores, row.seconds)
 
     def _checkpoint(self, ctx: RunContext, methods: list[Method], matrix: AccuracyMatrix, general: Optional[GeneralScores], completed: int) -> None:
         carried = not self.config.train.reset_optimizer_per_task and ctx.optimizer is not None

@@ -272,6 +272,11 @@ def render_report(
     plot_ap_curve(matrix, metrics, folder.path / AP_CURVE_FILE)
     summary = summarize_config(config, matrix)
     summary.setdefault("run", folder.path.name)
+    evaluated = folder.read_evaluation()
+    if evaluated is not None:  # a `retain eval` folder: the model as scored, and no methods
+        adapter = evaluated.get("adapter")
+        summary["model"] = f"{evaluated.get('model')}{f' + adapter {adapter}' if adapter else ''}"
+        summary["methods"] = ["none: evaluated without training (retain eval)"]
     if extra_sections is None:
         extra_sections = folder.read_report_sections()
     else:

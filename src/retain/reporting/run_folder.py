@@ -8,6 +8,7 @@ Layout (all files written atomically, so a crash never leaves half a file)::
     metrics.json         CL metrics, each with its definition
     general.json         general-ability scores (optional)
     single_task.json     single-task fine-tuning scores per task, for FWT vs single-task (optional)
+    evaluation.json      the model (and adapter) a ``retain eval`` folder scored (only there)
     report_sections.json extra report sections from methods, kept so ``retain report`` can redo them
     predictions/rowJJ_<task>.jsonl
     steps.jsonl, steps.csv  tracker records (retain.engine.trackers)
@@ -39,6 +40,7 @@ UNION_MATRIX_JSON = "matrix_union.json"
 METRICS_FILE = "metrics.json"
 GENERAL_FILE = "general.json"
 SINGLE_TASK_FILE = "single_task.json"
+EVALUATION_FILE = "evaluation.json"
 REPORT_SECTIONS_FILE = "report_sections.json"
 PREDICTIONS_DIR = "predictions"
 LOG_FILE = "run.log"
@@ -122,6 +124,23 @@ class RunFolder:
 
     def write_general(self, general: GeneralScores) -> Path:
         return write_json_atomic(self.path / GENERAL_FILE, general.to_dict())
+
+    def write_evaluation(self, evaluated: Mapping[str, Any]) -> Path:
+        """Mark the folder as a ``retain eval`` folder: which model (and adapter) it scored."""
+        return write_json_atomic(self.path / EVALUATION_FILE, dict(evaluated))
+
+    def read_evaluation(self) -> Optional[dict[str, Any]]:
+        """What a ``retain eval`` folder scored; None for a run folder."""
+        path = self.path / EVALUATION_FILE
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RetainError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise RetainError(f"{path}: expected a JSON object (model, adapter)")
+        return data
 
     def write_single_task_scores(self, scores: Mapping[str, Score]) -> Path:
         """Single-task fine-tuning scores by task name (used for FWT vs single-task)."""
