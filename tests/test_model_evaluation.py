@@ -99,12 +99,9 @@ def test_command_line_folder_rules_and_refusals(trained: tuple[dict[str, Any], A
 
 
 def test_a_classifier_head_with_other_classes_is_refused(tmp_path: Path) -> None:
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
     from retain.errors import ConfigError
-    from tests.conftest import tiny_config as make
 
-    config = make(tmp_path, name="cls", model="builtin:tiny-bert")
+    config = tiny_config(tmp_path, name="cls", model="builtin:tiny-bert")
     run = retain.run(config, quiet=True)
     exported = retain.export(run.run_dir, tmp_path / "cls-export").out
     saved = json.loads((exported / "config.json").read_text())
@@ -113,4 +110,3 @@ def test_a_classifier_head_with_other_classes_is_refused(tmp_path: Path) -> None
     (exported / "config.json").write_text(json.dumps(saved))
     with pytest.raises(ConfigError, match=r"classifier head has the classes other0, .*the stream's tasks"):
         retain.evaluate(config, model=str(exported), quiet=True)
-    del BertConfig, BertForSequenceClassification, BertTokenizerFast
