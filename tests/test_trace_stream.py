@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,39 @@ def test_shipped_seekr_trace_config_copies_and_dry_runs(tmp_path: Path) -> None:
     assert "epochs per task (train.task_epochs): C-STANCE 5, FOMC 5, MeetingBank 5, Py150 5, ScienceQA 5, NumGLUE-cm 5, NumGLUE-ds 10, 20Minuten 5" in text
     config = make_config(copied, [f"stream.data_root={root}"])
     assert (config.stream.max_source_length, config.stream.max_target_length, config.eval.max_new_tokens) == (1024, 512, 512)
+
+
+def test_seekr_on_trace_with_general_sets_reaches_a_report_naming_each_task_s_scoring(tmp_path: Path) -> None:
+    """SEEKR's protocol end to end on a 2-task cut of TRACE: replay, attention distillation, SEEKR's
+    epochs per task, a held-out general set scored before training and after every task."""
+    root = write_trace_layout(tmp_path / "TRACE", tasks=("C-STANCE", "MeetingBank"))
+    general = tmp_path / "general.json"
+    general.write_text(json.dumps([{"instruction": f"Repeat: {w}", "input": "", "output": w}
+                                   for w in ("sun", "rain", "snow", "wind")]), encoding="utf-8")
+    config = tiny_config(
+        tmp_path, name="seekr-trace-cut",
+        methods=[{"name": "seekr", "ratio": 0.5, "w_ad": 1000.0, "layer_budget": 0.75, "head_budget": 0.125,
+                  "query_budget": 0}],
+        stream={"benchmark": "trace", "data_root": str(root), "order": 7, "tasks": ["C-STANCE", "MeetingBank"],
+                "max_source_length": 64, "max_target_length": 8,
+                "general": [{"name": "repeat", "format": "alpaca", "eval": str(general), "infer_labels": False}]},
+        train={"task_epochs": "published", "batch_size": 2},
+        eval={"batch_size": 4, "max_new_tokens": 4},
+    )
+    for key in ("demo_tasks", "demo_train_size", "demo_eval_size"):
+        config["stream"].pop(key)
+    result = retain.run(config, quiet=True)
+    run_dir = result.run_dir
+    log = (run_dir / "run.log").read_text()
+    # order 7 trains C-STANCE for 5 epochs: 2 examples in batches of 2, 5 passes (task 2 adds replay)
+    assert re.findall(r"phase \d/2 \S+: (\d+) micro-batches", log)[0] == "5"
+    general_scores = json.loads((run_dir / "general.json").read_text())
+    assert general_scores["names"] == ["repeat"] and len(general_scores["rows"]) == 3
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["general_delta"]["value"] is not None
+    report = (run_dir / "report.md").read_text()
+    scoring = report[report.index("Scoring"):].splitlines()
+    assert any("C-STANCE" in line and "Accuracy (TRACE)" in line and "trace_first_char" in line for line in scoring)
+    assert any("MeetingBank" in line and "ROUGE-L (TRACE)" in line and "trace_answer" in line for line in scoring)
+    assert any("repeat" in line and "general set" in line for line in scoring)
+    assert "**methods**: seekr(" in report and "general.png" in report
