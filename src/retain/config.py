@@ -179,10 +179,11 @@ class DataSourceConfig:
 @dataclass
 class StreamConfig:
     benchmark: str = option(
-        "demo | standard-cl | long-sequence | trace | custom (see `retain list`).", "demo"
+        "demo | standard-cl | long-sequence | trace | superni | custom (see `retain list`).", "demo"
     )
     order: Optional[int] = option(
-        "Task order of the benchmark (standard-cl: 1-3, long-sequence: 4-6, trace: 7-8).", None, low=1, high=8
+        "Task order of the benchmark (standard-cl: 1-3, long-sequence: 4-6, trace: 7-8, superni: 9-12).", None,
+        low=1, high=12,
     )
     data_root: Optional[str] = option(
         "Folder holding train/ and dev/ (and optionally test/) of the benchmark.", None
@@ -623,12 +624,12 @@ def _check_report_to(config: RunConfig) -> None:
         raise ConfigError(f"train.report_to: a tracker is listed twice ({report_to})")
 
 
-#: stream.order's range per benchmark (the declared [1, 8] spans them all); any other benchmark: [1, 6].
-_ORDER_RANGES: dict[str, tuple[int, int]] = {"trace": (7, 8)}
+#: stream.order's range per benchmark (the declared [1, 12] spans them all); any other benchmark: [1, 6].
+_ORDER_RANGES: dict[str, tuple[int, int]] = {"trace": (7, 8), "superni": (9, 12)}
 
 
 def _check_order(stream: StreamConfig) -> None:
-    """Orders 7-8 are the TRACE stream's: for the other benchmarks the range stays [1, 6]."""
+    """Orders 7-8 are the TRACE stream's, 9-12 the SuperNI stream's: for the other benchmarks the range stays [1, 6]."""
     if stream.order is None:
         return
     low, high = _ORDER_RANGES.get(stream.benchmark, (1, 6))

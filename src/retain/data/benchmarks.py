@@ -45,6 +45,36 @@ BENCHMARK_ORDERS: dict[str, dict[int, tuple[str, ...]]] = {
         7: ("C-STANCE", "FOMC", "MeetingBank", "Py150", "ScienceQA", "NumGLUE-cm", "NumGLUE-ds", "20Minuten"),
         8: ("NumGLUE-cm", "NumGLUE-ds", "FOMC", "20Minuten", "C-STANCE", "Py150", "MeetingBank", "ScienceQA"),
     },
+    # Super-NaturalInstructions task files (natural-instructions tasks/<name>.json). 9, 10: SEEKR's
+    # "superni1" / "superni2" (its paper's orders 3 and 4), jinghan1he/SEEKR scripts/exp_seq_seekr.sh
+    # (task_order, by task number). 11, 12: KIF's orders 1 and 2, WoodScene/TaSL
+    # utils/dataset_order_superni.py (dataset_id 1, 2), the orders of circle-hit/SAPT
+    # gen_script_superni_llama.py, which names the tasks in full. Streams: retain.data.superni_stream.
+    "superni": {
+        9: ("task1572_samsum_summary", "task363_sst2_polarity_classification", "task1290_xsum_summarization",
+            "task181_outcome_extraction", "task002_quoref_answer_generation", "task1510_evalution_relation_extraction",
+            "task073_commonsenseqa_answer_generation", "task748_glucose_reverse_cause_event_detection",
+            "task511_reddit_tifu_long_text_summarization", "task591_sciq_answer_generation",
+            "task195_sentiment140_classification", "task875_emotion_classification"),
+        10: ("task748_glucose_reverse_cause_event_detection", "task073_commonsenseqa_answer_generation",
+             "task1572_samsum_summary", "task195_sentiment140_classification", "task591_sciq_answer_generation",
+             "task363_sst2_polarity_classification", "task1510_evalution_relation_extraction",
+             "task181_outcome_extraction", "task511_reddit_tifu_long_text_summarization",
+             "task002_quoref_answer_generation", "task1290_xsum_summarization", "task875_emotion_classification"),
+        11: ("task1572_samsum_summary", "task363_sst2_polarity_classification", "task1290_xsum_summarization",
+             "task181_outcome_extraction", "task002_quoref_answer_generation", "task1510_evalution_relation_extraction",
+             "task639_multi_woz_user_utterance_generation", "task1729_personachat_generate_next",
+             "task073_commonsenseqa_answer_generation", "task1590_diplomacy_text_generation",
+             "task748_glucose_reverse_cause_event_detection", "task511_reddit_tifu_long_text_summarization",
+             "task591_sciq_answer_generation", "task1687_sentiment140_classification", "task875_emotion_classification"),
+        12: ("task748_glucose_reverse_cause_event_detection", "task073_commonsenseqa_answer_generation",
+             "task1590_diplomacy_text_generation", "task639_multi_woz_user_utterance_generation",
+             "task1572_samsum_summary", "task1687_sentiment140_classification", "task591_sciq_answer_generation",
+             "task363_sst2_polarity_classification", "task1510_evalution_relation_extraction",
+             "task1729_personachat_generate_next", "task181_outcome_extraction",
+             "task511_reddit_tifu_long_text_summarization", "task002_quoref_answer_generation",
+             "task1290_xsum_summarization", "task875_emotion_classification"),
+    },
 }
 
 #: SEEKR's epochs per task of each TRACE order, in the order's task sequence (jinghan1he/SEEKR
@@ -88,6 +118,8 @@ BENCHMARKS: dict[str, str] = {
     "long-sequence": "15 classification / NLI / QA tasks, orders 4-6 (needs stream.data_root)",
     "trace": "TRACE's 8 tasks (stance, QA, code, math, summarising, simplifying), SEEKR's orders 7-8 "
              "(needs stream.data_root: TRACE's task folders)",
+    "superni": "Super-NaturalInstructions: SEEKR's 12-task orders 9-10, KIF's 15-task orders 11-12 "
+               "(needs stream.data_root: the natural-instructions folder with tasks/)",
     "custom": "your own tasks: stream.tasks is a list of sources (see `retain list` formats)",
 }
 
@@ -150,6 +182,10 @@ def _build_stream(config: StreamConfig, seed: int) -> Stream:
         return stream
     if config.benchmark == "trace":
         return _build_trace(config, seed)
+    if config.benchmark == "superni":
+        from retain.data.superni_stream import build_superni
+
+        return build_superni(config, seed)
     if config.benchmark in BENCHMARK_ORDERS:
         return _build_benchmark(config, seed)
     if config.benchmark == "custom":

@@ -1,0 +1,149 @@
+"""The ``superni`` stream: SEEKR's and KIF's Super-NaturalInstructions orders, read from the
+natural-instructions repository's own task files and split as the papers' data is split.
+
+The papers train on a few instances of each task, not on a task's whole file; their released data
+(circle-hit/SAPT ``CL_Benchmark/SuperNI/<task>/{train,dev,test}.json``, which KIF's
+``data_SuperNI_Benchmark`` copies instance for instance) holds at most 1000 training and 100 test
+instances per task, the test instances disjoint from the training ones; the tasks with fewer
+instances hold train and test in about 8 : 1 (task1572: 160 and 20, task181: 338 and 43). retain
+draws such a split itself, by the run seed, so that no preprocessed copy is needed: see
+:func:`split_instances`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+from retain.config import StreamConfig
+from retain.data.readers import ReadResult, read_superni
+from retain.data.types import Example, Stream
+from retain.errors import ConfigError
+
+#: Instances per task the papers train on and test on (at most).
+TRAIN_PER_TASK = 1000
+TEST_PER_TASK = 100
+
+#: The tasks the papers score by exact match; every other task is scored by ROUGE-L. Both
+#: official evaluations name the same three: jinghan1he/SEEKR inference/infer_single.py (eval_acc for
+#: task363, task875, task195; eval_rouge for the rest) and show_results.py (task_metrics), and
+#: Ngahoang2005/Recurrent_KIF src/eval_avgPerf.py / src/eval_bwt.py (acc_task_list).
+ACCURACY_TASKS = frozenset({
+    "task363_sst2_polarity_classification",
+    "task875_emotion_classification",
+    "task195_sentiment140_classification",
+})
+
+
+@dataclass(frozen=True)
+class SuperNIScoring:
+    """How one paper's evaluation scores its SuperNI tasks."""
+
+    rouge: str  # the metric of the free-text tasks
+    accuracy: str  # the metric of :data:`ACCURACY_TASKS`
+    answer_processing: str  # applied to the generated text first ("" = none)
+    source: str  # the evaluation files the rule comes from
+    epochs: float | None  # the epochs per task of the paper's script (None: no SuperNI script)
+
+
+#: SEEKR's re_eval.py cuts the short answer as for TRACE, then scores every SuperNI file with
+#: evaluations/eval_rouge.py: utils/metrics.py's calculate_rouge (the `rouge` package, as TRACE) and
+#: calculate_accuracy (the exact string); its script trains every SuperNI task for 10 epochs.
+#: KIF scores with rouge-score's ROUGE-L and sklearn's accuracy on lowercased strings.
+SCORING: dict[str, SuperNIScoring] = {
+    "SEEKR": SuperNIScoring(
+        "rouge_l_trace", "accuracy_trace", "trace_answer",
+        "jinghan1he/SEEKR re_eval.py, evaluations/eval_rouge.py", 10.0,
+    ),
+    "KIF": SuperNIScoring("rouge_l", "accuracy", "", "Ngahoang2005/Recurrent_KIF src/eval_avgPerf.py", None),
+}
+
+#: order number -> the paper it comes from (its scoring and its name for the order).
+ORDER_PAPERS: dict[int, tuple[str, str]] = {
+    9: ("SEEKR", "superni1 (the paper's order 3)"),
+    10: ("SEEKR", "superni2 (the paper's order 4)"),
+    11: ("KIF", "SuperNI order 1"),
+    12: ("KIF", "SuperNI order 2"),
+}
+
+
+def split_instances(examples: Sequence[Example], seed: int, task: str) -> dict[str, list[Example]]:
+    """A task's instances cut into test, dev and train parts, disjoint, by a seeded shuffle.
+
+    The test part is taken first, so that it stays the same whatever the training cap: the first
+    ``min(100, ceil(n / 10))`` instances of the shuffle; dev the next as many (the released files'
+    dev.json repeats test.json; retain keeps a separate one, so that choosing a setting on dev never
+    looks at test); train at most 1000 of the rest. A task of 1200 instances or more gives
+    1000 / 100 / 100, one of 200 gives 160 / 20 / 20 (the released split's sizes for task1572).
+    Each part keeps the file's order.
+    """
+    order = list(range(len(examples)))
+    random.Random(f"{seed}-superni-{task}").shuffle(order)
+    held = min(TEST_PER_TASK, math.ceil(len(examples) / 10))
+    parts = {
+        "test": order[:held],
+        "dev": order[held:2 * held],
+        "train": order[2 * held:2 * held + TRAIN_PER_TASK],
+    }
+    return {name: [examples[i] for i in sorted(indices)] for name, indices in parts.items()}
+
+
+def superni_root(config: StreamConfig, names: Sequence[str]) -> Path:
+    """The natural-instructions folder, with a task file for each task: every missing one named at once."""
+    hint = "the natural-instructions repository's folder, holding tasks/<task>.json"
+    if not config.data_root:
+        raise ConfigError(f"stream.data_root: required for benchmark superni ({hint})")
+    root = Path(config.data_root).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"stream.data_root: {root} is not a folder ({hint})")
+    missing = [name for name in names if not (root / "tasks" / f"{name}.json").is_file()]
+    if missing:
+        raise ConfigError(
+            f"stream.data_root: {root} has no task file {', '.join(f'tasks/{m}.json' for m in missing)} ({hint})"
+        )
+    return root
+
+
+def build_superni(config: StreamConfig, seed: int) -> Stream:
+    """The order's tasks, each split by :func:`split_instances` and scored as its paper scores it.
+
+    Label sets are off (every instance is kept and scored from the generated text, as in the
+    papers); ``stream.eval_split`` picks the dev or the test part; ``max_train_per_task`` /
+    ``max_eval_per_task`` cap the parts further.
+    """
+    from retain.data.benchmarks import _build_general, _make_task, _order, _task_names
+
+    order = _order(config)
+    paper, _ = ORDER_PAPERS[order]
+    scoring = SCORING[paper]
+    names = _task_names(config, order)
+    root = superni_root(config, names)
+    tasks = []
+    for name in names:
+        read = read_superni(root / "tasks" / f"{name}.json")
+        parts = split_instances(read.examples, seed, name)
+        metric = scoring.accuracy if name in ACCURACY_TASKS else scoring.rouge
+        task = _make_task(
+            name, _part(read, parts["train"]), _part(read, parts[config.eval_split], skipped=0), config, seed,
+            metric=metric, infer=False,
+        )
+        kind = "exact match" if name in ACCURACY_TASKS else "ROUGE-L"
+        task.metric_reason = f"{paper} scores {name} by {kind} ({scoring.source})"
+        task.answer_processing = scoring.answer_processing
+        task.published_epochs = scoring.epochs
+        tasks.append(task)
+    return Stream(f"superni-order{order}", tasks, _build_general(config, seed))
+
+
+def _part(read: ReadResult, examples: list[Example], skipped: int | None = None) -> ReadResult:
+    """One part of a task file's read result (its left-out records counted once, on train)."""
+    return replace(read, examples=examples, skipped=read.skipped if skipped is None else skipped)
+
+
+__all__ = [
+    "ACCURACY_TASKS", "ORDER_PAPERS", "SCORING", "SuperNIScoring", "TEST_PER_TASK", "TRAIN_PER_TASK",
+    "build_superni", "split_instances", "superni_root",
+]
