@@ -145,6 +145,14 @@ def _superni(root: Path, **changes: Any) -> dict[str, Any]:
     return _task("superni", _file(root, "task1_colours.json", task))
 
 
+def _superni_benchmark(root: Path, **changes: Any) -> dict[str, Any]:
+    """The superni benchmark cut to one task, over natural-instructions' tasks/ folder."""
+    name = "task363_sst2_polarity_classification"
+    task: dict[str, Any] = {"Definition": ["Classify."], "Positive Examples": [], **changes}
+    _file(root, f"natural-instructions/tasks/{name}.json", task)
+    return {"benchmark": "superni", "data_root": str(root / "data" / "natural-instructions"), "order": 11, "tasks": [name]}
+
+
 def _olora_labels_fifo(root: Path) -> dict[str, Any]:
     stream = _olora(root, labels=None)
     os.mkfifo(Path(stream["tasks"][0]["path"]) / "labels.json")
@@ -211,6 +219,7 @@ DATA_FILE_CASES: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
     ("superni-instance-without-output", lambda p: _superni(p, Instances=[{"id": "i0", "input": "x"}]), "task1_colours.json Instances record 0 (id i0): missing field 'output'"),
     ("superni-top-level-list", lambda p: _task("superni", _file(p, "task1.json", [])), "task1.json: expected one task object"),
     ("superni-fifo", lambda p: _task("superni", _fifo(p, "task1.json")), "task1.json: is a named pipe (FIFO), not a regular file"),
+    ("superni-benchmark-task-without-instances", _superni_benchmark, "task363_sst2_polarity_classification.json: missing field 'Instances'"),
     # text (continual pre-training)
     ("text-only-blank-lines", lambda p: _task("text", _file(p, "corpus.txt", "\n \n\n")), "corpus.txt: no records"),
     ("text-folder", lambda p: _task("text", _subfolder(p, "corpus.txt")), "corpus.txt: is a folder, not a file"),
