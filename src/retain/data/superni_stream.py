@@ -30,7 +30,8 @@ TEST_PER_TASK = 100
 #: The tasks the papers score by exact match; every other task is scored by ROUGE-L. Both
 #: official evaluations name the same three: jinghan1he/SEEKR inference/infer_single.py (eval_acc for
 #: task363, task875, task195; eval_rouge for the rest) and show_results.py (task_metrics), and
-#: Ngahoang2005/Recurrent_KIF src/eval_avgPerf.py / src/eval_bwt.py (acc_task_list).
+#: Ngahoang2005/Recurrent_KIF src/eval_avgPerf.py / src/eval_bwt.py (acc_task_list, kept there beside
+#: a rouge-score ROUGE-L function; the released loop scores its long-sequence tasks, all by accuracy).
 ACCURACY_TASKS = frozenset({
     "task363_sst2_polarity_classification",
     "task875_emotion_classification",
