@@ -193,10 +193,16 @@ class StreamConfig:
         "custom: a list of task sources; benchmark: an optional subset/reordering of task names.",
         factory=list,
     )
-    general: list[Any] = option(
-        "Held-out general-ability evaluation sets (same form as custom tasks), scored before "
-        "training and after every task.",
+    general: Union[list[Any], str] = option(
+        "Held-out general-ability evaluation sets, scored before training and after every task: "
+        "sources in the form of custom tasks, lm-eval tasks ({lm_eval: mmlu, num_fewshot: 5, limit: 100}; "
+        "needs retain[lm-eval]; keys: `retain list --config`, README) or the preset seekr-ga (SEEKR's six "
+        "general-ability benchmarks).",
         factory=list,
+    )
+    lm_eval_include_path: Optional[str] = option(
+        "Folder of custom lm-eval task YAML files for the lm-eval entries of stream.general that set no "
+        "include_path of their own; null = lm-eval's built-in tasks only.", None,
     )
     infer_labels: bool = option(
         "Infer each task's label set from its answers when they look like classes (few, short, repeated, "

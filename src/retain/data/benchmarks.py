@@ -300,10 +300,13 @@ def _build_trace(config: StreamConfig, seed: int) -> Stream:
 # Custom tasks and general sets.
 
 
-def _sources(entries: Sequence[Any], key: str) -> list[tuple[str, DataSourceConfig]]:
-    """(config path, DataSourceConfig) for each entry of ``stream.tasks`` / ``stream.general``."""
+def _sources(entries: Sequence[Any], key: str, skip: Any = None) -> list[tuple[str, DataSourceConfig]]:
+    """(config path, DataSourceConfig) for each entry of ``stream.tasks`` / ``stream.general``
+    (but those ``skip`` says are read elsewhere)."""
     sources = []
     for i, entry in enumerate(entries):
+        if skip is not None and skip(entry):
+            continue
         path = f"{key}[{i}]"
         if isinstance(entry, DataSourceConfig):
             source = entry
@@ -358,8 +361,12 @@ def _build_custom_tasks(config: StreamConfig, seed: int) -> list[Task]:
 
 
 def _build_general(config: StreamConfig, seed: int) -> list[Task]:
-    """Held-out general sets: only their eval part is read; labels come from the eval targets."""
-    sources = _sources(config.general, "stream.general")
+    """Held-out general sets: only their eval part is read; labels come from the eval targets.
+    lm-eval entries and presets follow retain's own sets (:mod:`retain.evaluation.lm_eval_general`)."""
+    from retain.evaluation.lm_eval_general import general_entries, is_lm_eval_entry, lm_eval_tasks
+
+    entries = general_entries(config.general)
+    sources = _sources(entries, "stream.general", skip=is_lm_eval_entry)
     names = [_source_name(source, path) for path, source in sources]
     _reject_duplicates(names, "stream.general")
     general = []
@@ -375,6 +382,11 @@ def _build_general(config: StreamConfig, seed: int) -> list[Task]:
             Task(name, [], examples, shape.metric, shape.labels, result.raw_text, skipped_records=result.skipped,
                  metric_reason=shape.reason)
         )
+    for task in lm_eval_tasks(entries, config.lm_eval_include_path):
+        if task.name in names:
+            raise ConfigError(f"stream.general: two sets are named {task.name!r} (give an lm-eval entry a name)")
+        names.append(task.name)
+        general.append(task)
     return general
 
 

@@ -14,6 +14,9 @@ from retain.evaluation.metrics import get_metric
 
 def _describe(spec: str) -> tuple[str, str, str]:
     """(display name, direction, definition); an import path that no longer imports is named as is."""
+    if spec.startswith("lm-eval/"):  # a general set scored by lm-evaluation-harness
+        return (f"lm-eval {spec.split('/', 1)[1]}", "", "lm-evaluation-harness's own metric (\"metric,filter\"), "
+                "x100 unless perplexity-like; the full results per row: general/lm_eval_row<k>.json")
     try:
         metric = get_metric(spec)
     except ConfigError:
