@@ -4,7 +4,9 @@ lm-eval reads its real tasks from the Hugging Face Hub; these tasks are YAML fil
 JSON lines (``dataset_path: json`` with ``data_files``), one per request type lm-eval has:
 
 * ``tiny_mc``: multiple choice (log-likelihood of each choice), metric ``acc``;
-* ``tiny_gen``: greedy generation until a newline, metric ``exact_match``;
+* ``tiny_gen``: greedy generation until a newline, metrics ``ter`` (translation edit rate, lower
+  is better and above 0 for any answer that is not the reference, so that a comparison of two
+  runs' generations means something even on an untrained model) and ``exact_match``;
 * ``tiny_ppl``: log-likelihood of a continuation, metric ``perplexity`` (lower is better,
   unbounded: kept unscaled), which moves with any change of the weights.
 
@@ -57,7 +59,8 @@ def write_tasks(folder: Path) -> Path:
         "output_type: generate_until\ndoc_to_text: \"Question: {{question}} Answer:\"\n"
         "doc_to_target: \"{{answer}}\"\n"
         "generation_kwargs:\n  until: [\"\\n\"]\n  do_sample: false\n  max_gen_toks: 3\n"
-        "metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n")))
+        "metric_list:\n  - metric: ter\n    aggregation: ter\n    higher_is_better: false\n"
+        "  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n")))
     (folder / "tiny_ppl.yaml").write_text(_yaml("tiny_ppl", folder / "ppl.jsonl", (
         "output_type: loglikelihood\ndoc_to_text: \"{{context}}\"\ndoc_to_target: \"{{continuation}}\"\n"
         "metric_list:\n  - metric: perplexity\n    aggregation: perplexity\n    higher_is_better: false\n")))
@@ -92,7 +95,8 @@ def general_entries(limit: int = 8) -> list[dict[str, Any]]:
     """``stream.general`` over the three tasks (the tasks' folder comes from stream.lm_eval_include_path)."""
     return [
         {"lm_eval": "tiny_mc", "num_fewshot": 1, "limit": limit, "batch_size": 4},
-        {"lm_eval": "tiny_gen", "name": "gen", "num_fewshot": 1, "limit": limit},  # batch: eval.batch_size
+        # no metric: the first of the task's metric_list (ter); no batch size: eval.batch_size
+        {"lm_eval": "tiny_gen", "name": "gen", "num_fewshot": 1, "limit": limit},
         {"lm_eval": "tiny_ppl", "num_fewshot": 1, "limit": limit},
     ]
 

@@ -113,17 +113,17 @@ def test_every_row_is_scored_and_gives_the_general_delta(runs: dict[str, Any]) -
     run_dir = runs["single"].run_dir
     general = _general(run_dir)
     assert general["names"] == ["tiny_mc", "gen", "tiny_ppl"]
-    assert general["metrics"] == ["lm-eval/acc,none", "lm-eval/exact_match,none", "lm-eval/perplexity,none"]
-    assert general["higher_is_better"] == [True, True, False]  # lm-eval's own directions
+    assert general["metrics"] == ["lm-eval/acc,none", "lm-eval/ter,none", "lm-eval/perplexity,none"]
+    assert general["higher_is_better"] == [True, False, False]  # lm-eval's own directions
     rows = general["rows"]
     assert len(rows) == 3
     assert len({row[2] for row in rows}) == 3, "the perplexity moves as the model trains"
-    assert all(0 <= row[k] <= 100 for row in rows for k in (0, 1))  # fractions scaled to retain's 0-100
+    assert all(0 <= row[0] <= 100 for row in rows)  # a fraction, scaled to retain's 0-100
     assert sorted(p.name for p in (run_dir / "general").iterdir()) == [f"lm_eval_row{k}.json" for k in range(3)]
-    signed = [rows[2][0] - rows[0][0], rows[2][1] - rows[0][1], rows[0][2] - rows[2][2]]
+    signed = [rows[2][0] - rows[0][0], rows[0][1] - rows[2][1], rows[0][2] - rows[2][2]]
     assert runs["single"].metrics["general_delta"]["value"] == pytest.approx(sum(signed) / 3)
     report = (run_dir / "report.md").read_text()
-    assert "tiny_ppl (↓)" in report and "lm-eval perplexity,none" in report
+    assert "tiny_ppl (↓)" in report and "gen (↓)" in report and "lm-eval perplexity,none" in report
 
 
 def test_scores_agree_with_lm_eval_command_line(runs: dict[str, Any]) -> None:
@@ -132,7 +132,7 @@ def test_scores_agree_with_lm_eval_command_line(runs: dict[str, Any]) -> None:
     cli = _cli_scores(runs["cli"])
     row = _general(runs["single"].run_dir)["rows"][0]
     assert row[0] == 100 * cli["tiny_mc"]["acc,none"]
-    assert row[1] == 100 * cli["tiny_gen"]["exact_match,none"]
+    assert row[1] == cli["tiny_gen"]["ter,none"] > 0  # TER is already a percentage: kept as it is
     assert row[2] == cli["tiny_ppl"]["perplexity,none"]
 
 
