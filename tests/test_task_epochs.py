@@ -41,7 +41,7 @@ def test_a_list_gives_each_task_its_value_and_must_fit_the_stream() -> None:
 
 def test_published_needs_a_benchmark_that_publishes_them() -> None:
     assert resolve_task_epochs(TrainConfig(task_epochs="published"), _stream("a", "b", published=(5, 10))) == [5.0, 10.0]
-    with pytest.raises(ConfigError, match=r"no published epochs for b \(only the trace benchmark"):
+    with pytest.raises(ConfigError, match=r"no published epochs for b \(trace and SEEKR's superni"):
         resolve_task_epochs(TrainConfig(task_epochs="published"), _stream("a", "b", published=(5, None)))
 
 

@@ -223,7 +223,7 @@ class TrainConfig:
     epochs: float = option("Epochs per task.", 1.0, low=0.0, low_open=True)
     task_epochs: Union[list[float], str, None] = option(
         "Epochs of each task, in stream order, overriding epochs (e.g. [5, 5, 10]); 'published': the "
-        "benchmark's published schedule (trace: SEEKR's per order, README); null = epochs for every task.",
+        "benchmark's published schedule (trace and superni orders 9-10: SEEKR's, README); null = epochs for every task.",
         None,
     )
     batch_size: int = option("Micro-batch size per device.", 8, low=1)

@@ -29,7 +29,7 @@ def resolve_task_epochs(train: TrainConfig, stream: Stream) -> list[float]:
         if missing:
             raise ConfigError(
                 f"train.task_epochs: 'published': stream {stream.name} has no published epochs for "
-                f"{', '.join(missing)} (only the trace benchmark publishes them); give a list instead"
+                f"{', '.join(missing)} (trace and SEEKR's superni orders 9-10 publish them); give a list instead"
             )
         return [float(task.published_epochs) for task in stream.tasks]  # type: ignore[arg-type]
     if len(wanted) != len(stream.tasks):
