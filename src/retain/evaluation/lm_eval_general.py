@@ -42,8 +42,9 @@ METRIC_PREFIX = "lm-eval/"
 #: results folder inside the run folder: lm-eval's full result dict per row
 RESULTS_DIR = "general"
 INSTALL_HINT = "pip install retain[lm-eval]"
-#: metrics lm-eval reports on no fixed scale: kept as they are, not multiplied by 100
-UNSCALED_METRICS = ("perplexity", "bits_per_byte", "bleu", "ter", "chrf")
+#: metrics lm-eval reports on a scale of their own (sacrebleu's are percentages already;
+#: perplexities and likelihoods are unbounded): kept as they are, not multiplied by 100
+UNSCALED_METRICS = frozenset({"bleu", "chrf", "chrf++", "ter", "likelihood", "bits_per_byte"})
 #: how long the other processes wait for process 0's scores (a real benchmark on a large model
 #: takes hours; the default process-group timeout is minutes)
 WAIT_TIMEOUT = datetime.timedelta(hours=48)
@@ -359,7 +360,7 @@ def primary_score(results: dict[str, Any], spec: LmEvalSet) -> tuple[float, str,
     metric = key.split(",")[0]
     directions = results.get("higher_is_better", {}).get(members[0], {})
     higher = bool(directions.get(metric, True))
-    scaled = value if any(word in metric for word in UNSCALED_METRICS) else 100.0 * value
+    scaled = value if metric in UNSCALED_METRICS or "perplexity" in metric else 100.0 * value
     return scaled, key, higher, how
 
 
