@@ -113,7 +113,8 @@ class LoraConfig:
 class ModelConfig:
     name_or_path: str = option(
         "A Hugging Face model name or local path, or 'builtin:<name>' for a tiny model built from a "
-        "config (builtin:tiny-llama, builtin:tiny-gpt2, builtin:tiny-t5, builtin:tiny-bert).",
+        "config (builtin:tiny-llama, builtin:tiny-gpt2, builtin:tiny-t5, builtin:tiny-bert, "
+        "builtin:tiny-mixtral).",
         "builtin:tiny-llama",
     )
     kind: Optional[str] = option(
@@ -138,6 +139,13 @@ class ModelConfig:
         "Causal models: render each prompt as a user turn with the tokenizer's apply_chat_template. "
         "'tokenizer' = the tokenizer's own template; other text = a Jinja chat template; null = plain prompts.",
         None,
+    )
+    router_aux_loss: bool = option(
+        "Mixture-of-experts causal LMs whose config has a router load-balancing loss "
+        "(output_router_logits and router_aux_loss_coef: Mixtral, Qwen2-MoE, Qwen3-MoE): train on "
+        "task loss + router_aux_loss_coef * aux_loss (transformers' output_router_logits=True); "
+        "false trains on the task loss alone. No effect on other models.",
+        True,
     )
     lora: LoraConfig = option("LoRA settings.", factory=LoraConfig)
 

@@ -9,6 +9,7 @@ from transformers import (
     BertConfig,
     GPT2Config,
     LlamaConfig,
+    MixtralConfig,
     PretrainedConfig,
     T5Config,
 )
@@ -46,12 +47,22 @@ def _bert(vocab: int, ids: dict[str, int]) -> PretrainedConfig:
     )
 
 
+def _mixtral(vocab: int, ids: dict[str, int]) -> PretrainedConfig:
+    """A mixture-of-experts decoder: 4 experts per layer, each token routed to 2 (fused expert tensors)."""
+    return MixtralConfig(
+        vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2,
+        max_position_embeddings=1024, tie_word_embeddings=False, **ids,
+    )
+
+
 #: name -> (kind, config factory(vocab size, special token ids))
 BUILTIN_MODELS: dict[str, tuple[str, Callable[[int, dict[str, int]], PretrainedConfig]]] = {
     "tiny-llama": ("causal", _llama),
     "tiny-gpt2": ("causal", _gpt2),
     "tiny-t5": ("seq2seq", _t5),
     "tiny-bert": ("classifier", _bert),
+    "tiny-mixtral": ("causal", _mixtral),
 }
 
 

@@ -24,6 +24,7 @@ from retain.config import LoraConfig, ModelConfig, resolve_dtype
 from retain.data.tokenizer import build_word_tokenizer
 from retain.data.types import Stream
 from retain.errors import ConfigError
+from retain.models.architecture import set_router_aux_loss
 from retain.models.builtin import BUILTIN_MODELS, builtin_config
 from retain.models.kinds import ENCODER_ONLY_TYPES, infer_kind
 
@@ -138,6 +139,7 @@ def load_model(config: ModelConfig, stream: Stream, seed: int) -> LoadedModel:
             raise ConfigError(f"model.name_or_path: cannot load {config.name_or_path!r} as {kind}: {exc}") from None
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
+    set_router_aux_loss(model, config.router_aux_loss)  # MoE models: HF adds it to outputs.loss
     if config.lora.enabled:
         model = apply_lora(model, config.lora, kind)
     return LoadedModel(model=model, tokenizer=tokenizer, kind=kind, label_names=labels)
@@ -148,11 +150,20 @@ def apply_lora(model: torch.nn.Module, lora: LoraConfig, kind: str, adapter_name
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
+    target_modules = lora.target_modules
+    if target_modules is None:
+        # PEFT's own per-architecture default, passed explicitly: on mixture-of-experts models
+        # PEFT 0.22 turns a missing target_modules into an empty set (its fused-expert weight
+        # conversion runs first) and then adapts nothing.
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+        default = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(getattr(model.config, "model_type", ""))
+        target_modules = default if isinstance(default, (str, type(None))) else list(default)
     peft_config = PeftLoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=lora.target_modules,
+        target_modules=target_modules,
         task_type=_LORA_TASK_TYPES[kind],
     )
     try:

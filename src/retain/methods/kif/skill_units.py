@@ -8,7 +8,9 @@ so importance, fusion weights and masks are all plain ``[n_units]`` tensors:
   ``B[:, i] A[i, :]`` of the update. Both tensors point at the same ``r`` indices.
 - **matrix units**: each trainable tensor is one unit (each LoRA A and B under ``matrix``, every
   weight under full fine-tuning, the classifier head PEFT trains fully under LoRA). Tied weights
-  are one Parameter, listed once by ``named_parameters``, hence one unit.
+  are one Parameter, listed once by ``named_parameters``, hence one unit. A fused expert tensor of
+  a mixture-of-experts layer (:func:`retain.models.architecture.expert_groups`) holds one matrix
+  per expert along dim 0: each expert's matrix is its own unit (``...gate_up_proj[e0]``, ...).
 
 A unit's score is the mean of the element scores of its (virtual) weights. For a rank unit that
 is the mean over the outer product of the B column and A row scores, which equals the product of
@@ -25,6 +27,7 @@ from typing import Optional
 import torch
 
 from retain.errors import MethodError
+from retain.models.architecture import expert_groups
 
 #: ``...lora_A.<adapter>.weight`` / ``...lora_embedding_A.<adapter>`` (PEFT's names)
 _LORA_A = re.compile(r"\.lora_(embedding_)?A\.")
@@ -38,7 +41,9 @@ class TensorUnits:
     """Where one trainable tensor's units sit in the unit vector.
 
     ``axis`` None: the whole tensor is one unit; 0: unit ``first + i`` is slice ``i`` along dim 0
-    (LoRA A rows); 1: slice ``i`` along dim 1 (LoRA B columns).
+    (LoRA A rows, or the experts of a fused expert tensor); 1: slice ``i`` along dim 1 (LoRA B
+    columns). ``kind`` is the family the units are normalised in: "rank" or "matrix" (an
+    expert's matrix is a matrix unit, though it is a slice).
     """
 
     name: str
@@ -46,6 +51,7 @@ class TensorUnits:
     first: int
     count: int
     axis: Optional[int] = None
+    kind: str = "matrix"
 
     def per_unit_mean(self, element_scores: torch.Tensor) -> torch.Tensor:
         """[count] mean of ``element_scores`` (shaped like the tensor) over each unit's slice."""
@@ -114,8 +120,7 @@ class SkillUnits:
         """'rank' or 'matrix' per unit (for the report)."""
         kinds = ["matrix"] * len(self.names)
         for tensor in self.tensors:
-            if tensor.axis is not None:
-                kinds[tensor.first : tensor.first + tensor.count] = ["rank"] * tensor.count
+            kinds[tensor.first : tensor.first + tensor.count] = [tensor.kind] * tensor.count
         return kinds
 
 
@@ -149,6 +154,7 @@ def build_skill_units(model: torch.nn.Module, granularity: str) -> SkillUnits:
     if granularity == "rank" and not pairs:
         raise MethodError("kif.units: 'rank' units need LoRA adapters (set model.lora.enabled=true or kif.units=matrix)")
     lora_pairs = [(by_name[a], by_name[b]) for a, b in pairs.items()]
+    experts = {id(t.param): t for group in expert_groups(model) for t in group.tensors}
     paired_b = set(pairs.values())
     names: list[str] = []
     tensors: list[TensorUnits] = []
@@ -160,8 +166,13 @@ def build_skill_units(model: torch.nn.Module, granularity: str) -> SkillUnits:
             first = len(names)
             module = _module_of(name)
             names.extend(f"{module}[r{i}]" for i in range(rank))
-            tensors.append(TensorUnits(name, param, first, rank, axis=0))
-            tensors.append(TensorUnits(pairs[name], by_name[pairs[name]], first, rank, axis=1))
+            tensors.append(TensorUnits(name, param, first, rank, axis=0, kind="rank"))
+            tensors.append(TensorUnits(pairs[name], by_name[pairs[name]], first, rank, axis=1, kind="rank"))
+            continue
+        expert = experts.get(id(param))
+        if expert is not None:  # one matrix unit per expert
+            names.extend(f"{_short(name)}[e{i}]" for i in range(expert.num_experts))
+            tensors.append(TensorUnits(name, param, len(names) - expert.num_experts, expert.num_experts, axis=expert.expert_dim))
             continue
         tensors.append(TensorUnits(name, param, len(names), 1))
         names.append(_short(name))

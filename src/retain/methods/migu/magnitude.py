@@ -5,7 +5,8 @@ Three jobs, kept apart so each can be tested on tiny tensors:
 - :func:`find_targets`: which layers are measured and which gradient rows each one masks
   (plain ``nn.Linear`` / GPT-2 ``Conv1D`` layers, and PEFT LoRA layers, which are *not*
   ``nn.Linear`` subclasses and so are targeted explicitly: the wrapper's whole output masks the
-  rows of ``lora_B``, ``lora_A``'s own r-dim output masks the rows of ``lora_A``);
+  rows of ``lora_B``, ``lora_A``'s own r-dim output masks the rows of ``lora_A``; the experts of
+  fused mixture-of-experts tensors are targets of :mod:`retain.methods.migu.experts`);
 - :class:`TokenRows`: which rows of a layer's flattened output are real tokens of the micro-batch
   being run (padding excluded; seq2seq decoder layers use the label positions, cross-attention
   key/value projections the encoder's mask);
@@ -15,13 +16,15 @@ Three jobs, kept apart so each can be tested on tiny tensors:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 from torch import nn
 
 from retain.engine.sharding import local_part, local_tensor
+from retain.models.architecture import transformers_model
 
 #: paper: per-token |h| / ||h||_1 averaged over tokens; code: sum of |h| over tokens.
 STATISTICS = ("l1_mean", "raw_sum")
@@ -49,6 +52,9 @@ class MaskTarget:
     rows_from: Optional["MaskTarget"] = None
     #: token rows resolved by the pre-hook of a LoRA wrapper, read by it and its ``lora_A``.
     current_rows: Any = None
+    #: one expert of a fused expert tensor (:mod:`retain.methods.migu.experts`): ``grads`` names the
+    #: whole fused tensor and its row dimension; this target owns slice ``expert`` along dim 0.
+    expert: Optional[int] = None
     total: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
     tokens: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
 
@@ -72,10 +78,8 @@ def _conv1d_class() -> Optional[type]:
     return Conv1D
 
 
-def unwrap_peft(model: nn.Module) -> nn.Module:
-    """The transformers model inside a PEFT wrapper (the model itself otherwise)."""
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) else model
+#: the transformers model inside a PEFT wrapper (the model itself otherwise)
+unwrap_peft = transformers_model
 
 
 def head_module_ids(root: nn.Module) -> set[int]:
@@ -103,23 +107,31 @@ def _encoder_module_ids(root: nn.Module) -> set[int]:
     return {id(m) for m in encoder.modules()} if isinstance(encoder, nn.Module) else set()
 
 
-def find_targets(model: nn.Module, include_head: bool, seq2seq: bool) -> list[MaskTarget]:
-    """The trainable linear layers of ``model`` (a transformers model, PEFT-wrapped or not).
-
-    Frozen layers (LoRA base weights, frozen adapters) are skipped: there is no gradient to mask.
-    """
-    root = unwrap_peft(model)
-    lora_class, conv1d_class = _lora_linear_class(), _conv1d_class()
-    plain = (nn.Linear,) + ((conv1d_class,) if conv1d_class is not None else ())
-    heads = set() if include_head else head_module_ids(root)
-    encoder_ids = _encoder_module_ids(root) if seq2seq else set()
-    claimed: set[int] = set()
-    targets: list[MaskTarget] = []
+def side_finder(model: nn.Module, seq2seq: bool) -> Callable[[nn.Module], Optional[str]]:
+    """``side_of(module)``: "encoder" or "decoder" for a module of a seq2seq model, None otherwise."""
+    encoder_ids = _encoder_module_ids(unwrap_peft(model)) if seq2seq else set()
 
     def side_of(module: nn.Module) -> Optional[str]:
         if not seq2seq:
             return None
         return "encoder" if id(module) in encoder_ids else "decoder"
+
+    return side_of
+
+
+def find_targets(model: nn.Module, include_head: bool, seq2seq: bool) -> list[MaskTarget]:
+    """The trainable linear layers of ``model`` (a transformers model, PEFT-wrapped or not).
+
+    Frozen layers (LoRA base weights, frozen adapters) are skipped: there is no gradient to mask.
+    Fused expert tensors are not linear layers: :mod:`retain.methods.migu.experts` targets them.
+    """
+    root = unwrap_peft(model)
+    lora_class, conv1d_class = _lora_linear_class(), _conv1d_class()
+    plain = (nn.Linear,) + ((conv1d_class,) if conv1d_class is not None else ())
+    heads = set() if include_head else head_module_ids(root)
+    side_of = side_finder(root, seq2seq)
+    claimed: set[int] = set()
+    targets: list[MaskTarget] = []
 
     for name, module in root.named_modules():
         if id(module) in claimed or id(module) in heads:
@@ -271,21 +283,24 @@ def mask_gradient_rows(param: nn.Parameter, dim: int, keep: torch.Tensor) -> Non
 
 
 @torch.no_grad()
-def mask_gradient_rows_many(masks: list[tuple[nn.Parameter, int, torch.Tensor]]) -> None:
+def mask_gradient_rows_many(masks: list[tuple[nn.Parameter, Union[int, tuple[int, ...]], torch.Tensor]]) -> None:
     """:func:`mask_gradient_rows` for many parameters in one multi-tensor multiply.
 
     One call per step instead of one per parameter (a Python round trip and a dtype conversion
-    each): ``masks`` holds (parameter, unit dimension, keep-mask) triples.
+    each): ``masks`` holds (parameter, unit dimension, keep-mask) triples. A fused expert tensor
+    gives the dimensions ``(0, row_dim)`` and a keep-mask ``[experts, rows]``.
     """
     grads: list[torch.Tensor] = []
     factors: list[torch.Tensor] = []
     for param, dim, keep in masks:
         if param.grad is None:
             continue
-        # FSDP2: this process holds some rows of the gradient; it masks them with their units.
-        grad, keep = local_tensor(param.grad), local_part(keep, param.grad, dim)
+        dims = (dim,) if isinstance(dim, int) else dim
+        # FSDP2: this process holds some rows (or experts) of the gradient; it masks them with their units.
+        grad, keep = local_tensor(param.grad), local_part(keep, param.grad, dims[0])
         shape = [1] * grad.dim()
-        shape[dim] = keep.numel()
+        for axis, size in zip(dims, keep.shape):
+            shape[axis] = size
         grads.append(grad)
         factors.append(keep.to(grad.dtype).reshape(shape))  # no copy when keep has grad's dtype
     if grads:

@@ -8,7 +8,9 @@ different tasks drive different units, so later tasks overwrite less of what ear
 No replay, no task labels, nothing carried across steps: the mask is rebuilt every step.
 
 Where the pieces are: layer discovery, padding handling, the statistic and the mask live in
-:mod:`retain.methods.migu.magnitude`; this module wires them to the engine's hooks:
+:mod:`retain.methods.migu.magnitude`, the experts of fused mixture-of-experts tensors (each one
+linear layer per expert, measured over the tokens routed to it) in
+:mod:`retain.methods.migu.experts`; this module wires them to the engine's hooks:
 
 - a forward pre-hook on the top-level model reads the micro-batch's ``attention_mask`` (and the
   seq2seq labels) and opens a "measuring" window; a forward hook closes it. Layer hooks only
@@ -39,6 +41,7 @@ from retain.config import option
 from retain.errors import MethodError
 from retain.methods.base import Method, compat_option
 from retain.methods.common.batch_plan import PAD
+from retain.methods.migu.experts import ExpertTargets, expert_inputs, find_expert_targets, measure_experts
 from retain.methods.migu.magnitude import (
     STATISTICS,
     MaskTarget,
@@ -48,6 +51,7 @@ from retain.methods.migu.magnitude import (
     finish_statistic,
     mask_gradient_rows_many,
     quantile_masks,
+    side_finder,
     unwrap_peft,
 )
 from retain.methods.registry import register_method
@@ -95,6 +99,7 @@ class _Group:
     positions: torch.Tensor  # indices of the targets in Migu._targets
     total: torch.Tensor  # [len(targets), units] fp32 running sums
     tokens: torch.Tensor  # [len(targets)] rows counted
+    experts: torch.Tensor  # [len(targets)] bool: the target is one expert of a fused tensor
 
 
 @register_method
@@ -117,6 +122,7 @@ class Migu(Method):
         self._model_handles: list[RemovableHandle] = []
         self._layer_handles: list[RemovableHandle] = []
         self._targets: list[MaskTarget] = []
+        self._experts: list[ExpertTargets] = []
         self._groups: list[_Group] = []
         self._active = False  # the current phase masks
         self._stale = True  # targets are found again before the phase's first training forward
@@ -151,12 +157,18 @@ class Migu(Method):
         if not self._active or not self._groups:
             return
         keeps = self._build_masks(ctx.accelerator)
-        mask_gradient_rows_many([
-            (param, dim, keep[row])
-            for group, keep in zip(self._groups, (k.float() for k in keeps))
-            for row, target in enumerate(group.targets)
-            for param, dim in target.grads
-        ])
+        masks: list[tuple[nn.Parameter, Any, torch.Tensor]] = []
+        fused: dict[int, tuple[nn.Parameter, int, dict[int, torch.Tensor]]] = {}  # per fused tensor: expert -> keep
+        for group, keep in zip(self._groups, (k.float() for k in keeps)):
+            for row, target in enumerate(group.targets):
+                for param, dim in target.grads:
+                    if target.expert is None:
+                        masks.append((param, dim, keep[row]))
+                    else:
+                        fused.setdefault(id(param), (param, dim, {}))[2][target.expert] = keep[row]
+        for param, dim, experts in fused.values():  # one [E, rows] mask per fused tensor
+            masks.append((param, (0, dim), torch.stack([experts[e] for e in sorted(experts)])))
+        mask_gradient_rows_many(masks)
         for group in self._groups:
             group.total.zero_()
             group.tokens.zero_()
@@ -243,10 +255,14 @@ class Migu(Method):
         assert self._model is not None
         self._detach_layers()
         self._targets = find_targets(self._model, self.params.mask_head, self._seq2seq)
+        self._experts = find_expert_targets(self._model, side_finder(self._model, self._seq2seq))
+        self._targets += [t for experts in self._experts for t in experts.targets]
         if not any(t.grads for t in self._targets):
+            root = unwrap_peft(self._model)
+            source = getattr(getattr(root, "config", None), "_name_or_path", "") or "built from a config"
             raise MethodError(
-                "methods: migu found no trainable linear layer to mask "
-                "(check model.lora.target_modules or the other methods' freezing)"
+                f"methods: migu found no trainable linear layer or expert to mask in {type(root).__name__} "
+                f"({source}); check model.lora.target_modules or the other methods' freezing"
             )
         by_units: dict[int, list[int]] = {}
         for index, target in enumerate(self._targets):
@@ -259,9 +275,15 @@ class Migu(Method):
             members = [self._targets[i] for i in indices]
             for row, target in enumerate(members):
                 target.total, target.tokens = total[row], tokens[row]
-            self._groups.append(_Group(members, torch.tensor(indices, device=device), total, tokens))
+            experts = torch.tensor([t.expert is not None for t in members], device=device)
+            self._groups.append(_Group(members, torch.tensor(indices, device=device), total, tokens, experts))
         self._kept = torch.zeros(len(self._targets), dtype=torch.float32, device=device)
+        for experts in self._experts:  # one pre-hook per fused module measures all its experts
+            hook = functools.partial(self._measure_experts, experts)
+            self._layer_handles.append(experts.group.module.register_forward_pre_hook(hook, with_kwargs=True))
         for target in self._targets:
+            if target.expert is not None:
+                continue
             if target.lora_wrapper:
                 self._layer_handles.append(target.module.register_forward_pre_hook(functools.partial(self._resolve_rows, target)))
             self._layer_handles.append(target.module.register_forward_hook(functools.partial(self._measure, target)))
@@ -308,6 +330,20 @@ class Migu(Method):
             rows = self._rows.rows_for(target, layer_input, output.numel() // max(1, output.shape[-1]))
         accumulate_magnitudes(target.total, target.tokens, output, rows, self.params.statistic)
 
+    def _measure_experts(self, experts: ExpertTargets, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """A fused experts module: each expert's outputs over the real tokens routed to it."""
+        if not self._measuring or not module.training:
+            return
+        hidden, top_k_index = expert_inputs(args, kwargs)
+        if hidden is None or top_k_index is None:  # unmeasured experts would all be masked: stop instead
+            raise MethodError(
+                f"methods: migu cannot read the inputs (hidden_states, top_k_index) of {experts.group.name} "
+                f"({type(module).__name__}); this transformers version calls its experts differently"
+            )
+        n_rows = hidden.numel() // max(1, hidden.shape[-1])
+        rows = self._rows.rows_for(experts.targets[0], hidden, n_rows)
+        measure_experts(experts, hidden, top_k_index, rows, self.params.statistic)
+
     # -- masking -----------------------------------------------------------------------------
 
     def _build_masks(self, accelerator: Any) -> list[torch.Tensor]:
@@ -322,6 +358,10 @@ class Migu(Method):
                 group.tokens.copy_(summed[2 * index + 1])
         statistics = [finish_statistic(g.total, g.tokens, self.params.statistic) for g in self._groups]
         keeps = [quantile_masks(s, self.params.threshold) for s in statistics]
+        for group, keep in zip(self._groups, keeps):
+            # An expert no token of the step reached has an all-zero gradient: none of its rows
+            # updates, and it is reported so (rather than "all rows kept" from an all-zero statistic).
+            keep[group.experts & (group.tokens == 0)] = False
         assert self._kept is not None
         for group, keep in zip(self._groups, keeps):
             self._kept.index_add_(0, group.positions, keep.float().mean(dim=1))
