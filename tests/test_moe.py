@@ -129,9 +129,9 @@ class RoutedToy(nn.Module):
             ]))
             self.experts.down_proj.copy_(torch.tensor([[[1.0, 0.0], [2.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]], [[1.0, 1.0], [1.0, 1.0]]]))
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor, route: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor, route: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
         flat = x.reshape(-1, 2)
-        return self.experts(flat, route.reshape(-1, 1), torch.ones(flat.shape[0], 1))
+        return self.experts(flat, route.reshape(-1, 1), torch.full((flat.shape[0], 1), weight))
 
 
 def _fake_ctx(model: nn.Module) -> Any:
@@ -182,6 +182,22 @@ def test_migu_masks_each_expert_by_its_own_tokens_by_hand() -> None:
         assert torch.equal(grad[keep], old[keep])  # kept rows: bit for bit
         assert torch.equal(grad[~keep], torch.zeros_like(old[~keep]))  # the others: exactly zero
         assert bool(old[:2][~keep[:2]].ne(0).any())  # ... and they had a gradient to lose
+
+
+def test_migu_expert_statistic_is_the_down_output_before_the_routing_weight() -> None:
+    # raw_sum over e1's one real token t2: gate_up (1, 0, 3, 2), down (3, 0), whatever the router's weight
+    x = torch.tensor([[[0.0, 1.0]]])
+    for weight in (1.0, 0.25):
+        model, migu = RoutedToy(), Migu(MiguParams(statistic="raw_sum"))
+        ctx = _fake_ctx(model)
+        migu.on_setup(ctx)
+        migu.on_phase_start(ctx)
+        model.train()
+        model(x, attention_mask=torch.ones(1, 1), route=torch.ones(1, 1, dtype=torch.long), weight=weight).sum().backward()
+        migu.on_backward_end(ctx)
+        stats = migu.last_statistics()
+        assert stats["experts.gate_up_proj[1]"].tolist() == [1.0, 0.0, 3.0, 2.0]
+        assert stats["experts.down_proj[1]"].tolist() == [3.0, 0.0]
 
 
 def test_migu_refuses_a_model_with_nothing_to_mask_and_names_it() -> None:
