@@ -1,6 +1,8 @@
 """One lm-eval run (tests/lm_eval_fixture.py's config) in this process group. Not a test module.
 
-    torchrun --nproc_per_node 2 tests/lm_eval_ddp.py ROOT OUT
+    torchrun --nproc_per_node 2 tests/lm_eval_ddp.py ROOT OUT [SHARDING]
+
+SHARDING: a ``train.sharding`` mode (``none``, the default: DDP; ``fsdp``).
 
 Each process writes ``OUT/calls-<rank>.json``: the sets it scored with lm-eval (the test checks
 that only process 0 did); the main process writes ``OUT/general.json``, the run's general rows.
@@ -19,7 +21,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def main(root: Path, out: Path) -> None:
+def main(root: Path, out: Path, sharding: str = "none") -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -30,13 +32,14 @@ def main(root: Path, out: Path) -> None:
     calls = []
     evaluate_sets = lm_eval_general.evaluate_sets
 
-    def counted(model, tokenizer, specs, batch_size, seed):  # type: ignore[no-untyped-def]
+    def counted(model, tokenizer, specs, batch_size, seed, generation=None):  # type: ignore[no-untyped-def]
         calls.extend(spec.name for spec in specs)
-        return evaluate_sets(model, tokenizer, specs, batch_size, seed)
+        return evaluate_sets(model, tokenizer, specs, batch_size, seed, generation)
 
     lm_eval_general.evaluate_sets = counted
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    result = retain.run(run_config(root, out / "runs", grad_accum=2 if world == 1 else 1), quiet=True)
+    train = {"sharding": sharding} if world > 1 else {}
+    result = retain.run(run_config(root, out / "runs", grad_accum=2 if world == 1 else 1, train=train), quiet=True)
     rank = int(os.environ.get("RANK", "0"))
     (out / f"calls-{rank}.json").write_text(json.dumps(calls))
     if result.is_main:
@@ -46,5 +49,5 @@ def main(root: Path, out: Path) -> None:
 if __name__ == "__main__":
     from retain.engine.collective import end_process_group
 
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    main(Path(sys.argv[1]), Path(sys.argv[2]), *sys.argv[3:4])
     end_process_group()

@@ -50,8 +50,12 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(root: Path) -> dict[str, Any]:
-    """lm-eval's command line on the saved model, a 2-process run and the same run in this process,
-    at once. Returns the single run's result and the two launches' output folders."""
+    """lm-eval's command line on the saved model, a 2-process FSDP run and the same run in this
+    process, at once. Returns the single run's result and the two launches' output folders.
+
+    FSDP rather than DDP here: it is the case that needs the most (the rows are scored on gathered
+    parameters, and generation must be told not to synchronise: it hung before); the DDP launch is
+    the slow test below."""
     cli_out, ddp_out = root / "cli", root / "ddp"
     ddp_out.mkdir()
     cli = subprocess.Popen(
@@ -61,7 +65,8 @@ def runs(root: Path) -> dict[str, Any]:
         env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=root,
     )
     ddp = subprocess.Popen(
-        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(DDP_DRIVER), str(root), str(ddp_out)],
+        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(DDP_DRIVER), str(root), str(ddp_out),
+         "fsdp"],
         env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=root,
     ) if HAS_TORCHRUN else None
     try:
@@ -136,17 +141,35 @@ def test_scores_agree_with_lm_eval_command_line(runs: dict[str, Any]) -> None:
     assert row[2] == cli["tiny_ppl"]["perplexity,none"]
 
 
-@pytest.mark.skipif(not HAS_TORCHRUN, reason="torchrun not installed")
-def test_two_processes_score_once_with_the_single_process_scores(runs: dict[str, Any]) -> None:
-    """Two torchrun processes (gloo): process 0 runs lm-eval (3 sets x 3 rows), process 1 never,
-    and the rows are those of one process training on the same global batch."""
-    ddp = runs["ddp"]
-    assert json.loads((ddp / "calls-0.json").read_text()) == ["tiny_mc", "gen", "tiny_ppl"] * 3
-    assert json.loads((ddp / "calls-1.json").read_text()) == []
-    two, one = _general(ddp)["rows"], _general(runs["single"].run_dir)["rows"]
+def _check_two_processes(launch: Path, single: Path) -> None:
+    """Process 0 ran lm-eval (3 sets x 3 rows), process 1 never; the rows are one process's."""
+    assert json.loads((launch / "calls-0.json").read_text()) == ["tiny_mc", "gen", "tiny_ppl"] * 3
+    assert json.loads((launch / "calls-1.json").read_text()) == []
+    two, one = _general(launch)["rows"], _general(single)["rows"]
     for row_two, row_one in zip(two, one, strict=True):
         assert row_two[:2] == row_one[:2]
         assert row_two[2] == pytest.approx(row_one[2], rel=PERPLEXITY_TOLERANCE)
+
+
+@pytest.mark.skipif(not HAS_TORCHRUN, reason="torchrun not installed")
+def test_two_processes_score_once_with_the_single_process_scores(runs: dict[str, Any]) -> None:
+    """Two torchrun processes (gloo) under FSDP train on the same global batch as one process and
+    score the same rows, lm-eval running on process 0 only."""
+    _check_two_processes(runs["ddp"], runs["single"].run_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_TORCHRUN, reason="torchrun not installed")
+def test_two_ddp_processes_score_once_with_the_single_process_scores(root: Path, runs: dict[str, Any]) -> None:
+    """The same under DDP (unsharded: no gathering, generation not FSDP-managed)."""
+    out = root / "ddp-plain"
+    out.mkdir()
+    launched = subprocess.run(
+        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(DDP_DRIVER), str(root), str(out), "none"],
+        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=root, timeout=300,
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    _check_two_processes(out, runs["single"].run_dir)
 
 
 def test_lora_model_is_scored_with_its_adapters_and_rows_survive_resume(root: Path) -> None:

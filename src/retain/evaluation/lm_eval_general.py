@@ -276,9 +276,13 @@ def _rng_kept() -> Iterator[None]:
             torch.cuda.set_rng_state_all(states[3])
 
 
-def evaluate_sets(model: Any, tokenizer: Any, specs: Sequence[LmEvalSet], batch_size: int, seed: int) -> dict[str, Any]:
+def evaluate_sets(
+    model: Any, tokenizer: Any, specs: Sequence[LmEvalSet], batch_size: int, seed: int,
+    generation: Optional[dict[str, Any]] = None,
+) -> dict[str, Any]:
     """lm-eval's result dict for sets that share their settings (one ``simple_evaluate`` call, as
-    lm-eval's command line scores a list of tasks) on the model as it is (eval mode is the caller's)."""
+    lm-eval's command line scores a list of tasks) on the model as it is (eval mode is the caller's).
+    ``generation``: settings added to every generation task's (see :func:`score_general_row`)."""
     import lm_eval  # noqa: PLC0415
     from lm_eval.models.huggingface import HFLM  # noqa: PLC0415
 
@@ -289,6 +293,7 @@ def evaluate_sets(model: Any, tokenizer: Any, specs: Sequence[LmEvalSet], batch_
             model=lm, tasks=[spec.task for spec in specs], num_fewshot=first.num_fewshot, limit=first.limit,
             task_manager=_manager_for(first.include_path, first.task), bootstrap_iters=0, log_samples=False,
             random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+            gen_kwargs=generation,
         )
 
 
@@ -370,6 +375,7 @@ def _jsonable(value: Any) -> Any:
 
 def score_row(
     model: Any, tokenizer: Any, specs: Sequence[LmEvalSet], batch_size: int, seed: int,
+    generation: Optional[dict[str, Any]] = None,
 ) -> tuple[list[float], dict[str, Any]]:
     """Every lm-eval set on the model: (scores, the row's record: per set its score and metric,
     per lm-eval call its settings and lm-eval's full results)."""
@@ -379,7 +385,7 @@ def score_row(
     for number, members in enumerate(calls(specs, batch_size)):
         started = time.perf_counter()
         group = [specs[i] for i in members]
-        results = evaluate_sets(model, tokenizer, group, batch_size, seed)
+        results = evaluate_sets(model, tokenizer, group, batch_size, seed, generation)
         for i in members:
             score, key, higher, how = primary_score(results, specs[i])
             scores[i] = score
@@ -411,24 +417,34 @@ def _wait_group() -> Any:
 def score_general_row(ctx: Any, specs: Sequence[LmEvalSet], row: int) -> tuple[list[float], dict[str, Any]]:
     """The lm-eval sets' scores for general row ``row`` on every process: process 0 scores and
     writes ``general/lm_eval_row<row>.json``; the others receive its scores (see the module's
-    docstring for why)."""
+    docstring for why).
+
+    With several processes, generation is told that no other process generates alongside
+    (``synced_gpus=False``): transformers turns synchronisation on by itself for an FSDP-managed
+    model or under ZeRO-3, and would then all-reduce once per token with processes that are
+    waiting elsewhere (a hang, seen under FSDP on two processes). Inside the runner's
+    ``full_parameters`` a forward holds no collective, so process 0 may run alone.
+    """
     from retain.models.kinds import eval_mode  # noqa: PLC0415
 
     accelerator = ctx.accelerator
     payload: Any = None
     started = time.perf_counter()
+    several = accelerator.num_processes > 1
+    group = _wait_group() if several else None  # made by every process before process 0 scores
     if accelerator.is_main_process:
         model = ctx.unwrapped_model()
         with eval_mode(model):
             try:
-                payload = score_row(model, ctx.tokenizer, specs, ctx.config.eval.batch_size, ctx.config.seed)
+                payload = score_row(model, ctx.tokenizer, specs, ctx.config.eval.batch_size, ctx.config.seed,
+                                    {"synced_gpus": False} if several else None)
             except Exception as exc:  # noqa: BLE001 - the others must not wait for scores that never come
                 payload = exc
-    if accelerator.num_processes > 1:
+    if several:
         import torch.distributed as dist  # noqa: PLC0415
 
         box = [payload if accelerator.is_main_process else None]
-        dist.broadcast_object_list(box, src=0, group=_wait_group())
+        dist.broadcast_object_list(box, src=0, group=group)
         payload = box[0]
     if isinstance(payload, BaseException):
         if accelerator.is_main_process:
