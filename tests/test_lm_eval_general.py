@@ -218,11 +218,22 @@ def test_seekr_ga_preset_names_installed_lm_eval_tasks() -> None:
     ([{"lm_eval": "tiny_mc", "num_fewshot": -1}], "stream.general[0].num_fewshot"),
     (["seekr"], "stream.general[0]: unknown preset 'seekr'"),
     ([{"lm_eval": ""}], "stream.general[0].lm_eval: a task name is required"),
+    ([{"lm_eval": "tiny_gen", "metric": "bleu"}], "stream.general[0].metric: 'bleu': lm-eval task 'tiny_gen' reports "
+                                                  "ter, exact_match"),
+    ([{"lm_eval": "tiny_mc", "metric": "acc,strict"}], "stream.general[0].metric: 'acc,strict': lm-eval task 'tiny_mc' "
+                                                       "has no filter 'strict' (its filters: none)"),
 ])
 def test_bad_lm_eval_entries_are_refused_naming_the_key(root: Path, general: Any, message: str) -> None:
     include = None if general[0] == {"lm_eval": "no_such_task"} else str(root / "tasks")  # lm-eval's own tasks
     with pytest.raises(ConfigError, match="^" + re.escape(message)):
         build_stream(_stream(general, lm_eval_include_path=include), 0)
+
+
+def test_a_set_without_a_metric_records_its_tasks_first(root: Path) -> None:
+    """No ``metric``: the first of the task's metric_list, under its first filter, known before
+    any model runs (the dry run and the run header name it)."""
+    stream = build_stream(_stream([{"lm_eval": "tiny_gen"}], lm_eval_include_path=str(root / "tasks")), 0)
+    assert stream.general[0].metric == "lm-eval/ter,none"
 
 
 def test_include_path_must_be_a_folder(tmp_path: Path) -> None:

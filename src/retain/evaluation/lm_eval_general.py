@@ -204,7 +204,44 @@ def build_lm_eval_sets(general: Any, include_path: Optional[str] = None) -> list
                 f"{path}.lm_eval: unknown lm-eval task {spec.task!r}: not among lm-eval's tasks (`lm-eval ls tasks`)"
                 f"{where}"
             )
+        spec.metric = _checked_metric(spec, path)
     return sets
+
+
+def _names(items: Any, key: str) -> list[str]:
+    return [str(item[key]) for item in items or [] if isinstance(item, dict) and isinstance(item.get(key), str)]
+
+
+def _checked_metric(spec: LmEvalSet, path: str) -> Optional[str]:
+    """The set's "metric,filter" key, read from the task's YAML in lm-eval's index (no dataset, no
+    model): ``metric`` checked against what the task reports, or the task's default when null.
+
+    A task or group whose YAML lists its metrics is checked here; any other (a tag, a task defined
+    in Python, a task relying on its output type's default metrics) is checked when first scored.
+    """
+    entry = _manager_for(spec.include_path, spec.task).task_index.get(spec.task)
+    config = getattr(entry, "cfg", None) or {}
+    listed = config.get("metric_list") or config.get("aggregate_metric_list")
+    metrics = _names(listed, "metric")
+    if not metrics:
+        return spec.metric
+    if "metric_list" in config:
+        filters = _names(config.get("filter_list"), "name") or ["none"]
+    else:  # a group's aggregate names its filter in each entry
+        filters = [str(item.get("filter_list", "none")) for item in listed if isinstance(item, dict)][:1] or ["none"]
+    if spec.metric is None:
+        return f"{metrics[0]},{filters[0]}"
+    metric, _, wanted_filter = spec.metric.partition(",")
+    if metric not in metrics:
+        raise ConfigError(
+            f"{path}.metric: {spec.metric!r}: lm-eval task {spec.task!r} reports {', '.join(metrics)}"
+        )
+    if wanted_filter and wanted_filter not in filters:
+        raise ConfigError(
+            f"{path}.metric: {spec.metric!r}: lm-eval task {spec.task!r} has no filter {wanted_filter!r} "
+            f"(its filters: {', '.join(filters)})"
+        )
+    return spec.metric
 
 
 def _require_lm_eval(path: str) -> None:
