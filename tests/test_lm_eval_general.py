@@ -208,6 +208,8 @@ def test_seekr_ga_preset_names_installed_lm_eval_tasks() -> None:
         ("BoolQ", "boolq", 0), ("PIQA", "piqa", 0),
     ]
     assert len(PRESETS["seekr-ga"]) == 6
+    small = build_stream(_stream([{"preset": "seekr-ga", "limit": 20, "batch_size": 2}]), 0)
+    assert [(g.spec.limit, g.spec.batch_size, g.spec.num_fewshot) for g in small.general][:2] == [(20, 2, 5), (20, 2, 8)]
 
 
 @pytest.mark.parametrize("general, message", [
@@ -217,6 +219,7 @@ def test_seekr_ga_preset_names_installed_lm_eval_tasks() -> None:
     ([{"lm_eval": "tiny_mc", "limit": 2.5}], "stream.general[0].limit: 2.5: a count must be a whole number"),
     ([{"lm_eval": "tiny_mc", "num_fewshot": -1}], "stream.general[0].num_fewshot"),
     (["seekr"], "stream.general[0]: unknown preset 'seekr'"),
+    ([{"preset": "seekr-ga", "num_fewshot": 0}], "stream.general[0].num_fewshot: not a setting of a preset"),
     ([{"lm_eval": ""}], "stream.general[0].lm_eval: a task name is required"),
     ([{"lm_eval": "tiny_gen", "metric": "bleu"}], "stream.general[0].metric: 'bleu': lm-eval task 'tiny_gen' reports "
                                                   "ter, exact_match"),

@@ -37,6 +37,10 @@ from retain.errors import ConfigError
 
 #: the key that marks a ``stream.general`` mapping as an lm-eval entry
 ENTRY_KEY = "lm_eval"
+#: the key of a preset with settings for each of its sets ({preset: seekr-ga, limit: 100})
+PRESET_KEY = "preset"
+#: the settings a preset mapping may give its sets
+PRESET_SETTINGS = ("limit", "batch_size", "include_path")
 #: prefix of the metric names recorded in general.json for lm-eval sets ("lm-eval/acc,none")
 METRIC_PREFIX = "lm-eval/"
 #: results folder inside the run folder: lm-eval's full result dict per row
@@ -145,9 +149,10 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
 
 
 def is_lm_eval_entry(entry: Any) -> bool:
-    """A preset name (a string) or a mapping with an ``lm_eval`` key: this module's entries; the
-    others are retain's own held-out sets (:func:`retain.data.benchmarks._build_general`)."""
-    return isinstance(entry, str) or (isinstance(entry, dict) and ENTRY_KEY in entry)
+    """A preset (its name, or a mapping with a ``preset`` key) or a mapping with an ``lm_eval`` key:
+    this module's entries; the others are retain's own held-out sets
+    (:func:`retain.data.benchmarks._build_general`)."""
+    return isinstance(entry, str) or (isinstance(entry, dict) and (ENTRY_KEY in entry or PRESET_KEY in entry))
 
 
 def general_entries(general: Any) -> list[Any]:
@@ -160,11 +165,18 @@ def _expand(entries: Sequence[Any]) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for i, entry in enumerate(entries):
         path = f"stream.general[{i}]"
+        settings: dict[str, Any] = {}
+        if isinstance(entry, dict) and PRESET_KEY in entry:
+            settings = {k: v for k, v in entry.items() if k != PRESET_KEY}
+            for key in settings:
+                if key not in PRESET_SETTINGS:
+                    raise ConfigError(f"{path}.{key}: not a setting of a preset (a preset takes {', '.join(PRESET_SETTINGS)})")
+            path, entry = f"{path}.{PRESET_KEY}", entry[PRESET_KEY]
         if isinstance(entry, str):
             if entry not in PRESETS:
                 raise ConfigError(f"{path}: unknown preset {entry!r} (known: {', '.join(PRESETS)}; "
                                   f"or a mapping such as {{lm_eval: mmlu, num_fewshot: 5}})")
-            out += [(f"{path} ({entry}: {item['name']})", dict(item)) for item in PRESETS[entry]]
+            out += [(f"{path} ({entry}: {item['name']})", {**item, **settings}) for item in PRESETS[entry]]
         elif is_lm_eval_entry(entry):
             out.append((path, entry))
     return out
