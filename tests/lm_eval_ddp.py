@@ -32,9 +32,9 @@ def main(root: Path, out: Path, sharding: str = "none") -> None:
     calls = []
     evaluate_sets = lm_eval_general.evaluate_sets
 
-    def counted(model, tokenizer, specs, batch_size, seed, generation=None):  # type: ignore[no-untyped-def]
+    def counted(model, tokenizer, specs, *args, **kwargs):  # type: ignore[no-untyped-def]
         calls.extend(spec.name for spec in specs)
-        return evaluate_sets(model, tokenizer, specs, batch_size, seed, generation)
+        return evaluate_sets(model, tokenizer, specs, *args, **kwargs)
 
     lm_eval_general.evaluate_sets = counted
     world = int(os.environ.get("WORLD_SIZE", "1"))

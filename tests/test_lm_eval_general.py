@@ -254,3 +254,17 @@ def test_two_sets_with_one_name_are_refused(root: Path) -> None:
     general = [{"lm_eval": "tiny_mc"}, {"lm_eval": "tiny_ppl", "name": "tiny_mc"}]
     with pytest.raises(ConfigError, match="two sets are named 'tiny_mc'"):
         build_stream(_stream(general, lm_eval_include_path=str(root / "tasks")), 0)
+
+
+def test_a_classifier_model_is_refused_before_training(root: Path, tmp_path: Path) -> None:
+    """lm-eval scores text a language model produces: a classifier run stops at row 0, before any
+    training, with one line saying why (and leaves no run folder)."""
+    config = {
+        "name": "classifier", "output_dir": str(tmp_path), "model": {"name_or_path": "builtin:tiny-bert"},
+        "stream": {"benchmark": "demo", "demo_tasks": 1, "demo_train_size": 4, "demo_eval_size": 2,
+                   "general": [{"lm_eval": "tiny_mc", "limit": 2}], "lm_eval_include_path": str(root / "tasks")},
+        "methods": ["seqft"],
+    }
+    with pytest.raises(ConfigError, match=r"^stream\.general: lm-eval sets \(tiny_mc\) score a language model; a classifier"):
+        retain.run(config, quiet=True)
+    assert not (tmp_path / "classifier").exists()

@@ -49,6 +49,8 @@ INSTALL_HINT = "pip install retain[lm-eval]"
 #: metrics lm-eval reports on a scale of their own (sacrebleu's are percentages already;
 #: perplexities and likelihoods are unbounded): kept as they are, not multiplied by 100
 UNSCALED_METRICS = frozenset({"bleu", "chrf", "chrf++", "ter", "likelihood", "bits_per_byte"})
+#: retain's model kinds lm-eval can score, and lm-eval's backend for each
+LM_BACKENDS = {"causal": "causal", "seq2seq": "seq2seq"}
 #: how long the other processes wait for process 0's scores (a real benchmark on a large model
 #: takes hours; the default process-group timeout is minutes)
 WAIT_TIMEOUT = datetime.timedelta(hours=48)
@@ -327,17 +329,18 @@ def _rng_kept() -> Iterator[None]:
 
 def evaluate_sets(
     model: Any, tokenizer: Any, specs: Sequence[LmEvalSet], batch_size: int, seed: int,
-    generation: Optional[dict[str, Any]] = None,
+    generation: Optional[dict[str, Any]] = None, backend: str = "default",
 ) -> dict[str, Any]:
     """lm-eval's result dict for sets that share their settings (one ``simple_evaluate`` call, as
     lm-eval's command line scores a list of tasks) on the model as it is (eval mode is the caller's).
-    ``generation``: settings added to every generation task's (see :func:`score_general_row`)."""
+    ``generation``: settings added to every generation task's (see :func:`score_general_row`);
+    ``backend``: lm-eval's ``causal`` or ``seq2seq`` (``default``: read from the model's config)."""
     import lm_eval  # noqa: PLC0415
     from lm_eval.models.huggingface import HFLM  # noqa: PLC0415
 
     first = specs[0]
     with _quiet_lm_eval(), _rng_kept():
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=first.batch_size or batch_size)
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=first.batch_size or batch_size, backend=backend)
         return lm_eval.simple_evaluate(
             model=lm, tasks=[spec.task for spec in specs], num_fewshot=first.num_fewshot, limit=first.limit,
             task_manager=_manager_for(first.include_path, first.task), bootstrap_iters=0, log_samples=False,
@@ -424,7 +427,7 @@ def _jsonable(value: Any) -> Any:
 
 def score_row(
     model: Any, tokenizer: Any, specs: Sequence[LmEvalSet], batch_size: int, seed: int,
-    generation: Optional[dict[str, Any]] = None,
+    generation: Optional[dict[str, Any]] = None, backend: str = "default",
 ) -> tuple[list[float], dict[str, Any]]:
     """Every lm-eval set on the model: (scores, the row's record: per set its score and metric,
     per lm-eval call its settings and lm-eval's full results)."""
@@ -434,7 +437,7 @@ def score_row(
     for number, members in enumerate(calls(specs, batch_size)):
         started = time.perf_counter()
         group = [specs[i] for i in members]
-        results = evaluate_sets(model, tokenizer, group, batch_size, seed, generation)
+        results = evaluate_sets(model, tokenizer, group, batch_size, seed, generation, backend)
         for i in members:
             score, key, higher, how = primary_score(results, specs[i])
             scores[i] = score
@@ -476,6 +479,11 @@ def score_general_row(ctx: Any, specs: Sequence[LmEvalSet], row: int) -> tuple[l
     """
     from retain.models.kinds import eval_mode  # noqa: PLC0415
 
+    if ctx.kind not in LM_BACKENDS:
+        raise ConfigError(
+            f"stream.general: lm-eval sets ({', '.join(s.name for s in specs)}) score a language model; "
+            f"a {ctx.kind} model produces no text for them (use retain's own held-out sets)"
+        )
     accelerator = ctx.accelerator
     payload: Any = None
     started = time.perf_counter()
@@ -486,7 +494,7 @@ def score_general_row(ctx: Any, specs: Sequence[LmEvalSet], row: int) -> tuple[l
         with eval_mode(model):
             try:
                 payload = score_row(model, ctx.tokenizer, specs, ctx.config.eval.batch_size, ctx.config.seed,
-                                    {"synced_gpus": False} if several else None)
+                                    {"synced_gpus": False} if several else None, LM_BACKENDS[ctx.kind])
             except Exception as exc:  # noqa: BLE001 - the others must not wait for scores that never come
                 payload = exc
     if several:
