@@ -12,7 +12,11 @@ requests over processes would mean re-implementing its evaluation loop. So proce
 (inside the runner's ``full_parameters``, where a forward holds no collective) and broadcasts
 the result; the other processes wait in that broadcast, on a gloo group of its own whose timeout
 is long enough for a real benchmark (MMLU on a 7B model takes far longer than the default
-process-group timeout).
+process-group timeout). Generation there is told not to synchronise with the other processes
+(see :func:`score_general_row`).
+
+Causal and seq2seq models are scored (lm-eval's two backends); a classifier has no text to score
+and is refused at row 0.
 
 lm-eval is an optional extra (``pip install retain[lm-eval]``); nothing here imports it until a
 config names an lm-eval entry.
@@ -54,8 +58,6 @@ LM_BACKENDS = {"causal": "causal", "seq2seq": "seq2seq"}
 #: how long the other processes wait for process 0's scores (a real benchmark on a large model
 #: takes hours; the default process-group timeout is minutes)
 WAIT_TIMEOUT = datetime.timedelta(hours=48)
-
-log = logging.getLogger("retain.evaluation.lm_eval")
 
 
 @dataclass
