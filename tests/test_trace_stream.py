@@ -223,6 +223,7 @@ def test_tiny_run_on_two_trace_tasks(tmp_path: Path) -> None:
 
 
 def test_shipped_seekr_trace_config_copies_and_dry_runs(tmp_path: Path) -> None:
+    pytest.importorskip("lm_eval")  # the config's general: seekr-ga is scored through lm-eval
     root = write_trace_layout(tmp_path / "TRACE")
     (copied,) = retain.init("seekr-trace", tmp_path / "cfg")
     assert len(copied.read_text().splitlines()) <= 15
@@ -230,6 +231,10 @@ def test_shipped_seekr_trace_config_copies_and_dry_runs(tmp_path: Path) -> None:
     assert "stream: trace-order7, order 7, 8 tasks, eval split test" in text
     assert "; answers post-processed by trace_first_char" in text and "; answers post-processed by trace_answer" in text
     assert "seekr(ratio=0.01, w_ad=1000.0, layer_budget=0.75, head_budget=0.125, query_budget=0)" in text
+    # SEEKR's Table 2 in the same config: the six general-ability benchmarks through lm-eval
+    for name, metric in (("MMLU", "acc"), ("GSM8K", "exact_match,flexible-extract"), ("BBH", "exact_match,get-answer"),
+                         ("TydiQA", "f1"), ("BoolQ", "acc"), ("PIQA", "acc")):
+        assert re.search(rf"general: {name} +lm-eval/{metric} ", text)
     assert "epochs per task (train.task_epochs): C-STANCE 5, FOMC 5, MeetingBank 5, Py150 5, ScienceQA 5, NumGLUE-cm 5, NumGLUE-ds 10, 20Minuten 5" in text
     config = make_config(copied, [f"stream.data_root={root}"])
     assert (config.stream.max_source_length, config.stream.max_target_length, config.eval.max_new_tokens) == (1024, 512, 512)
