@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 
 from retain.config import DataSourceConfig, StreamConfig, build_dataclass
 from retain.data.answers import answer_shape
+from retain.data.data_root import benchmark_folder
 from retain.data.labels import filter_unknown_labels
 from retain.data.readers import ReadResult, read_alpaca, read_source, read_trace
 from retain.data.types import Example, Stream, Task
@@ -258,18 +259,10 @@ def _build_benchmark(config: StreamConfig, seed: int) -> Stream:
 
 def _trace_root(config: StreamConfig, names: Sequence[str]) -> Path:
     """TRACE's data folder, with a folder per task of the stream: every missing one named at once."""
-    hint = "a folder holding one folder per TRACE task (C-STANCE/, FOMC/, ...) of train.json, eval.json, test.json"
-    if not config.data_root:
-        raise ConfigError(f"stream.data_root: required for benchmark trace ({hint})")
-    root = Path(config.data_root).expanduser()
-    if not root.is_dir():
-        raise ConfigError(f"stream.data_root: {root} is not a folder ({hint})")
-    missing = [name for name in names if not (root / name).is_dir()]
-    if missing:
-        raise ConfigError(
-            f"stream.data_root: {root} has no task folder {', '.join(m + '/' for m in missing)} ({hint})"
-        )
-    return root
+    return benchmark_folder(
+        config, "a folder holding one folder per TRACE task (C-STANCE/, FOMC/, ...) of train.json, eval.json, test.json",
+        "task folder", lambda root: [f"{name}/" for name in names if not (root / name).is_dir()],
+    )
 
 
 def _build_trace(config: StreamConfig, seed: int) -> Stream:

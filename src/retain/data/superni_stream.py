@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Sequence
 
 from retain.config import StreamConfig
+from retain.data.data_root import benchmark_folder
 from retain.data.readers import ReadResult, read_superni
 from retain.data.types import Example, Stream
-from retain.errors import ConfigError
 
 #: Instances per task the papers train on and test on (at most).
 TRAIN_PER_TASK = 1000
@@ -94,18 +94,10 @@ def split_instances(examples: Sequence[Example], seed: int, task: str) -> dict[s
 
 def superni_root(config: StreamConfig, names: Sequence[str]) -> Path:
     """The natural-instructions folder, with a task file for each task: every missing one named at once."""
-    hint = "the natural-instructions repository's folder, holding tasks/<task>.json"
-    if not config.data_root:
-        raise ConfigError(f"stream.data_root: required for benchmark superni ({hint})")
-    root = Path(config.data_root).expanduser()
-    if not root.is_dir():
-        raise ConfigError(f"stream.data_root: {root} is not a folder ({hint})")
-    missing = [name for name in names if not (root / "tasks" / f"{name}.json").is_file()]
-    if missing:
-        raise ConfigError(
-            f"stream.data_root: {root} has no task file {', '.join(f'tasks/{m}.json' for m in missing)} ({hint})"
-        )
-    return root
+    return benchmark_folder(
+        config, "the natural-instructions repository's folder, holding tasks/<task>.json",
+        "task file", lambda root: [f"tasks/{name}.json" for name in names if not (root / "tasks" / f"{name}.json").is_file()],
+    )
 
 
 def build_superni(config: StreamConfig, seed: int) -> Stream:
