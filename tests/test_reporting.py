@@ -16,7 +16,7 @@ from retain.reporting.atomic import atomic_dir, write_bytes_atomic, write_json_a
 from retain.reporting.compare import compare_runs
 from retain.methods.kif.report import plot_unit_heatmap
 from retain.reporting.report import format_matrix_text, render_report
-from retain.reporting.run_folder import RunFolder
+from retain.reporting.run_folder import NoWrites, RunFolder
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -213,3 +213,16 @@ def test_compare_runs(tmp_path):
     assert "* unfinished run" in table
     with pytest.raises(RetainError, match="nowhere"):
         compare_runs([tmp_path / "nowhere"])
+
+
+def test_the_folder_of_other_processes_takes_only_run_folder_writes() -> None:
+    """On a process other than the main one each RunFolder write does nothing; a read or a typo
+    raises, as it would on the main process, instead of passing silently."""
+    writes = {name for name in dir(RunFolder) if name.startswith("write_")}
+    assert {"write_matrix", "write_general", "write_metrics", "write_predictions"} <= writes == NoWrites.WRITES
+    stand_in = NoWrites()
+    for name in writes:
+        assert getattr(stand_in, name)("anything", variant="x") is None
+    for name in ("write_matirx", "read_matrix", "path"):
+        with pytest.raises(AttributeError, match=f"'{name}': not a write method of RunFolder"):
+            getattr(stand_in, name)

@@ -410,10 +410,6 @@ def parse_method_list(methods: list[Any]) -> list[MethodSpec]:
 # Building dataclasses from plain data with key-path error messages.
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
 def _coerce_number(value: Any, path: str, tp: type) -> Any:
     """An int or float from YAML or command-line text. Booleans are refused: YAML reads `yes` as
     True, and True silently becoming 1 would hide a typo."""

@@ -75,7 +75,7 @@ from retain.reporting.scoring import scoring_lines
 from retain.data.chat import configure_chat_template
 from retain.reporting.guard import RunLock, create_run_folder, discard_replaced, restore_replaced, set_aside_run_folder
 from retain.log import make_logger
-from retain.reporting.run_folder import RunFolder
+from retain.reporting.run_folder import NoWrites, RunFolder
 
 
 @dataclass
@@ -94,13 +94,6 @@ class RunResult:
     #: the same model from the run folder
     model: Any = None
     tokenizer: Any = None
-
-
-class _NoWrites:
-    """Stands in for the run folder on processes other than the main one."""
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: None
 
 
 def _make_logger(run_dir: Optional[Path], quiet: bool) -> logging.Logger:
@@ -169,7 +162,7 @@ class ContinualRunner:
         self.notes: list[str] = []  # what the set-up found and did, logged once the log exists
         self.logger: Optional[logging.Logger] = None
         self.hooks = HookDispatcher([])
-        self.folder: Any = _NoWrites()  # the run folder once built (only the main process writes)
+        self.folder: Any = NoWrites()  # the run folder once built (only the main process writes)
         self.accelerator: Optional[Accelerator] = None
         self.step_log: Optional[StepLog] = None  # records for the trackers (train.report_to)
 
@@ -280,7 +273,7 @@ class ContinualRunner:
         run_dir = self._prepare_run_dir(accelerator)
         # Under data parallelism every process trains and evaluates; only the main one writes.
         main = accelerator.is_main_process
-        folder: Any = RunFolder(run_dir) if main else _NoWrites()
+        folder: Any = RunFolder(run_dir) if main else NoWrites()
         logger = self.logger = _make_logger(run_dir if main else None, self.quiet or not main)
         if trackers:
             if self.checkpoint is not None:

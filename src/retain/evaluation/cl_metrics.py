@@ -262,10 +262,6 @@ class GeneralScores:
             if len(row) != len(self.names):
                 raise ValueError(f"a general row has {len(row)} scores for {len(self.names)} sets")
 
-    def add_row(self, scores: ScoresLike, label: str = "") -> None:
-        self.rows.append(_scores_list(scores, self.names, label or "general scores"))
-        self.row_labels.append(label)
-
     @property
     def metric_names(self) -> list[str]:
         from retain.evaluation.metric_info import legacy_metric_name  # noqa: PLC0415
@@ -444,10 +440,3 @@ def compute_cl_metrics(
     result["ap_t"] = running_ap(matrix)
     return result
 
-
-def metric_value(metrics: Mapping[str, Any], key: str) -> Score:
-    """The value of ``key`` in a metrics dict (None when absent or undefined)."""
-    entry = metrics.get(key)
-    if isinstance(entry, Mapping):
-        return _as_score(entry.get("value"))
-    return None

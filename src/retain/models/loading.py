@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -176,7 +175,3 @@ def is_lora_model(model: torch.nn.Module) -> bool:
     from peft import PeftModel
 
     return isinstance(model, PeftModel)
-
-
-def save_tokenizer(tokenizer: Any, path: Path) -> None:
-    tokenizer.save_pretrained(str(path))

@@ -249,6 +249,27 @@ class RunFolder:
             raise RetainError(f"{path}: scores must be numbers ({err})") from err
 
 
+def _no_write(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+class NoWrites:
+    """Stands in for the run folder on processes other than the main one (only the main process
+    writes): each ``write_*`` method of :class:`RunFolder` does nothing, and any other name (a
+    read, a typo) raises AttributeError, as it would on the main process, instead of passing
+    silently. The names come from RunFolder itself, so a new write method needs no edit here."""
+
+    WRITES = frozenset(name for name in vars(RunFolder) if name.startswith("write_") and callable(vars(RunFolder)[name]))
+
+    def __getattr__(self, name: str) -> Any:
+        if name in NoWrites.WRITES:
+            return _no_write
+        raise AttributeError(
+            f"{name!r}: not a write method of RunFolder (on a process other than the main one the run "
+            f"folder takes only {', '.join(sorted(NoWrites.WRITES))})"
+        )
+
+
 def _plain(value: Any) -> Any:
     """Turn tuples, Paths and other mappings into YAML-safe builtins (safe_dump refuses them)."""
     if isinstance(value, Mapping):
