@@ -25,6 +25,7 @@ import torch
 from accelerate.utils import DistributedType
 from tqdm.auto import tqdm
 
+from retain.engine.accelerate_private import start_accumulation_window, step_at_next_micro_batch
 from retain.engine.context import RunContext
 from retain.engine.grad_norms import GradNormWatch
 from retain.engine.hooks import HookDispatcher
@@ -136,7 +137,7 @@ def _steps(
         if planned.weight:
             sources.add(planned.source)
         if position == last:  # the last window steps even when short (see the module docstring)
-            accelerator.step = accelerator.gradient_state.num_steps - 1
+            step_at_next_micro_batch(accelerator)
         with accelerator.accumulate(model):
             loss = loss_of(batch)
             shard_terms = ctx.take_shard_terms()
@@ -243,8 +244,7 @@ def run_extra_steps(ctx: RunContext, extra: ExtraSteps) -> StepStats:
     optimizer = ctx.accelerator.prepare_optimizer(
         torch.optim.AdamW(extra.parameters, lr=extra.lr, betas=tuple(train.betas), weight_decay=0.0)
     )
-    ctx.accelerator.step = 0
-    ctx.accelerator.gradient_state._set_sync_gradients(True)
+    start_accumulation_window(ctx.accelerator)
     ctx.model.train()
     steps = 0
 

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 
 from retain.config import ModelConfig, RunConfig, resolve_dtype
@@ -44,6 +43,7 @@ from retain.engine.task_epochs import phase_epochs, resolve_task_epochs
 from retain.data.types import Stream
 from retain.data.collate import Encoder
 from retain.engine import checkpoint as ckpt
+from retain.engine.accelerate_private import reset_run_state, start_accumulation_window
 from retain.engine.context import RunContext
 from retain.engine.evaluate import evaluate_tasks, on_scoring_device
 from retain.engine.hooks import HookDispatcher
@@ -240,11 +240,8 @@ class ContinualRunner:
         # The written config is the resolved one: the kind, LoRA switch and weight dtype used.
         config.model = replace(model_config, kind=kind, dtype=resolve_dtype(model_config.dtype, config.train.mixed_precision))
         model_config = config.model
-        # Several runs in one process (a notebook, a benchmark) may ask for different precisions;
-        # Accelerate keeps them in a process-wide state, so start each run from a clean one
-        # (the distributed set-up, PartialState, is kept).
-        AcceleratorState._reset_state(reset_partial_state=False)
-        GradientState._reset_state()
+        # Several runs in one process (a notebook, a benchmark) may ask for different precisions.
+        reset_run_state()
         train = config.train
         sharding = requested_mode(train.sharding)
         if sharding != "none" and not train.reset_optimizer_per_task:
@@ -449,8 +446,7 @@ class ContinualRunner:
             self._prepare_phase(ctx, steps)
             if resumed and not config.train.reset_optimizer_per_task and self.checkpoint is not None:
                 self.checkpoint.load_optimizer(ctx.optimizer.optimizer, ctx.scheduler)
-        ctx.accelerator.step = 0
-        ctx.accelerator.gradient_state._set_sync_gradients(True)
+        start_accumulation_window(ctx.accelerator)
         started = time.perf_counter()
         stats = train_phase(ctx, hooks, plan, show_progress=not self.quiet, step_log=self.step_log)
         ctx.unwrapped_model().zero_grad(set_to_none=True)
