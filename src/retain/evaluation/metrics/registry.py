@@ -6,46 +6,26 @@ imported when the stream is built, so a typo fails before any model is loaded.
 
 Importing is running code, so an import path that comes from a run folder (``--resume``,
 ``report``, ``compare``, ``export``: the folder may be someone else's) is imported only when the
-user names it again: inside :func:`importing_only` any other import path is refused.
+user names it again: inside :func:`importing_only` (:mod:`retain.import_paths`, the gate method
+import paths share) any other import path is refused.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from typing import Optional, TypeVar
+from typing import TypeVar
 
 from retain.errors import ConfigError
 from retain.evaluation.metrics.base import METRIC_INPUTS, Metric
 from retain.evaluation.metrics.builtin import Accuracy, Bleu, EditSimilarity, Perplexity, RougeL
 from retain.evaluation.metrics.sari import Sari
 from retain.evaluation.metrics.trace_metrics import TRACE_METRICS
+from retain.import_paths import check_importable, import_object, import_paths_in, importing_only
 
 M = TypeVar("M", bound=type[Metric])
 
 #: registered name -> metric class, in display order.
 METRICS: dict[str, type[Metric]] = {}
-
-#: the import paths that may be imported now (None: any, for a config the user wrote) and where
-#: the refused ones come from (see :func:`importing_only`)
-_importable: Optional[frozenset[str]] = None
-_refused_source = ""
-
-
-@contextlib.contextmanager
-def importing_only(allowed: Iterable[str], source: str) -> Iterator[None]:
-    """Within: only the import paths in ``allowed`` are imported; any other one is a ConfigError
-    that names ``source`` (what the path was read from) and how to trust it."""
-    global _importable, _refused_source
-    saved = _importable, _refused_source
-    _importable = frozenset(allowed) | (_importable or frozenset())
-    _refused_source = source
-    try:
-        yield
-    finally:
-        _importable, _refused_source = saved
 
 
 def register_metric(cls: M) -> M:
@@ -68,41 +48,16 @@ def _check_class(obj: object, spec: str) -> None:
 
 
 def _import_metric(spec: str) -> type[Metric]:
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ConfigError(f"{spec!r}: an import path is 'package.module:ClassName'")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the user's module to fix
-        raise ConfigError(f"{spec}: cannot import module {module_name!r} ({type(exc).__name__}: {exc})") from None
-    obj: object = module
-    for part in attribute.split("."):
-        if not hasattr(obj, part):
-            raise ConfigError(f"{spec}: module {module_name!r} has no attribute {attribute!r}")
-        obj = getattr(obj, part)
+    obj = import_object(spec)
     _check_class(obj, spec)
     return obj  # type: ignore[return-value]
 
 
 def get_metric(spec: str) -> Metric:
     """The metric instance for a registered name or an import path; ConfigError otherwise."""
-    if spec not in METRICS and ":" in spec and _importable is not None and spec not in _importable:
-        raise ConfigError(
-            f"{spec}: an import path read from {_refused_source}; code named by a run folder is never "
-            f"imported: give --allow-import {spec} to trust it"
-        )
+    if spec not in METRICS and ":" in spec:
+        check_importable(spec)
     return _metric_instance(spec)
-
-
-def import_paths_in(data: object) -> list[str]:
-    """Every import-path ``metric`` in a config mapping (nested lists and mappings included): what
-    a caller that wrote the config itself passes as ``allow_imports`` when it resumes the run."""
-    if isinstance(data, dict):
-        found = [v for k, v in data.items() if k == "metric" and isinstance(v, str) and ":" in v]
-        return found + [p for v in data.values() for p in import_paths_in(v)]
-    if isinstance(data, list):
-        return [p for v in data for p in import_paths_in(v)]
-    return []
 
 
 def clear_metric_cache() -> None:
