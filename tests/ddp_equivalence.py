@@ -1,4 +1,5 @@
-"""Runs every registered method on one tiny stream, one after another, in this process group.
+"""Runs every registered method that declares DDP on one tiny stream, one after another, in this
+process group (:func:`method_scenarios`: a method declaring DDP is in, with no list to edit).
 
 Launched by ``tests/test_distributed.py`` twice: in two gloo processes (``torchrun``, batch B,
 ``grad_accum`` 1) and in one process (batch B, ``grad_accum`` 2: the same global batch), so that
@@ -43,21 +44,10 @@ REPLAY = {"ratio": 0.25, "schedule": "interleaved"}
 #: what ``benchmarks/equivalence_settings.py`` varies (other seeds, epochs, a learning rate off by
 #: one part in 1e7), as JSON ``{"seed": N, "train": {...}}``; the tests leave it unset
 VARIED: dict[str, Any] = json.loads(os.environ.get("RETAIN_EQUIVALENCE_VARIED", "{}"))
-#: scenario -> method list (every registered method appears; KIF-M is KIF with a replay buffer)
-SCENARIOS: dict[str, list[Any]] = {
-    "seqft": ["seqft"],
-    "seqlora": ["seqlora"],
-    "single": ["single"],
-    "mtl": ["mtl"],
-    "replay": [{"name": "replay", "ratio": 0.25}],
+#: scenario -> method list beyond one per method (:func:`method_scenarios`): compositions, edge
+#: cases and reported settings (KIF-M is KIF with a replay buffer)
+COMBINATIONS: dict[str, list[Any]] = {
     "replay-interleaved": [{"name": "replay", **REPLAY}],
-    "der": [{"name": "der", "ratio": 0.25}],
-    "seekr": [{"name": "seekr", "ratio": 0.25, "heads": 2, "query_budget": 4}],
-    "ewc": [{"name": "ewc", "lam": 100.0}],
-    "lwf": ["lwf"],
-    "olora": ["olora"],
-    "migu": ["migu"],
-    "kif": ["kif"],
     "kif-m": ["kif", {"name": "replay", "ratio": 0.25}],
     # KIF's own setting: LoRA rank units (rows of A, columns of B), the orthogonality loss, and
     # KIF-M's partially frozen A and B (above: full fine-tuning, one unit per weight matrix)
@@ -80,6 +70,23 @@ SCENARIOS: dict[str, list[Any]] = {
     "uneven-olora": ["olora"],
     "uneven-kif-lora": ["seqlora", "kif"],
 }
+
+
+def method_scenarios() -> dict[str, list[Any]]:
+    """One scenario per registered method that declares data parallelism (``multi_gpu``), named
+    after it and run with its ``test_params``: a new method is in the suite by declaring DDP, with
+    no list to edit here."""
+    from retain.methods.registry import available_methods, supports_mode
+
+    return {
+        name: [{"name": name, **cls.test_params} if cls.test_params else name]
+        for name, cls in sorted(available_methods().items())
+        if supports_mode(cls, "multi_gpu")
+    }
+
+
+#: scenario -> method list: one per registered method that declares DDP, then the combinations
+SCENARIOS: dict[str, list[Any]] = {**method_scenarios(), **COMBINATIONS}
 #: scenario -> the stream / train settings it changes (the rest: STREAM and TRAIN)
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "reported-seqft": REPORTED, "reported-ewc": REPORTED, "uneven-seqft": UNEVEN, "uneven-ewc": UNEVEN,

@@ -21,8 +21,8 @@ def run(
     Returns a :class:`retain.api.RunResult` with the run folder, the matrix and the metrics, and
     the trained model and its tokenizer (``result.model``, ``result.tokenizer``).
     ``stop_after=N`` stops (resumably) after N tasks. ``allow_imports``: on resume, the
-    import-path metrics (``package.module:Class``) of the folder's config that may be imported;
-    a run folder never makes retain import code on its own.
+    import-path metrics and methods (``package.module:Class``) of the folder's config that may be
+    imported; a run folder never makes retain import code on its own.
     """
     from retain.api import run as _run
 

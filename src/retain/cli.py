@@ -134,14 +134,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from retain.data.benchmarks import BENCHMARKS
     from retain.data.readers import FORMATS
     from retain.evaluation.metrics import METRICS
-    from retain.methods.registry import method_table
+    from retain.methods.registry import broken_methods, method_table
     from retain.models.builtin import BUILTIN_MODELS
 
-    print("methods:")
+    print("methods (or an import path package.module:Class):")
     for name, summary, params in method_table():
         print(f"  {name:<10} {summary}")
         for key, default, help_text in describe_fields(params):
             print(f"      {key}={default!r}  {help_text}")
+    for module, error in broken_methods().items():
+        print(f"  (not loaded: module {module} failed to import: {error})")
     print("\nbenchmarks:")
     for name, description in BENCHMARKS.items():
         print(f"  {name:<14} {description}")
@@ -244,15 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name in _READS_RUN_FOLDERS:
         sub.choices[name].add_argument(
             "--allow-import", action="append", default=[], metavar="PACKAGE.MODULE:CLASS",
-            help="import this metric named by a run folder's config (repeatable); a folder, maybe someone "
-                 "else's, never makes retain import code on its own",
+            help="import this metric or method named by a run folder's config (repeatable); a folder, maybe "
+                 "someone else's, never makes retain import code on its own",
         )
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
 
-#: the commands that read run folders, whose configs may name import-path metrics
+#: the commands that read run folders, whose configs may name import-path metrics and methods
 _READS_RUN_FOLDERS = ("run", "report", "compare", "export")
 
 

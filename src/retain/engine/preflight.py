@@ -143,15 +143,16 @@ def prepare(
 ) -> Prepared:
     """Check a run before anything heavy: config, overrides on resume, run folder, data.
 
-    A run folder's config may come from someone else: on resume, an import-path metric it names is
-    imported only when it is in ``allow_imports`` (the CLI's ``--allow-import``).
+    A run folder's config may come from someone else: on resume, an import-path metric or method it
+    names is imported only when it is in ``allow_imports`` (the CLI's ``--allow-import``).
     """
     if resume and overwrite:
         raise RetainError("--resume and --overwrite exclude each other")
     changes: dict[str, tuple[Any, Any]] = {}
     if resume and isinstance(source, (str, Path)) and not Path(source).is_file():
         run_dir = Path(source)
-        # the metrics are imported when the stream is built: the whole check is inside the gate
+        # import-path methods are imported by the name check, metrics when the stream is built:
+        # the whole check is inside the gate
         with importing_only(allow_imports, f"the run folder's {run_dir / CONFIG_FILE}"):
             saved = read_saved_config(run_dir)
             config = read_saved_config(run_dir, overrides) if overrides else saved

@@ -28,6 +28,12 @@ hook                   combination  typical use
 Methods declare what they need (LoRA or full weights, model kinds, distributed modes) and what
 they do, as capabilities (:data:`OWNS_BATCH_SCHEDULE`, :data:`CARRIES_KNOWLEDGE`, ...); the
 engine refuses impossible combinations at start-up by capability, never by method name.
+
+The declarations are safe by default: a method that says nothing runs in a single process only
+(``distributed``: a DDP, FSDP or ZeRO run with it is refused until it declares the mode, which
+also puts it in the shared DDP suite, ``tests/ddp_equivalence.py``), on every model kind
+(``model_kinds``, narrowed by the method where it must be), with the capabilities
+:meth:`Method.capabilities_for` derives from its parameters.
 """
 
 from __future__ import annotations
@@ -42,13 +48,25 @@ import torch
 from retain.config import check_options, option
 from retain.engine.state import Phase
 from retain.methods.common.batch_plan import BatchPlan
+from retain.models.kinds import MODEL_KINDS
 
 if TYPE_CHECKING:
     from retain.data.collate import MicroBatch
     from retain.data.types import Stream
     from retain.engine.context import RunContext
 
-__all__ = ["Method", "NoParams", "Phase", "ExtraSteps", "StepStats", "COMPAT_MODES", "compat_option"]
+__all__ = [
+    "Method", "NoParams", "Phase", "ExtraSteps", "StepStats", "COMPAT_MODES", "compat_option",
+    "DISTRIBUTED_MODES", "SINGLE_PROCESS",
+]
+
+#: every distributed mode a method can declare: Accelerate's distributed types in lower case,
+#: with DeepSpeed named by its ZeRO stage (``zero2``, ``zero3``; see retain.engine.sharding).
+#: ``multi_gpu`` stands for data parallelism on any device (``multi_cpu`` too; see
+#: :func:`retain.methods.registry.supports_mode`).
+DISTRIBUTED_MODES = ("no", "multi_cpu", "multi_gpu", "fsdp", "zero2", "zero3")
+#: what a method that declares nothing supports: one process
+SINGLE_PROCESS = ("no",)
 
 #: decides how a task's micro-batches are formed (at most one method of a run)
 OWNS_BATCH_SCHEDULE = "owns_batch_schedule"
@@ -127,14 +145,20 @@ class Method:
     params_class: ClassVar[type] = NoParams
     #: True: needs LoRA; False: needs full fine-tuning; None: either.
     needs_lora: ClassVar[Optional[bool]] = None
-    model_kinds: ClassVar[tuple[str, ...]] = ("causal", "seq2seq", "classifier")
-    #: distributed modes this method supports: Accelerate's distributed types in lower case, with
-    #: DeepSpeed named by its ZeRO stage (``zero2``, ``zero3``; see retain.engine.sharding).
-    distributed: ClassVar[tuple[str, ...]] = ("no", "multi_cpu", "multi_gpu", "fsdp", "zero2", "zero3")
+    #: model kinds the method runs on: every kind retain knows unless the method narrows it.
+    model_kinds: ClassVar[tuple[str, ...]] = MODEL_KINDS
+    #: distributed modes this method supports (a subset of :data:`DISTRIBUTED_MODES`): one process
+    #: unless the method declares more, once its math is correct there (a declared ``multi_gpu``
+    #: enters the shared DDP suite, which compares 2 processes with 1).
+    distributed: ClassVar[tuple[str, ...]] = SINGLE_PROCESS
     #: why the method cannot run under a mode it leaves out (mode -> reason), shown to the user.
     distributed_refusals: ClassVar[dict[str, str]] = {}
-    #: what the method does, for the start-up checks (the module constants above).
+    #: what the method does, for the start-up checks (the module constants above); an instance's
+    #: are :meth:`capabilities_for` its parameters.
     capabilities: frozenset[str] = frozenset()
+    #: parameters of the method's scenario in the shared DDP suite (``tests/ddp_equivalence.py``)
+    #: where the defaults are too big for a tiny 2-task stream (e.g. a replay ratio).
+    test_params: ClassVar[dict[str, Any]] = {}
     #: a new optimizer per task is required (e.g. parameters change between tasks).
     needs_fresh_optimizer: ClassVar[bool] = False
     #: parameter -> the authors' released code's value, set by ``compat: official`` (see
@@ -145,6 +169,13 @@ class Method:
         self.params = params if params is not None else self.params_class()
         if dataclasses.is_dataclass(self.params):
             check_options(self.params, self.name)  # ranges and choices declared with each option
+        self.capabilities = self.capabilities_for(self.params)
+
+    @classmethod
+    def capabilities_for(cls, params: Any) -> frozenset[str]:
+        """The capabilities of this method with ``params`` (the one place they are derived);
+        default: the class's :attr:`capabilities`, whatever the parameters."""
+        return cls.capabilities
 
     def declares(self, capability: str) -> bool:
         return capability in self.capabilities

@@ -18,7 +18,7 @@ import torch
 
 from retain.config import option
 from retain.errors import ConfigError
-from retain.methods.base import CARRIES_KNOWLEDGE, OWNS_BATCH_SCHEDULE, Method
+from retain.methods.base import CARRIES_KNOWLEDGE, DISTRIBUTED_MODES, OWNS_BATCH_SCHEDULE, Method
 from retain.methods.common.batch_plan import BatchPlan
 from retain.methods.common.replay_buffer import ReplayBuffer, ReplayParams
 from retain.methods.common.teacher_store import TeacherLogits, kl_to_teacher, stored_answer_rows
@@ -51,6 +51,8 @@ class DER(Method):
     summary = "DER++: replay plus KL towards the logits stored when each replayed example's task ended."
     params_class = DerParams
     capabilities = frozenset({OWNS_BATCH_SCHEDULE, CARRIES_KNOWLEDGE})
+    distributed = DISTRIBUTED_MODES
+    test_params = {"ratio": 0.25}
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)

@@ -128,6 +128,7 @@ class EWC(Method):
         "zero3": "EWC's penalty reads every parameter inside the loss; ZeRO-3 partitions them out of the module",
     }
     capabilities = frozenset({CARRIES_KNOWLEDGE})
+    test_params = {"lam": 100.0}
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)

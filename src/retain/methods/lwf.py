@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import torch
 
 from retain.config import option
-from retain.methods.base import CARRIES_KNOWLEDGE, Method
+from retain.methods.base import CARRIES_KNOWLEDGE, DISTRIBUTED_MODES, Method
 from retain.methods.registry import register_method
 from retain.models.kinds import model_kind
 from retain.methods.common.teacher_store import TeacherLogits, kl_to_teacher, stored_answer_rows
@@ -54,6 +54,7 @@ class LwF(Method):
     summary = "Learning without Forgetting: KL to the previous model's outputs on the new task's data."
     params_class = LwfParams
     capabilities = frozenset({CARRIES_KNOWLEDGE})
+    distributed = DISTRIBUTED_MODES
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from retain.errors import MethodError
+from retain.import_paths import is_import_path
 
 _PACKAGE = Path(__file__).resolve().parent
 _INFRASTRUCTURE = {"base", "builtin", "registry", "common", "names"}
@@ -70,16 +71,33 @@ def known_method_names() -> set[str]:
 
 
 def check_method_names(specs: Iterable[Any]) -> None:
-    """The registry's unknown-method error, raised before torch is imported."""
+    """The registry's unknown-method error, raised before torch is imported.
+
+    A method named by import path is imported here (with torch), under the run folder's import
+    gate when the config comes from one (:mod:`retain.import_paths`), so a wrong path or a module
+    that fails to import stops the run before any model is loaded.
+    """
     known = known_method_names()
     for index, spec in enumerate(specs):
-        if spec.name not in known:
+        if is_import_path(spec.name):
+            from retain.methods.registry import method_class  # noqa: PLC0415  (imports torch)
+
+            method_class(spec.name, f"methods[{index}]")
+        elif spec.name not in known:
             raise MethodError(f"methods[{index}]: unknown method {spec.name!r} (registered: {', '.join(sorted(known))})")
 
 
 def shipped_method_names() -> set[str]:
     """Names of the methods that ship with retain (no import of any method module)."""
-    names: set[str] = set()
+    return set(shipped_method_modules())
+
+
+def shipped_method_modules() -> dict[str, str]:
+    """Shipped method name -> the module that registers it (``retain.methods.kif.method``), so
+    that a run imports only the modules of its own methods (:mod:`retain.methods.builtin`)."""
+    modules: dict[str, str] = {}
     for path in _sources():
-        names.update(_registered_names(ast.parse(path.read_text(encoding="utf-8"), str(path))))
-    return names
+        module = ".".join(("retain", "methods", *path.relative_to(_PACKAGE).with_suffix("").parts))
+        for name in _registered_names(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            modules[name] = module.removesuffix(".__init__")
+    return modules

@@ -1,11 +1,20 @@
-"""The method registry and the start-up checks of a method list."""
+"""The method registry, methods by import path, and the start-up checks of a method list.
+
+A method list entry names a registered method (``seekr``) or a :class:`Method` subclass by import
+path (``my_pkg.methods:MyMethod``), which is imported, not registered: from a config the user
+gives at once, from a run folder's config only when allowed (``--allow-import``; see
+:mod:`retain.import_paths`, the gate metrics share). Shipped methods are imported lazily, each
+module on its own (:mod:`retain.methods.builtin`), so one that fails to import breaks only the
+runs that use it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from retain.config import MethodSpec, build_dataclass
-from retain.errors import MethodError
+from retain.errors import ConfigError, MethodError
+from retain.import_paths import check_importable, import_object, is_import_path
 from retain.methods.base import (
     CARRIES_KNOWLEDGE,
     FIXED_PARAMETERS,
@@ -42,13 +51,56 @@ def register_method(cls: type[Method]) -> type[Method]:
     return cls
 
 
-def _load_builtin_methods() -> None:
-    import retain.methods.builtin  # noqa: F401  (registers every shipped method)
-
-
 def available_methods() -> dict[str, type[Method]]:
-    _load_builtin_methods()
+    """Every registered method; a shipped module that fails to import is left out (see
+    :func:`broken_methods`), and its methods are refused only by the runs that name them."""
+    from retain.methods import builtin  # noqa: PLC0415
+
+    builtin.import_all()
     return dict(METHODS)
+
+
+def broken_methods() -> dict[str, str]:
+    """Shipped module -> why it failed to import, for the modules that did."""
+    from retain.methods import builtin  # noqa: PLC0415
+
+    return builtin.import_all()
+
+
+def method_class(name: str, where: str = "methods") -> type[Method]:
+    """The class a method list entry names: a registered name or an import path.
+
+    One-line errors, prefixed with ``where``: an unknown name (with the registered ones), a shipped
+    module that fails to import (named, with its error), and for an import path: one from a run
+    folder that was not allowed, no such module, no such class, not a Method subclass, no name.
+    """
+    if is_import_path(name):
+        return _import_method(name, where)
+    if name not in METHODS:
+        from retain.methods import builtin  # noqa: PLC0415
+
+        failure = builtin.import_module_of(name)
+        if failure:
+            raise MethodError(f"{where}: method {name!r} cannot be loaded: {failure}")
+    if name not in METHODS:
+        raise MethodError(
+            f"{where}: unknown method {name!r} (registered: {', '.join(sorted(available_methods()))}; "
+            "or an import path 'package.module:ClassName')"
+        )
+    return METHODS[name]
+
+
+def _import_method(spec: str, where: str) -> type[Method]:
+    try:
+        check_importable(spec)
+        obj = import_object(spec)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if not (isinstance(obj, type) and issubclass(obj, Method)):
+        raise ConfigError(f"{where}: {spec} is not a method: expected a subclass of retain.methods.base.Method, got {obj!r}")
+    if not obj.name:
+        raise ConfigError(f"{where}: {spec} has no name: give the class a name = '...' (it labels the method in logs and messages)")
+    return obj
 
 
 def resolve_compat(cls: type[Method], params: dict[str, Any]) -> dict[str, Any]:
@@ -65,16 +117,10 @@ def resolve_compat(cls: type[Method], params: dict[str, Any]) -> dict[str, Any]:
 
 def instantiate(specs: list[MethodSpec]) -> list[Method]:
     """Build methods from specs; unknown names and bad parameters name the key."""
-    methods = available_methods()
     built: list[Method] = []
     for index, spec in enumerate(specs):
-        if spec.name not in methods:
-            raise MethodError(
-                f"methods[{index}]: unknown method {spec.name!r} "
-                f"(registered: {', '.join(sorted(methods))})"
-            )
-        cls = methods[spec.name]
-        params = build_dataclass(cls.params_class, resolve_compat(cls, spec.params), f"methods[{index}].{spec.name}")
+        cls = method_class(spec.name, f"methods[{index}]")
+        params = build_dataclass(cls.params_class, resolve_compat(cls, spec.params), f"methods[{index}].{cls.name}")
         built.append(cls(params))
     return built
 
@@ -83,8 +129,9 @@ def instantiate(specs: list[MethodSpec]) -> list[Method]:
 DATA_PARALLEL = ("multi_gpu", "multi_cpu", "multi_xpu", "multi_npu", "multi_mlu", "multi_hpu")
 
 
-def supports_mode(method: Method, distributed: str) -> bool:
-    """Whether ``method`` runs under Accelerate's ``distributed`` type (lower case).
+def supports_mode(method: Method | type[Method], distributed: str) -> bool:
+    """Whether ``method`` (an instance or its class) runs under Accelerate's ``distributed`` type
+    (lower case).
 
     The data-parallel modes are one mode on different devices: a method that declares any of
     them (``multi_gpu`` by convention) runs under all of them, so CPU (gloo) runs can test it.
@@ -95,6 +142,17 @@ def supports_mode(method: Method, distributed: str) -> bool:
     if "deepspeed" in declared:  # a declaration without a stage: the stage every method may claim
         declared.add("zero2")
     return distributed in declared
+
+
+def _undeclared(method: Method, distributed: str) -> str:
+    """Why a mode the method neither declares nor gives a reason for is refused, and how to declare it."""
+    declared = set(method.distributed)
+    said = "single-process runs only (the default)" if declared <= {"no"} else f"{', '.join(method.distributed)} only"
+    mode = "multi_gpu" if distributed in DATA_PARALLEL else distributed  # one declaration for every device
+    return (
+        f"it declares {said}; once it is correct under {distributed}, declare it on the class: "
+        f"distributed = {tuple(dict.fromkeys((*method.distributed, mode)))!r} (modes: retain.methods.base.DISTRIBUTED_MODES)"
+    )
 
 
 def check_combination(methods: list[Method], kind: str, lora: bool, distributed: str = "no") -> None:
@@ -121,11 +179,8 @@ def check_combination(methods: list[Method], kind: str, lora: bool, distributed:
                 f"methods: {method.name} is full fine-tuning; with model.lora.enabled=true use seqlora"
             )
         if not supports_mode(method, distributed):
-            reason = method.distributed_refusals.get(distributed)
-            raise MethodError(
-                f"methods: {method.name} does not support distributed mode {distributed}"
-                + (f": {reason}" if reason else "")
-            )
+            reason = method.distributed_refusals.get(distributed) or _undeclared(method, distributed)
+            raise MethodError(f"methods: {method.name} does not support distributed mode {distributed}: {reason}")
     for first, second, why in INCOMPATIBLE:
         for a in (m for m in methods if m.declares(first)):
             for b in (m for m in methods if m.declares(second) and m is not a):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from retain.methods.base import CARRIES_KNOWLEDGE, OWNS_BATCH_SCHEDULE, Method
+from retain.methods.base import CARRIES_KNOWLEDGE, DISTRIBUTED_MODES, OWNS_BATCH_SCHEDULE, Method
 from retain.methods.common.batch_plan import BatchPlan, interleave_count
 from retain.methods.common.replay_buffer import ReplayBuffer, ReplayParams, sample_buffer
 from retain.methods.registry import register_method
@@ -26,6 +26,8 @@ class Replay(Method):
     summary = "Experience replay: a seeded buffer of earlier tasks' examples mixed into training."
     params_class = ReplayParams
     capabilities = frozenset({OWNS_BATCH_SCHEDULE, CARRIES_KNOWLEDGE})
+    distributed = DISTRIBUTED_MODES
+    test_params = {"ratio": 0.25}
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)

@@ -6,7 +6,7 @@ the start-up checks can refuse e.g. ``seqft`` on a LoRA model.
 
 from __future__ import annotations
 
-from retain.methods.base import Method
+from retain.methods.base import DISTRIBUTED_MODES, Method
 from retain.methods.registry import register_method
 
 
@@ -15,6 +15,7 @@ class SeqFT(Method):
     name = "seqft"
     summary = "Sequential fine-tuning of all weights, task after task (the lower bound)."
     needs_lora = False
+    distributed = DISTRIBUTED_MODES
 
 
 @register_method
@@ -22,3 +23,4 @@ class SeqLoRA(Method):
     name = "seqlora"
     summary = "One LoRA adapter trained on task after task (enables LoRA)."
     needs_lora = True
+    distributed = DISTRIBUTED_MODES

@@ -15,7 +15,7 @@ import torch
 
 from retain.engine.sharding import load_full_weights
 
-from retain.methods.base import RESETS_MODEL, Method
+from retain.methods.base import DISTRIBUTED_MODES, RESETS_MODEL, Method
 from retain.methods.registry import register_method
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ class Single(Method):
     needs_fresh_optimizer = True  # Adam moments of the previous task would leak into the fresh model
     #: refused with every method that carries knowledge or owns the phases (see the registry)
     capabilities = frozenset({RESETS_MODEL})
+    distributed = DISTRIBUTED_MODES
 
     def on_setup(self, ctx: "RunContext") -> None:
         # setup runs before a resume loads the checkpoint, so these are the initial weights.

@@ -148,10 +148,14 @@ class KIF(Method):
     }
     capabilities = frozenset({CARRIES_KNOWLEDGE, FIXED_PARAMETERS})
 
+    @classmethod
+    def capabilities_for(cls, params: Any) -> frozenset[str]:
+        if not params.replay_during_task:  # the run's replay buffers wait for KIF-M's step
+            return cls.capabilities | {REPLAYS_AFTER_TASK}
+        return cls.capabilities
+
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
-        if not self.params.replay_during_task:  # the run's replay buffers wait for KIF-M's step
-            self.capabilities = KIF.capabilities | {REPLAYS_AFTER_TASK}
         self.units: Optional[SkillUnits] = None
         self.families: Optional[torch.Tensor] = None  # rank / matrix units, normalised apart
         self.fusion = "adaptive"

@@ -56,7 +56,7 @@ from retain.methods.seekr.head_importance import (
     random_scores,
     select_heads,
 )
-from retain.methods.base import CARRIES_KNOWLEDGE, OWNS_BATCH_SCHEDULE, Method, compat_option
+from retain.methods.base import CARRIES_KNOWLEDGE, DISTRIBUTED_MODES, OWNS_BATCH_SCHEDULE, Method, compat_option
 from retain.methods.common.batch_plan import BatchPlan
 from retain.methods.common.replay_buffer import ReplayBuffer, ReplayParams
 from retain.methods.registry import register_method
@@ -185,6 +185,8 @@ class Seekr(Method):
     params_class = SeekrParams
     official_values = OFFICIAL
     capabilities = frozenset({OWNS_BATCH_SCHEDULE, CARRIES_KNOWLEDGE})
+    distributed = DISTRIBUTED_MODES
+    test_params = {"ratio": 0.25, "heads": 2, "query_budget": 4}
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
