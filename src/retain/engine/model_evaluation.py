@@ -105,6 +105,7 @@ def _runner_class() -> type:
     """The evaluation runner (defined on first use: it imports torch through the engine)."""
     from retain.engine.evaluate import on_scoring_device  # noqa: PLC0415
     from retain.engine.runner import ContinualRunner, RunResult, empty_general, empty_matrix  # noqa: PLC0415
+    from retain.engine.run_state import RunState  # noqa: PLC0415
     from retain.evaluation.cl_metrics import compute_cl_metrics  # noqa: PLC0415
     from retain.models.loading import LoadedModel, load_model  # noqa: PLC0415
     from retain.reporting.report import format_matrix_text  # noqa: PLC0415
@@ -138,7 +139,8 @@ def _runner_class() -> type:
             ctx, _, folder = self._build()
             stream = ctx.stream
             folder.write_evaluation(self.evaluated.to_dict())
-            matrix, general = empty_matrix(stream, has_initial_row=True), empty_general(stream)
+            state = self.run_state = RunState(empty_matrix(stream, has_initial_row=True), empty_general(stream))
+            matrix, general = state.matrix, state.general
             adapter = f" + adapter {self.evaluated.adapter}" if self.evaluated.adapter else ""
             ctx.logger.info(
                 "evaluation %s: %s model %s%s, no training, %d tasks (%s)", self.config.name, ctx.kind,
@@ -147,7 +149,7 @@ def _runner_class() -> type:
             for line in scoring_lines(stream):
                 ctx.logger.info("%s", line)
             with on_scoring_device(ctx.unwrapped_model(), ctx.device):
-                self._evaluate_row(ctx, matrix, folder, EVALUATED_ROW, None)
+                self._evaluate_row(ctx, state, folder, EVALUATED_ROW, None)
                 if general is not None:
                     with ctx.full_parameters():
                         self._evaluate_general(ctx, general)

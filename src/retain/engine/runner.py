@@ -3,7 +3,9 @@
 The accuracy matrix is written after every phase, and a checkpoint is swapped in atomically right
 after it, so ``retain run --resume`` continues from the last completed phase and ends with the same
 matrix as an uninterrupted run (each phase reseeds from the run seed and its index, so nothing
-depends on RNG state carried through the crash).
+depends on RNG state carried through the crash). Where the run stands (the matrices, general rows,
+step counters and method states) is one :class:`~retain.engine.run_state.RunState`: the checkpoint
+writes it and a resume reads it back.
 
 Preparation contract (data parallelism now, sharded back-ends build on it):
 
@@ -60,6 +62,7 @@ from retain.evaluation.cells import cells_to_evaluate
 from retain.exporting.task_model import save_task_model, task_model_dir
 from retain.evaluation.cl_metrics import AccuracyMatrix, GeneralScores, compute_cl_metrics, never_learned
 from retain.evaluation.lm_eval_general import general_row, is_lm_eval_task
+from retain.engine.run_state import RunState
 from retain.engine.state import Phase, TrainingState
 from retain.engine.progress import bars_allowed
 from retain.engine.grad_norms import clipped_sources_warning
@@ -152,7 +155,7 @@ class ContinualRunner:
         self.overwrite = overwrite
         self.stop_after = stop_after  # stop (resumably) once this many phases are complete
         self.stream = stream  # already read by the preflight checks (None: read it here)
-        self._union: Optional[AccuracyMatrix] = None  # see RunResult.union_matrix
+        self.run_state: Optional[RunState] = None  # the matrices, general rows and progress (engine.run_state)
         self.single_task: Optional[dict[str, float]] = None  # from eval.single_task_reference
         self.lock: Optional[RunLock] = None  # held by the main process for the life of the run
         self.created = False  # this run made (or emptied) the folder: a failed start removes it
@@ -357,31 +360,12 @@ class ContinualRunner:
         if self.single_task is not None:
             folder.write_single_task_scores(self.single_task)
         names = stream.task_names
-        matrix = empty_matrix(stream, config.eval.before_training)
-        general = empty_general(stream)
-        start_phase = 0
         if self.resume and self.checkpoint is not None:
-            state = self.checkpoint.state
-            start_phase = state["completed_phases"]
-            ctx.state.global_step = state["global_step"]
-            matrix = AccuracyMatrix.from_dict(state["matrix"])
-            matrix.task_metrics = matrix.task_metrics or [t.metric for t in stream.tasks]
-            matrix.task_answer_processing = matrix.task_answer_processing or _answer_processing(stream)
-            if matrix.task_names != names:
-                raise RetainError(
-                    f"{ctx.run_dir}: the checkpoint's tasks ({', '.join(matrix.task_names)}) are not the stream's "
-                    f"({', '.join(names)}): did the data files change? The run cannot continue"
-                )
-            if state.get("matrix_union"):
-                self._union = AccuracyMatrix.from_dict(state["matrix_union"])
-            if general is not None and state.get("general"):
-                general = GeneralScores.from_dict(state["general"])
-            for method, method_state in zip(methods, self.checkpoint.method_states()):
-                method.load_state_dict(method_state)
-            self.checkpoint.load_model_weights(ctx.unwrapped_model())
-            logger.info("resuming %s after %d of %d phases", ctx.run_dir, start_phase, len(ctx.phases))
+            run_state = self.run_state = self._resumed_state(ctx, methods)
+            logger.info("resuming %s after %d of %d phases", ctx.run_dir, run_state.completed_phases, len(ctx.phases))
         else:
-            start_phase = 0
+            run_state = self.run_state = RunState(empty_matrix(stream, config.eval.before_training), empty_general(stream))
+        matrix, general, start_phase = run_state.matrix, run_state.general, run_state.completed_phases
         logger.info(
             "run %s: %s model, %s, methods %s, %d tasks (%s)",
             config.name, ctx.kind, config.model.name_or_path,
@@ -395,39 +379,61 @@ class ContinualRunner:
         if start_phase == 0 and not matrix.rows:
             with on_scoring_device(ctx.unwrapped_model(), ctx.device):  # not yet prepared under FSDP
                 if config.eval.before_training:
-                    self._evaluate_row(ctx, matrix, folder, "before training", None)
+                    self._evaluate_row(ctx, run_state, folder, "before training", None)
                 if general is not None:
                     with ctx.full_parameters():
                         self._evaluate_general(ctx, general)
                     folder.write_general(general)
             if config.eval.before_training or general is not None:
-                self._checkpoint(ctx, methods, matrix, general, 0)
+                self._checkpoint(ctx, methods, run_state, 0)
 
         end_phase = len(ctx.phases) if self.stop_after is None else min(len(ctx.phases), self.stop_after)
         for phase_index in range(start_phase, end_phase):
             self._train_one_phase(ctx, methods, phase_index, phase_index == start_phase and self.resume)
-            self._evaluate_row(ctx, matrix, folder, f"after {ctx.phase.name}", ctx.task_index)
+            self._evaluate_row(ctx, run_state, folder, f"after {ctx.phase.name}", ctx.task_index)
             if general is not None:
                 with ctx.full_parameters():
                     self._evaluate_general(ctx, general)
                 folder.write_general(general)
             # Before the checkpoint: a crash in between redoes the phase and writes the model again.
             self._keep_task_model(ctx, phase_index + 1)
-            self._checkpoint(ctx, methods, matrix, general, phase_index + 1)
+            self._checkpoint(ctx, methods, run_state, phase_index + 1)
 
         single = [self.single_task[name] for name in names] if self.single_task is not None else None
         metrics = compute_cl_metrics(matrix, general=general, single_task_scores=single)
         folder.write_metrics(metrics)
         text = format_matrix_text(matrix) + "\n\n" + format_metrics_text(metrics, matrix)
         union_metrics = None
-        if self._union is not None:
-            union_metrics = compute_cl_metrics(self._union)
+        if run_state.union is not None:
+            union_metrics = compute_cl_metrics(run_state.union)
             folder.write_metrics(union_metrics, variant="union")
         self._write_report(ctx, methods)
         return RunResult(
-            ctx.run_dir, matrix, metrics, text, ctx.accelerator.is_main_process, self._union, union_metrics,
+            ctx.run_dir, matrix, metrics, text, ctx.accelerator.is_main_process, run_state.union, union_metrics,
             model=ctx.unwrapped_model(), tokenizer=ctx.tokenizer,
         )
+
+    def _resumed_state(self, ctx: RunContext, methods: list[Method]) -> RunState:
+        """The run state of the verified checkpoint, checked against the stream; the methods'
+        states and the model's weights are restored from it."""
+        assert self.checkpoint is not None
+        stream = ctx.stream
+        state = RunState.from_dict(self.checkpoint.state, self.checkpoint.method_states())
+        matrix = state.matrix
+        matrix.task_metrics = matrix.task_metrics or [t.metric for t in stream.tasks]
+        matrix.task_answer_processing = matrix.task_answer_processing or _answer_processing(stream)
+        if matrix.task_names != stream.task_names:
+            raise RetainError(
+                f"{ctx.run_dir}: the checkpoint's tasks ({', '.join(matrix.task_names)}) are not the stream's "
+                f"({', '.join(stream.task_names)}): did the data files change? The run cannot continue"
+            )
+        # The general rows go on only while the stream has general sets (it may have gained them).
+        state.general = (state.general or empty_general(stream)) if stream.general else None
+        ctx.state.global_step = state.global_step
+        for method, method_state in zip(methods, state.method_states):
+            method.load_state_dict(method_state)
+        self.checkpoint.load_model_weights(ctx.unwrapped_model())
+        return state
 
     def _train_one_phase(self, ctx: RunContext, methods: list[Method], phase_index: int, resumed: bool) -> None:
         config, logger, hooks = self.config, ctx.logger, self._hooks_for(ctx, methods)
@@ -498,28 +504,16 @@ class ContinualRunner:
             self.hooks = HookDispatcher(methods, lambda steps: run_extra_steps(ctx, steps))
         return self.hooks
 
-    def _evaluate_row(self, ctx: RunContext, matrix: AccuracyMatrix, folder: RunFolder, label: str, task_index: Optional[int]) -> None:
+    def _evaluate_row(self, ctx: RunContext, state: RunState, folder: RunFolder, label: str, task_index: Optional[int]) -> None:
+        """Score a row (``task_index`` None: row 0) into ``state``'s matrices and write them."""
+        matrix = state.matrix
         cells = cells_to_evaluate(self.config.eval.cells, len(ctx.stream.tasks), task_index, with_next=matrix.has_initial_row)
         with ctx.full_parameters():
             row = evaluate_tasks(ctx, ctx.stream.tasks, only=cells, name=f"eval row {len(matrix.rows)} ({label})")
-        row_index = len(matrix.rows)
-        matrix.rows.append(row.scores)
-        matrix.row_labels.append(label)
-        if task_index is not None:
-            matrix.phase_task_index.append(task_index)
+        row_index = state.add_row(label, task_index, row.scores, row.union_scores)
         folder.write_matrix(matrix)
-        if row.union_scores is not None:
-            if self._union is None:
-                self._union = AccuracyMatrix(
-                    task_names=matrix.task_names, higher_is_better=matrix.higher_is_better,
-                    row_labels=[], rows=[], has_initial_row=matrix.has_initial_row, phase_task_index=[],
-                    task_metrics=["accuracy"] * len(matrix.task_names),
-                )
-            self._union.rows.append(row.union_scores)
-            self._union.row_labels.append(label)
-            if task_index is not None:
-                self._union.phase_task_index.append(task_index)
-            folder.write_matrix(self._union, variant="union")
+        if state.union is not None and row.union_scores is not None:
+            folder.write_matrix(state.union, variant="union")
         if self.config.eval.save_predictions:
             for name, records in row.predictions.items():
                 if records:
@@ -563,25 +557,22 @@ class ContinualRunner:
         if own:
             ctx.logger.info("general sets: %s  [%.1fs]", scores, row.seconds)
 
-    def _checkpoint(self, ctx: RunContext, methods: list[Method], matrix: AccuracyMatrix, general: Optional[GeneralScores], completed: int) -> None:
+    def _checkpoint(self, ctx: RunContext, methods: list[Method], state: RunState, completed: int) -> None:
+        """Write ``state`` (after ``completed`` phases), the methods' states and the weights."""
         carried = not self.config.train.reset_optimizer_per_task and ctx.optimizer is not None
         ctx.accelerator.wait_for_everyone()
         # On every process: under sharding, gathering the full state dict is a collective.
         full_state = full_state_dict(ctx.accelerator, ctx.model)
+        state.completed_phases, state.global_step = completed, ctx.state.global_step
         if not ctx.accelerator.is_main_process:
             return
+        state.method_states = [m.state_dict() for m in methods]
         ckpt.save_checkpoint(
             ctx.run_dir,
             ctx.unwrapped_model(),
             ctx.lora,
-            {
-                "completed_phases": completed,
-                "global_step": ctx.state.global_step,
-                "matrix": matrix.to_dict(),
-                "matrix_union": self._union.to_dict() if self._union is not None else None,
-                "general": general.to_dict() if general is not None else None,
-            },
-            [m.state_dict() for m in methods],
+            state.to_dict(),
+            state.method_states,
             ctx.optimizer.optimizer if carried else None,
             ctx.scheduler if carried else None,
             state_dict=full_state,

@@ -1,14 +1,14 @@
-"""Where a run stands, as methods see it: the phases and a small serialisable training state.
+"""Where a run stands, as methods see it: the phases and the training progress.
 
 Kept apart from the services of :class:`~retain.engine.context.RunContext` (model, accelerator,
-encoder, ...) so that what a method may read about progress is plain data that can be saved,
-compared and printed; this module imports nothing of the engine or the methods.
+encoder, ...) so that what a method may read about progress is plain data; this module imports
+nothing of the engine or the methods. What a checkpoint saves of it (the global step) is in
+:class:`~retain.engine.run_state.RunState`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -36,11 +36,3 @@ class TrainingState:
     def task_index(self) -> int:
         """The (last) task index of the current phase."""
         return self.phase.task_indices[-1]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainingState":
-        phases = [Phase(**p) for p in data.get("phases", [])]
-        return cls(phases, int(data.get("phase_index", 0)), int(data.get("global_step", 0)), int(data.get("step_in_phase", 0)))
