@@ -12,7 +12,7 @@ import logging
 import random
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -184,9 +184,7 @@ def _build_stream(config: StreamConfig, seed: int) -> Stream:
     if config.benchmark == "trace":
         return _build_trace(config, seed)
     if config.benchmark == "superni":
-        from retain.data.superni_stream import build_superni
-
-        return build_superni(config, seed)
+        return _build_superni(config, seed)
     if config.benchmark in BENCHMARK_ORDERS:
         return _build_benchmark(config, seed)
     if config.benchmark == "custom":
@@ -291,6 +289,42 @@ def _build_trace(config: StreamConfig, seed: int) -> Stream:
 
 # ---------------------------------------------------------------------------------------------
 # Custom tasks and general sets.
+
+
+def _build_superni(config: StreamConfig, seed: int) -> Stream:
+    """The order's tasks, each split by :func:`split_instances` and scored as its paper scores it.
+
+    Label sets are off (every instance is kept and scored from the generated text, as in the
+    papers); ``stream.eval_split`` picks the dev or the test part; ``max_train_per_task`` /
+    ``max_eval_per_task`` cap the parts further.
+    """
+    from retain.data.superni_stream import ACCURACY_TASKS, ORDER_PAPERS, SCORING, read_superni, split_instances, superni_root  # noqa: PLC0415
+
+    order = _order(config)
+    paper, _ = ORDER_PAPERS[order]
+    scoring = SCORING[paper]
+    names = _task_names(config, order)
+    root = superni_root(config, names)
+    tasks = []
+    for name in names:
+        read = read_superni(root / "tasks" / f"{name}.json")
+        parts = split_instances(read.examples, seed, name)
+        metric = scoring.accuracy if name in ACCURACY_TASKS else scoring.rouge
+        task = _make_task(
+            name, _superni_part(read, parts["train"]), _superni_part(read, parts[config.eval_split], skipped=0), config, seed,
+            metric=metric, infer=False,
+        )
+        kind = "exact match" if name in ACCURACY_TASKS else "ROUGE-L"
+        task.metric_reason = f"{paper} scores {name} by {kind} ({scoring.source})"
+        task.answer_processing = scoring.answer_processing
+        task.published_epochs = scoring.epochs
+        tasks.append(task)
+    return Stream(f"superni-order{order}", tasks, _build_general(config, seed))
+
+
+def _superni_part(read: ReadResult, examples: list[Example], skipped: int | None = None) -> ReadResult:
+    """One part of a task file's read result (its left-out records counted once, on train)."""
+    return replace(read, examples=examples, skipped=read.skipped if skipped is None else skipped)
 
 
 def _sources(entries: Sequence[Any], key: str, skip: Any = None) -> list[tuple[str, DataSourceConfig]]:

@@ -7,21 +7,22 @@ The papers train on a few instances of each task, not on a task's whole file; th
 instances per task, the test instances disjoint from the training ones; the tasks with fewer
 instances hold train and test in about 8 : 1 (task1572: 160 and 20, task181: 338 and 43). retain
 draws such a split itself, by the run seed, so that no preprocessed copy is needed: see
-:func:`split_instances`.
+:func:`split_instances`. :mod:`retain.data.benchmarks` builds the stream from these pieces, as it
+builds the other published streams.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from retain.config import StreamConfig
 from retain.data.data_root import benchmark_folder
-from retain.data.readers import ReadResult, read_superni
-from retain.data.types import Example, Stream
+from retain.data.readers import read_superni
+from retain.data.types import Example
 
 #: Instances per task the papers train on and test on (at most).
 TRAIN_PER_TASK = 1000
@@ -100,43 +101,7 @@ def superni_root(config: StreamConfig, names: Sequence[str]) -> Path:
     )
 
 
-def build_superni(config: StreamConfig, seed: int) -> Stream:
-    """The order's tasks, each split by :func:`split_instances` and scored as its paper scores it.
-
-    Label sets are off (every instance is kept and scored from the generated text, as in the
-    papers); ``stream.eval_split`` picks the dev or the test part; ``max_train_per_task`` /
-    ``max_eval_per_task`` cap the parts further.
-    """
-    from retain.data.benchmarks import _build_general, _make_task, _order, _task_names
-
-    order = _order(config)
-    paper, _ = ORDER_PAPERS[order]
-    scoring = SCORING[paper]
-    names = _task_names(config, order)
-    root = superni_root(config, names)
-    tasks = []
-    for name in names:
-        read = read_superni(root / "tasks" / f"{name}.json")
-        parts = split_instances(read.examples, seed, name)
-        metric = scoring.accuracy if name in ACCURACY_TASKS else scoring.rouge
-        task = _make_task(
-            name, _part(read, parts["train"]), _part(read, parts[config.eval_split], skipped=0), config, seed,
-            metric=metric, infer=False,
-        )
-        kind = "exact match" if name in ACCURACY_TASKS else "ROUGE-L"
-        task.metric_reason = f"{paper} scores {name} by {kind} ({scoring.source})"
-        task.answer_processing = scoring.answer_processing
-        task.published_epochs = scoring.epochs
-        tasks.append(task)
-    return Stream(f"superni-order{order}", tasks, _build_general(config, seed))
-
-
-def _part(read: ReadResult, examples: list[Example], skipped: int | None = None) -> ReadResult:
-    """One part of a task file's read result (its left-out records counted once, on train)."""
-    return replace(read, examples=examples, skipped=read.skipped if skipped is None else skipped)
-
-
 __all__ = [
     "ACCURACY_TASKS", "ORDER_PAPERS", "SCORING", "SuperNIScoring", "TEST_PER_TASK", "TRAIN_PER_TASK",
-    "build_superni", "split_instances", "superni_root",
+    "split_instances", "superni_root",
 ]

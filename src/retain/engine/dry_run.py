@@ -92,7 +92,7 @@ def _stream_lines(config: RunConfig, stream: Stream) -> list[str]:
             skipped = f" ({task.skipped_records} records skipped)" if task.skipped_records else ""
             rows.append([f"{kind}{task.name}", task.metric, str(len(task.train)), str(len(task.eval)) + skipped,
                          cut_p, cut_t, _labels_text(task)])
-    from retain.reporting.report import text_table  # noqa: PLC0415
+    from retain.reporting.tables import text_table  # noqa: PLC0415
 
     lines += ["  " + line for line in text_table(header, rows, numeric={2, 3, 4, 5}).splitlines()]
     lines += [f"  {task.name}: {task.metric} because {task.metric_reason}{_processing_text(task)}"

@@ -31,7 +31,7 @@ from retain.reporting.aggregate import (
     summarise_runs,
 )
 from retain.reporting.labels import canonical_methods, differing_keys, flatten_config, format_value, method_label
-from retain.reporting.report import markdown_table
+from retain.reporting.tables import markdown_table
 
 #: config keys that never make two runs different experiments.
 IDENTITY_KEYS = ("seed", "name", "output_dir")

@@ -23,6 +23,7 @@ from retain.evaluation.cl_metrics import (
 from retain.reporting.atomic import write_text_atomic
 from retain.reporting.metric_text import ap_wording, la_wording, matrix_title, never_learned_text, scale_text, scoring_text
 from retain.reporting.run_folder import AP_CURVE_FILE, GENERAL_PLOT_FILE, HEATMAP_FILE, RunFolder
+from retain.reporting.tables import markdown_table, text_table
 
 MISSING = "—"
 
@@ -55,17 +56,6 @@ def metric_rows(metrics: Mapping[str, Any], matrix: Optional[AccuracyMatrix] = N
         definition = str(entry.get("definition", ""))
         rows.append([label, format_score(entry.get("value")), f"{definition}; {note}" if note else definition])
     return rows
-
-
-def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(_md_escape(h) for h in header) + " |",
-             "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _summary_value(value: Any) -> str:
@@ -198,24 +188,6 @@ def render_markdown(
     return "\n".join(parts) + "\n"
 
 
-def text_table(
-    header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Optional[set[int]] = None
-) -> str:
-    """Aligned columns: text left-aligned; the ``numeric`` columns (default: all but the first)
-    right-aligned so that decimal points line up."""
-    numeric = set(range(1, len(header))) if numeric is None else numeric
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(str(c).rjust(w) if i in numeric else str(c).ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    rule = ["-" * w for w in widths]
-    if len(header) - 1 not in numeric:  # a long free-text last column gets a rule as wide as its title
-        rule[-1] = "-" * len(str(header[-1]))
-    return "\n".join([line(header), line(rule), *(line(r) for r in rows)])
-
-
 def format_matrix_text(matrix: AccuracyMatrix) -> str:
     """The matrix as an aligned plain-text table for the terminal."""
     header = ["row", *(_task_header(n, h) for n, h in zip(matrix.task_names, matrix.higher_is_better))]
@@ -244,7 +216,7 @@ def render_report(
     are saved in the folder, and ``None`` reuses the saved ones, so ``retain report`` keeps them.
     """
     from retain.reporting.plots import plot_ap_curve, plot_general, plot_heatmap  # matplotlib only when needed
-    from retain.reporting.scoring import scoring_section
+    from retain.reporting.scoring import scoring_section  # the metric registry only when needed
 
     folder = RunFolder(run_dir)
     if not folder.path.is_dir():

@@ -10,6 +10,7 @@ from typing import Any, Optional, Sequence
 
 from retain.errors import ConfigError
 from retain.evaluation.metrics import get_metric
+from retain.reporting.tables import markdown_table
 
 
 def _describe(spec: str) -> tuple[str, str, str]:
@@ -49,8 +50,6 @@ def scoring_rows(names: Sequence[str], metrics: Sequence[str], kind: str) -> lis
 
 def scoring_section(matrix: Any, general: Optional[Any] = None) -> Optional[tuple[str, str]]:
     """The report's "Scoring" section (None for run folders written before metrics were recorded)."""
-    from retain.reporting.report import markdown_table
-
     rows = scoring_rows(matrix.task_names, matrix.task_metrics, "task") if matrix.task_metrics else []
     if general is not None and getattr(general, "metrics", None):
         rows += scoring_rows(general.names, general.metrics, "general set")

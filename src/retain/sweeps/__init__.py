@@ -16,7 +16,7 @@ import yaml
 from retain.errors import ConfigError
 from retain.reporting.atomic import write_text_atomic
 from retain.reporting.guard import RunLock
-from retain.reporting.report import markdown_table
+from retain.reporting.tables import markdown_table
 from retain.sweeps.execute import SweepRunError, execute_runs, sweep_logger
 from retain.sweeps.plan import PlannedRun, plan_runs, run_state
 from retain.sweeps.spec import SweepSpec, load_spec

@@ -31,7 +31,7 @@ from retain.reporting.aggregate import (
     summarise_runs,
 )
 from retain.reporting.atomic import write_json_atomic, write_text_atomic
-from retain.reporting.report import markdown_table
+from retain.reporting.tables import markdown_table
 from retain.sweeps.plan import PlannedRun
 from retain.sweeps.spec import SweepSpec
 
