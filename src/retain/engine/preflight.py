@@ -19,6 +19,7 @@ from retain.engine.task_epochs import resolve_task_epochs
 from retain.data.types import Stream
 from retain.errors import ConfigError, RetainError
 from retain.evaluation.metrics.registry import importing_only
+from retain.import_paths import is_import_path
 from retain.methods.names import check_method_names
 from retain.reporting.guard import check_links, check_replaceable, probe_lock, recover_replaced
 from retain.reporting.run_folder import CONFIG_FILE, EVALUATION_FILE
@@ -161,9 +162,21 @@ def prepare(
     return _check(make_config(source, overrides), resume, overwrite, changes)
 
 
+def check_method_imports(specs: Iterable[Any]) -> None:
+    """Import the methods named by import path (torch with them), under the run folder's gate
+    when the config comes from one (:mod:`retain.import_paths`), so a wrong path or a module that
+    fails to import stops the run before any model is loaded."""
+    for index, spec in enumerate(specs):
+        if is_import_path(spec.name):
+            from retain.methods.registry import method_class  # noqa: PLC0415  (imports torch)
+
+            method_class(spec.name, f"methods[{index}]")
+
+
 def _check(config: RunConfig, resume: bool, overwrite: bool, changes: dict[str, tuple[Any, Any]]) -> Prepared:
     """The checks every run gets: method names, run folder, data (its metrics included)."""
     check_method_names(config.method_specs())
+    check_method_imports(config.method_specs())
     check_run_folder(config, resume, overwrite)
     stream = build_stream(config.stream, config.seed)
     resolve_task_epochs(config.train, stream)

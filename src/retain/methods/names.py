@@ -71,19 +71,11 @@ def known_method_names() -> set[str]:
 
 
 def check_method_names(specs: Iterable[Any]) -> None:
-    """The registry's unknown-method error, raised before torch is imported.
-
-    A method named by import path is imported here (with torch), under the run folder's import
-    gate when the config comes from one (:mod:`retain.import_paths`), so a wrong path or a module
-    that fails to import stops the run before any model is loaded.
-    """
+    """The registry's unknown-method error, raised before torch is imported (a method named by
+    import path is checked by importing it: :func:`retain.engine.preflight.check_method_imports`)."""
     known = known_method_names()
     for index, spec in enumerate(specs):
-        if is_import_path(spec.name):
-            from retain.methods.registry import method_class  # noqa: PLC0415  (imports torch)
-
-            method_class(spec.name, f"methods[{index}]")
-        elif spec.name not in known:
+        if not is_import_path(spec.name) and spec.name not in known:
             raise MethodError(f"methods[{index}]: unknown method {spec.name!r} (registered: {', '.join(sorted(known))})")
 
 
