@@ -73,15 +73,8 @@ def import_cycles(src: Path = SRC) -> list[list[str]]:
 
 #: cycles known and not yet broken, each with where it runs; the list only shrinks: a new cycle
 #: fails the test (one of these, once broken, should be deleted here)
-KNOWN_CYCLES = [
-    # builtin imports names; names.check_method_names defers an import of registry (for a method
-    # named by import path); registry defers an import of builtin (issue 36, item 3's methods/)
-    ["retain.methods.builtin", "retain.methods.names", "retain.methods.registry"],
-]
-
-
 def test_no_import_cycle_between_retain_modules() -> None:
-    assert [cycle for cycle in import_cycles() if cycle not in KNOWN_CYCLES] == []
+    assert import_cycles() == []
 
 
 def test_the_check_sees_a_deferred_import(tmp_path: Path) -> None:
