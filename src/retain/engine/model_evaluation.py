@@ -64,7 +64,7 @@ def evaluation_config(
     if adapter is not None:
         model = model or adapter_base(adapter)
     if model:
-        config.model = replace(config.model, name_or_path=model, kind=config.model.kind)
+        config.model = replace(config.model, name_or_path=model)
     # An adapter is loaded as it was saved; the config's LoRA settings are for training only.
     config.model = replace(config.model, lora=replace(config.model.lora, enabled=False))
     config.name = name or f"{config.name}-eval"
@@ -103,10 +103,10 @@ def evaluation_text(matrix_text: str, row: list[Optional[float]], general: Any) 
 
 def _runner_class() -> type:
     """The evaluation runner (defined on first use: it imports torch through the engine)."""
-    from retain.engine.evaluate import on_scoring_device  # noqa: PLC0415
     from retain.engine.runner import ContinualRunner, RunResult, empty_general, empty_matrix  # noqa: PLC0415
     from retain.engine.run_state import RunState  # noqa: PLC0415
     from retain.evaluation.cl_metrics import compute_cl_metrics  # noqa: PLC0415
+    from retain.models.kinds import model_kind  # noqa: PLC0415
     from retain.models.loading import LoadedModel, load_model  # noqa: PLC0415
     from retain.reporting.report import format_matrix_text  # noqa: PLC0415
     from retain.reporting.scoring import scoring_lines  # noqa: PLC0415
@@ -122,8 +122,7 @@ def _runner_class() -> type:
             return []
 
         def _load_model(self, model_config: ModelConfig, stream: Stream, seed: int) -> LoadedModel:
-            kind = model_config.kind
-            if kind == "classifier":
+            if model_kind(model_config.kind).classes:  # a head of its own: its classes must fit
                 _check_classifier_labels(model_config, stream)
             loaded = load_model(model_config, stream, seed)
             if self.evaluated.adapter is not None:
@@ -148,12 +147,7 @@ def _runner_class() -> type:
             )
             for line in scoring_lines(stream):
                 ctx.logger.info("%s", line)
-            with on_scoring_device(ctx.unwrapped_model(), ctx.device):
-                self._evaluate_row(ctx, state, folder, EVALUATED_ROW, None)
-                if general is not None:
-                    with ctx.full_parameters():
-                        self._evaluate_general(ctx, general)
-                    folder.write_general(general)
+            self._score_untrained(ctx, state, folder, EVALUATED_ROW)
             metrics = compute_cl_metrics(matrix, general=general)
             folder.write_metrics(metrics)
             self._write_report(ctx, [])

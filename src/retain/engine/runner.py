@@ -377,13 +377,7 @@ class ContinualRunner:
             source = "the tokenizer's own" if config.model.chat_template == "tokenizer" else "model.chat_template's"
             logger.info("prompts: one user turn each, rendered with %s chat template", source)
         if start_phase == 0 and not matrix.rows:
-            with on_scoring_device(ctx.unwrapped_model(), ctx.device):  # not yet prepared under FSDP
-                if config.eval.before_training:
-                    self._evaluate_row(ctx, run_state, folder, "before training", None)
-                if general is not None:
-                    with ctx.full_parameters():
-                        self._evaluate_general(ctx, general)
-                    folder.write_general(general)
+            self._score_untrained(ctx, run_state, folder, "before training" if config.eval.before_training else None)
             if config.eval.before_training or general is not None:
                 self._checkpoint(ctx, methods, run_state, 0)
 
@@ -392,9 +386,7 @@ class ContinualRunner:
             self._train_one_phase(ctx, methods, phase_index, phase_index == start_phase and self.resume)
             self._evaluate_row(ctx, run_state, folder, f"after {ctx.phase.name}", ctx.task_index)
             if general is not None:
-                with ctx.full_parameters():
-                    self._evaluate_general(ctx, general)
-                folder.write_general(general)
+                self._evaluate_general(ctx, general, folder)
             # Before the checkpoint: a crash in between redoes the phase and writes the model again.
             self._keep_task_model(ctx, phase_index + 1)
             self._checkpoint(ctx, methods, run_state, phase_index + 1)
@@ -549,10 +541,23 @@ class ContinualRunner:
         )
         ctx.logger.info("kept the model after task %d/%d in %s (%.1fs)", completed, total, folder, time.perf_counter() - started)
 
-    def _evaluate_general(self, ctx: RunContext, general: GeneralScores) -> None:
+    def _score_untrained(self, ctx: RunContext, state: RunState, folder: RunFolder, label: Optional[str]) -> None:
+        """The rows of the model as loaded: a matrix row labelled ``label`` (None: none) and the
+        general sets' row, scored on the accelerator's device (under FSDP the model is not
+        prepared yet, see :func:`~retain.engine.evaluate.on_scoring_device`)."""
+        with on_scoring_device(ctx.unwrapped_model(), ctx.device):
+            if label is not None:
+                self._evaluate_row(ctx, state, folder, label, None)
+            if state.general is not None:
+                self._evaluate_general(ctx, state.general, folder)
+
+    def _evaluate_general(self, ctx: RunContext, general: GeneralScores, folder: RunFolder) -> None:
+        """One row of the general sets, on gathered parameters, written to general.json."""
         own = [g for g in ctx.stream.general if not is_lm_eval_task(g)]  # lm-eval sets: general_row
-        row = evaluate_tasks(ctx, own, 10_000, name="eval general sets")
-        general.rows.append(general_row(ctx, general, row.scores))
+        with ctx.full_parameters():
+            row = evaluate_tasks(ctx, own, 10_000, name="eval general sets")
+            general.rows.append(general_row(ctx, general, row.scores))
+        folder.write_general(general)
         scores = ", ".join(f"{g.name}={s:.1f}" for g, s in zip(own, row.scores) if s is not None)
         if own:
             ctx.logger.info("general sets: %s  [%.1fs]", scores, row.seconds)
